@@ -1,0 +1,148 @@
+/**
+ * The benchmark harness: scenarios return rows (sockit's figure and a peer's, measured side by
+ * side in the same run), and {@linkcode printTable} prints them with the ratio. Peers that
+ * are not installed are skipped with a note.
+ *
+ * @module
+ */
+
+import { hasCommand } from "../tests/_helpers.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+
+/** One line of the results table. */
+export interface BenchRow {
+  /** What was measured, e.g. "raw TCP throughput via forwarder". */
+  scenario: string;
+  /** Unit of both figures, e.g. "MiB/s". */
+  unit: string;
+  /** sockit's figure. */
+  sockit: number;
+  /** The peer's name, e.g. "socat -b262144". */
+  peerName?: string;
+  /** The peer's figure, when it ran. */
+  peer?: number;
+  /** True when a bigger figure is better (throughput), false for times and memory. */
+  higherIsBetter: boolean;
+  /** Anything worth saying next to the row (a skipped peer, a target). */
+  note?: string;
+}
+
+/** A named benchmark scenario. */
+export interface Scenario {
+  /** Short name used to select it: `deno task bench NAME`. */
+  name: string;
+  /** Runs and resolves the rows. */
+  run(): Promise<BenchRow[]>;
+}
+
+/** Ratio of sockit to the peer, oriented so that above 1 means sockit is better. */
+export function ratio(row: BenchRow): number | undefined {
+  if (row.peer === undefined || row.peer === 0 || row.sockit === 0) return undefined;
+  return row.higherIsBetter ? row.sockit / row.peer : row.peer / row.sockit;
+}
+
+function fmt(n: number | undefined): string {
+  if (n === undefined) return "-";
+  if (n >= 100) return n.toFixed(0);
+  if (n >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+/** Prints the rows as one aligned table on stdout. */
+export function printTable(rows: BenchRow[]): void {
+  const header = ["scenario", "unit", "sockit", "peer", "peer figure", "ratio", "note"];
+  const body = rows.map((r) => {
+    const q = ratio(r);
+    return [
+      r.scenario,
+      r.unit,
+      fmt(r.sockit),
+      r.peerName ?? "-",
+      fmt(r.peer),
+      q === undefined ? "-" : `${q.toFixed(2)}x`,
+      r.note ?? "",
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  console.log(line(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const b of body) console.log(line(b));
+  console.log("\nratio > 1 means sockit is better (faster, or less memory/time).");
+}
+
+/** True when the peer program is installed; otherwise logs that its rows are skipped. */
+export function peerAvailable(program: string): boolean {
+  if (hasCommand(program)) return true;
+  console.error(`bench: ${program} is not installed; its figures are skipped`);
+  return false;
+}
+
+/** Picks a free TCP port on 127.0.0.1 (for peers that cannot report the one they chose). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/** Picks a free UDP port on 127.0.0.1. */
+export function freeUdpPort(): number {
+  const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Waits until something accepts TCP connections on `port` (polling, bounded). */
+export async function waitForTcpPort(port: number, timeoutMs = 10_000): Promise<void> {
+  await withTimeout(
+    (async () => {
+      while (true) {
+        try {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port });
+          c.close();
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })(),
+    timeoutMs,
+    `a listener on port ${port}`,
+  );
+}
+
+/** A background peer process, killed on dispose. */
+export interface PeerProcess extends AsyncDisposable {
+  /** The child. */
+  child: Deno.ChildProcess;
+}
+
+/** Spawns `program args...` with output discarded; kill it by disposing. */
+export function spawnPeer(program: string, args: string[]): PeerProcess {
+  const child = new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return {
+    child,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      await child.status;
+    },
+  };
+}
+
+/** Median of a list of numbers. */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

@@ -1,0 +1,112 @@
+/**
+ * Core benchmark: raw TCP throughput through a forwarder, sockit's copy loop
+ * (`lib/net/copy.ts`) against `socat -b262144`, with the direct connection for reference.
+ *
+ * @module
+ */
+
+import {
+  type BenchRow,
+  freePort,
+  median,
+  peerAvailable,
+  type Scenario,
+  spawnPeer,
+  waitForTcpPort,
+} from "./_harness.ts";
+import { writeAll } from "../lib/net/write_all.ts";
+
+const TOTAL_BYTES = 1024 * 1024 * 1024;
+const RUNS = 3;
+
+/** A sink that reads and discards; resolves the bytes received per connection. */
+function startSink(): { port: number; close(): void; next(): Promise<number> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const resolvers: ((n: number) => void)[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(256 * 1024);
+        let total = 0;
+        let n;
+        while ((n = await conn.read(buf)) !== null) total += n;
+        conn.close();
+        // Readiness probes connect and close at once: only real pushes count.
+        if (total > 0) resolvers.shift()?.(total);
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    close: () => listener.close(),
+    next() {
+      return new Promise<number>((r) => resolvers.push(r));
+    },
+  };
+}
+
+/** Pushes TOTAL_BYTES to `port` and resolves MiB/s measured until the sink has them all. */
+async function pushThrough(port: number, sink: ReturnType<typeof startSink>): Promise<number> {
+  const received = sink.next();
+  const buf = new Uint8Array(256 * 1024).fill(0x5a);
+  const start = performance.now();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  for (let sent = 0; sent < TOTAL_BYTES; sent += buf.length) await writeAll(conn, buf);
+  await conn.closeWrite();
+  const got = await received;
+  const seconds = (performance.now() - start) / 1000;
+  conn.close();
+  if (got !== TOTAL_BYTES) throw new Error(`sink got ${got} of ${TOTAL_BYTES} bytes`);
+  return TOTAL_BYTES / 1024 / 1024 / seconds;
+}
+
+async function rawThroughput(): Promise<BenchRow[]> {
+  const sink = startSink();
+  try {
+    const direct = median(await runs(() => pushThrough(sink.port, sink)));
+    const fwdPort = freePort();
+    let sockit: number;
+    {
+      await using _fwd = spawnPeer(Deno.execPath(), [
+        "run",
+        "-A",
+        new URL("./_forward.ts", import.meta.url).pathname,
+        String(fwdPort),
+        String(sink.port),
+      ]);
+      await waitForTcpPort(fwdPort);
+      sockit = median(await runs(() => pushThrough(fwdPort, sink)));
+    }
+    let peer: number | undefined;
+    if (peerAvailable("socat")) {
+      const port = freePort();
+      await using _socat = spawnPeer("socat", [
+        "-b262144",
+        `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
+        `TCP:127.0.0.1:${sink.port}`,
+      ]);
+      await waitForTcpPort(port);
+      peer = median(await runs(() => pushThrough(port, sink)));
+    }
+    return [{
+      scenario: "raw TCP throughput via forwarder (1 GiB)",
+      unit: "MiB/s",
+      sockit,
+      peerName: "socat -b262144",
+      peer,
+      higherIsBetter: true,
+      note: `direct, no forwarder: ${direct.toFixed(0)} MiB/s`,
+    }];
+  } finally {
+    sink.close();
+  }
+}
+
+async function runs(fn: () => Promise<number>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < RUNS; i++) out.push(await fn());
+  return out;
+}
+
+/** The core scenarios. */
+export const scenarios: Scenario[] = [{ name: "core", run: rawThroughput }];

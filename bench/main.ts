@@ -1,0 +1,31 @@
+/**
+ * `deno task bench [NAME...]`: runs the end-to-end benchmark scenarios (all, or those whose
+ * name is given) and prints one table: sockit's figure, a peer's measured side by side, and
+ * the ratio. Benchmarks are never part of `deno task test`.
+ *
+ * @module
+ */
+
+import { type BenchRow, printTable, type Scenario } from "./_harness.ts";
+import { scenarios as core } from "./core.ts";
+
+const ALL: Scenario[] = [...core];
+
+const wanted = Deno.args;
+const selected = wanted.length ? ALL.filter((s) => wanted.includes(s.name)) : ALL;
+if (selected.length === 0) {
+  console.error(
+    `bench: no scenario named ${wanted.join(", ")}; have ${ALL.map((s) => s.name).join(", ")}`,
+  );
+  Deno.exit(2);
+}
+const rows: BenchRow[] = [];
+for (const s of selected) {
+  console.error(`bench: running ${s.name}...`);
+  try {
+    rows.push(...await s.run());
+  } catch (error) {
+    console.error(`bench: ${s.name} failed: ${error instanceof Error ? error.message : error}`);
+  }
+}
+printTable(rows);

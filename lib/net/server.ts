@@ -1,0 +1,163 @@
+/**
+ * The accept loop every TCP server in sockit shares: a cap on concurrent connections (extra
+ * ones get a refusal from the caller's `onRefused`, not a hang), back-off instead of spinning
+ * when accept fails (out of file descriptors), and a shutdown that stops accepting and waits
+ * (bounded) for the handlers to finish.
+ *
+ * @module
+ */
+
+import { delay } from "./deadline.ts";
+
+/** Defaults of {@linkcode ServeOptions}. */
+export const SERVE_DEFAULTS = {
+  /** Concurrent connections served; 0 means no cap. */
+  maxConnections: 0,
+  /** First pause after a failed accept, in ms; doubles up to 1 s. */
+  acceptBackoffMs: 10,
+} as const;
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /** Concurrent connections; more are handed to `onRefused` and closed. 0: no cap. @default {0} */
+  maxConnections?: number;
+  /** Called for a connection over the cap, before it is closed (e.g. to write a refusal). */
+  onRefused?: (conn: Deno.TcpConn) => Promise<void> | void;
+  /** Called when a handler throws, or accept fails. */
+  onError?: (error: unknown, conn?: Deno.TcpConn) => void;
+}
+
+/** A running accept loop. */
+export interface Server {
+  /** The address the listener is bound to. */
+  readonly addr: Deno.NetAddr;
+  /** Connections currently being handled. */
+  readonly active: ReadonlySet<Deno.TcpConn>;
+  /** Resolves when the accept loop has stopped (after {@linkcode Server.stop}). */
+  readonly done: Promise<void>;
+  /** Stops accepting; resolves once handlers finish or `timeoutMs` passed. */
+  stop(options?: { timeoutMs?: number }): Promise<void>;
+}
+
+/**
+ * Accepts connections on `listener` and runs `handler` for each, concurrently. The handler
+ * owns the connection; it is closed for it if the handler forgets.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serve } from "./server.ts";
+ * const server = serve(Deno.listen({ port: 0 }), async (conn) => {
+ *   await conn.write(new TextEncoder().encode("hi\n"));
+ * }, { maxConnections: 100 });
+ * await server.stop();
+ * ```
+ */
+export function serve(
+  listener: Deno.TcpListener,
+  handler: (conn: Deno.TcpConn) => Promise<void>,
+  options: ServeOptions = {},
+): Server {
+  const opts = { ...SERVE_DEFAULTS, ...options };
+  const active = new Set<Deno.TcpConn>();
+  const running = new Set<Promise<void>>();
+  let stopping = false;
+  const stopSignal = new AbortController();
+
+  const handle = async (conn: Deno.TcpConn) => {
+    active.add(conn);
+    try {
+      await handler(conn);
+    } catch (error) {
+      opts.onError?.(error, conn);
+    } finally {
+      active.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // The handler closed it.
+      }
+    }
+  };
+
+  const refuse = async (conn: Deno.TcpConn) => {
+    try {
+      await opts.onRefused?.(conn);
+    } catch {
+      // Refusal is best effort.
+    }
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  };
+
+  const loop = async () => {
+    let backoff: number = opts.acceptBackoffMs;
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+        backoff = opts.acceptBackoffMs;
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) break;
+        opts.onError?.(error);
+        await delay(backoff, { signal: stopSignal.signal });
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      if (opts.maxConnections > 0 && active.size >= opts.maxConnections) {
+        void refuse(conn);
+        continue;
+      }
+      const p = handle(conn);
+      running.add(p);
+      p.finally(() => running.delete(p));
+    }
+  };
+  const done = loop();
+
+  return {
+    addr: listener.addr,
+    active,
+    done,
+    async stop(stopOptions: { timeoutMs?: number } = {}) {
+      if (!stopping) {
+        stopping = true;
+        stopSignal.abort();
+        try {
+          listener.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await done;
+      const timeoutMs = stopOptions.timeoutMs ?? 5000;
+      await Promise.race([Promise.allSettled([...running]), delay(timeoutMs)]);
+    },
+  };
+}
+
+/**
+ * Resolves with the signal's name on the first SIGINT or SIGTERM, and removes its listeners.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { waitForShutdownSignal } from "./server.ts";
+ * const signal = await waitForShutdownSignal();
+ * console.log(`got ${signal}, shutting down`);
+ * ```
+ */
+export function waitForShutdownSignal(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+    const handlers = signals.map((sig) => {
+      const h = () => {
+        handlers.forEach(([s, fn]) => Deno.removeSignalListener(s, fn));
+        resolve(sig);
+      };
+      Deno.addSignalListener(sig, h);
+      return [sig, h] as const;
+    });
+  });
+}

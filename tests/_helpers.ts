@@ -1,0 +1,368 @@
+/**
+ * Shared test helpers: start a sockit command as a real process and wait for its ready line,
+ * run a command to completion, line clients over real loopback sockets, and skipping of tests
+ * whose Debian peer (ncat, socat, curl...) is not installed.
+ *
+ * @module
+ */
+
+import { BufferedReader } from "../lib/net/buffered_reader.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+import { writeAll } from "../lib/net/write_all.ts";
+
+/** Root folder of the project. */
+export const ROOT: string = new URL("..", import.meta.url).pathname;
+/** main.ts, for spawning sockit. */
+export const MAIN: string = new URL("../main.ts", import.meta.url).pathname;
+/** Default wait for any single event in a test, in ms. */
+export const EVENT_TIMEOUT_MS = 10_000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** True when `name` is an executable on PATH. */
+export function hasCommand(name: string): boolean {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      const info = Deno.statSync(`${dir}/${name}`);
+      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return true;
+    } catch {
+      // Not in this folder.
+    }
+  }
+  return false;
+}
+
+/**
+ * Registers a test that needs the external program `peer`; where it is missing the test is
+ * skipped and its name says so.
+ */
+export function peerTest(peer: string, name: string, fn: () => Promise<void>): void {
+  const present = hasCommand(peer);
+  Deno.test({
+    name: present ? name : `${name} (skipped: ${peer} is not installed)`,
+    ignore: !present,
+    fn,
+  });
+}
+
+/** Lines a process wrote to stderr, with a way to wait for one. */
+class LineLog {
+  lines: string[] = [];
+  #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  #ended = false;
+  #endWaiters: (() => void)[] = [];
+
+  push(line: string): void {
+    this.lines.push(line);
+    this.#waiters = this.#waiters.filter((w) => {
+      const m = line.match(w.re);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#endWaiters.forEach((r) => r());
+  }
+
+  wait(re: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray> {
+    for (const line of this.lines) {
+      const m = line.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    const p = new Promise<RegExpMatchArray>((resolve, reject) => {
+      this.#waiters.push({ re, resolve });
+      const fail = () =>
+        reject(new Error(`process ended before ${what}:\n${this.lines.join("\n")}`));
+      if (this.#ended) fail();
+      else this.#endWaiters.push(fail);
+    });
+    return withTimeout(p, timeoutMs, `${what} (log so far:\n${this.lines.join("\n")})`);
+  }
+}
+
+async function pumpLines(stream: ReadableStream<Uint8Array>, log: LineLog): Promise<void> {
+  let pending = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    let i;
+    while ((i = pending.indexOf("\n")) >= 0) {
+      log.push(pending.slice(0, i));
+      pending = pending.slice(i + 1);
+    }
+  }
+  if (pending) log.push(pending);
+  log.end();
+}
+
+/** A sockit process started by {@linkcode startSockit}. */
+export interface SockitProcess extends AsyncDisposable {
+  /** The child process. */
+  child: Deno.ChildProcess;
+  /** Host from the ready line. */
+  hostname: string;
+  /** Port from the ready line. */
+  port: number;
+  /** stderr lines so far. */
+  stderr: string[];
+  /** stdout lines so far. */
+  stdout: string[];
+  /** Waits for a stderr line matching `re`. */
+  waitForStderr(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Waits for a stdout line matching `re`. */
+  waitForStdout(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Writes to the process's stdin (when started with `stdin: true`). */
+  write(text: string | Uint8Array): Promise<void>;
+  /** Closes the process's stdin. */
+  closeStdin(): Promise<void>;
+  /** Sends a signal and resolves the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+  /** Resolves the exit status. */
+  status: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Spawns `sockit ARGS...` and waits for a `listening on HOST:PORT` line on stderr (unless
+ * `ready: false`). The process is killed on dispose.
+ */
+export async function startSockit(
+  args: string[],
+  options: { ready?: boolean; stdin?: boolean; timeoutMs?: number } = {},
+): Promise<SockitProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    cwd: ROOT,
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const err = new LineLog();
+  const out = new LineLog();
+  const pumps = Promise.all([pumpLines(child.stderr, err), pumpLines(child.stdout, out)]);
+  const status = child.status.then(async (s) => {
+    await pumps;
+    return s;
+  });
+  const stdinWriter = options.stdin ? child.stdin.getWriter() : undefined;
+  let hostname = "";
+  let port = 0;
+  const proc: SockitProcess = {
+    child,
+    get hostname() {
+      return hostname;
+    },
+    get port() {
+      return port;
+    },
+    stderr: err.lines,
+    stdout: out.lines,
+    waitForStderr: (re, ms = EVENT_TIMEOUT_MS) => err.wait(re, ms, `stderr ${re}`),
+    waitForStdout: (re, ms = EVENT_TIMEOUT_MS) => out.wait(re, ms, `stdout ${re}`),
+    async write(text) {
+      await stdinWriter!.write(typeof text === "string" ? encoder.encode(text) : text);
+    },
+    async closeStdin() {
+      await stdinWriter!.close();
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      return await withTimeout(status, EVENT_TIMEOUT_MS, "the process to exit");
+    },
+    status,
+    async [Symbol.asyncDispose]() {
+      try {
+        await stdinWriter?.close();
+      } catch {
+        // Already closed.
+      }
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      await status;
+    },
+  };
+  if (options.ready !== false) {
+    try {
+      const m = await err.wait(
+        /listening on (\[[^\]]+\]|[^\s:]+):(\d+)/,
+        options.timeoutMs ?? 20_000,
+        "the ready line",
+      );
+      hostname = m[1].replace(/^\[|\]$/g, "");
+      port = Number(m[2]);
+    } catch (error) {
+      await proc[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+  return proc;
+}
+
+/** Output of {@linkcode runSockit}. */
+export interface RunResult {
+  /** Exit code. */
+  code: number;
+  /** Everything written to stdout. */
+  stdout: string;
+  /** Everything written to stderr. */
+  stderr: string;
+}
+
+/** Runs `sockit ARGS...` to completion (with optional stdin) within `timeoutMs`. */
+export async function runSockit(
+  args: string[],
+  options: { stdin?: string | Uint8Array; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    cwd: ROOT,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(
+      typeof options.stdin === "string" ? encoder.encode(options.stdin) : options.stdin,
+    );
+    await w.close();
+  }
+  try {
+    const out = await withTimeout(child.output(), options.timeoutMs ?? 60_000, `sockit ${args[0]}`);
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited meanwhile.
+    }
+    throw error;
+  }
+}
+
+/** A TCP client for tests: write text, read lines or bytes, each read with a deadline. */
+export class TestClient implements AsyncDisposable {
+  /** The connection. */
+  readonly conn: Deno.TcpConn;
+  /** Buffered reader over the connection. */
+  readonly reader: BufferedReader;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.reader = new BufferedReader(conn, { bufferSize: 1 << 20 });
+  }
+
+  /** Connects to `port` on 127.0.0.1 (or `hostname`). */
+  static async connect(port: number, hostname = "127.0.0.1"): Promise<TestClient> {
+    return new TestClient(await Deno.connect({ hostname, port }));
+  }
+
+  /** Writes raw bytes or text. */
+  async write(data: string | Uint8Array): Promise<void> {
+    await writeAll(this.conn, typeof data === "string" ? encoder.encode(data) : data);
+  }
+
+  /** Writes `text` and a newline. */
+  async writeLine(text: string): Promise<void> {
+    await this.write(text + "\n");
+  }
+
+  /** Reads one line (without its terminator), or null at end of file, within `timeoutMs`. */
+  async readLine(timeoutMs = EVENT_TIMEOUT_MS): Promise<string | null> {
+    const line = await withTimeout(this.reader.readLine(1 << 19), timeoutMs, "a line");
+    return line === null ? null : decoder.decode(line);
+  }
+
+  /** Reads lines until one matches `re` and returns it; throws on EOF or timeout. */
+  async readLineMatching(re: RegExp, timeoutMs = EVENT_TIMEOUT_MS): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const line = await this.readLine(Math.max(1, deadline - Date.now()));
+      if (line === null) throw new Error(`connection closed before a line matching ${re}`);
+      if (re.test(line)) return line;
+    }
+  }
+
+  /** Reads exactly `n` bytes within `timeoutMs`. */
+  async readBytes(n: number, timeoutMs = EVENT_TIMEOUT_MS): Promise<Uint8Array> {
+    return await withTimeout(this.reader.readExact(n, n), timeoutMs, `${n} bytes`);
+  }
+
+  /** Reads until end of file and returns everything read, within `timeoutMs`. */
+  async readToEnd(timeoutMs = EVENT_TIMEOUT_MS): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    await withTimeout(
+      (async () => {
+        let n;
+        while ((n = await this.reader.read(buf)) !== null) chunks.push(buf.slice(0, n));
+      })(),
+      timeoutMs,
+      "end of file",
+    );
+    const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+    let off = 0;
+    for (const c of chunks) {
+      out.set(c, off);
+      off += c.length;
+    }
+    return out;
+  }
+
+  /** Closes the connection (idempotent). */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Closes on dispose. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+/** Fills a buffer with deterministic pseudo-random bytes (xorshift), fast and seedable. */
+export function pseudoRandomBytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** A reader that hands out `data` in pieces of at most `step` bytes, then EOF. */
+export function trickleReader(
+  data: Uint8Array,
+  step = 1,
+): { read(p: Uint8Array): Promise<number | null> } {
+  let off = 0;
+  return {
+    read(p: Uint8Array) {
+      if (off >= data.length) return Promise.resolve(null);
+      const n = Math.min(step, p.length, data.length - off);
+      p.set(data.subarray(off, off + n));
+      off += n;
+      return Promise.resolve(n);
+    },
+  };
+}

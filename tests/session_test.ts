@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { Session } from "../lib/net/session.ts";
+import { TestClient } from "./_helpers.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+/** Accepts one connection on a fresh loopback listener and runs a session on it. */
+async function sessionPair(
+  options: ConstructorParameters<typeof Session>[1],
+): Promise<{ session: Session; client: TestClient; listener: Deno.TcpListener }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [conn, client] = await Promise.all([
+    listener.accept(),
+    TestClient.connect(listener.addr.port),
+  ]);
+  return { session: new Session(conn, options), client, listener };
+}
+
+Deno.test("Session delivers queued messages in order and closes so the peer sees EOF", async () => {
+  const { session, client, listener } = await sessionPair({});
+  const done = session.run(async (s) => {
+    for (let i = 0; i < 1000; i++) s.send(enc(`line ${i}\n`));
+    await s.close("done");
+  });
+  for (let i = 0; i < 1000; i++) assert.equal(await client.readLine(), `line ${i}`);
+  assert.equal(await client.readLine(), null);
+  assert.equal((await done).reason, "done");
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session closes a peer that never reads once its outbox cap is passed", async () => {
+  const { session, client, listener } = await sessionPair({
+    maxQueuedBytes: 256 * 1024,
+    flushTimeoutMs: 100,
+    farewell: (reason) => enc(`bye: ${reason}\n`),
+  });
+  const chunk = new Uint8Array(64 * 1024);
+  let sent = 0;
+  const info = await session.run(async (s) => {
+    // The client never reads: sooner or later the outbox is over its cap.
+    while (s.send(chunk)) {
+      sent++;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    await s.closed;
+  });
+  assert.match(info.reason, /slow consumer/);
+  assert.ok(session.queuedBytes <= 256 * 1024 + 64 * 1024);
+  assert.ok(sent > 4, `sent ${sent} chunks`);
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session with overflow 'drop' counts what it drops and stays open", async () => {
+  const { session, client, listener } = await sessionPair({
+    maxQueuedBytes: 1024,
+    overflow: "drop",
+  });
+  const done = session.run(async (s) => {
+    // Nothing has been written yet when these are queued, so the cap counts them all.
+    for (let i = 0; i < 20; i++) s.send(new Uint8Array(100).fill(0x61 + (i % 26)));
+    s.send(enc("\n"));
+    await s.reader.readLine(10); // wait for the client's go-ahead
+    await s.close("done");
+  });
+  const line = await client.readLine();
+  assert.equal(line?.length, 1000);
+  assert.equal(session.dropped, 10);
+  assert.equal(session.droppedBytes, 1000);
+  await client.writeLine("go");
+  assert.equal((await done).reason, "done");
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session closes an idle peer after idleTimeoutMs with a farewell", async () => {
+  const { session, client, listener } = await sessionPair({
+    idleTimeoutMs: 200,
+    farewell: (reason) => enc(`closing: ${reason}\n`),
+  });
+  const done = session.run(async (s) => {
+    while ((await s.reader.readLine(100)) !== null) { /* ignore */ }
+  });
+  assert.match((await client.readLine()) ?? "", /closing: idle for more than 200 ms/);
+  assert.equal(await client.readLine(), null);
+  assert.match((await done).reason, /idle/);
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session sends heartbeats while the peer is quiet and keeps a live peer", async () => {
+  const { session, client, listener } = await sessionPair({
+    pingIntervalMs: 50,
+    idleTimeoutMs: 2000,
+    ping: () => enc("PING\n"),
+  });
+  const done = session.run(async (s) => {
+    let line;
+    while ((line = await s.reader.readLine(100)) !== null) {
+      if (new TextDecoder().decode(line) === "quit") break;
+    }
+  });
+  assert.equal(await client.readLine(), "PING");
+  await client.writeLine("PONG");
+  assert.equal(await client.readLine(), "PING");
+  await client.writeLine("quit");
+  assert.equal((await done).reason, "peer closed");
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session reports the peer closing as 'peer closed'", async () => {
+  const { session, client, listener } = await sessionPair({});
+  const done = session.run(async (s) => {
+    while ((await s.reader.readLine(100)) !== null) { /* read to EOF */ }
+  });
+  await client.writeLine("hi");
+  client.close();
+  assert.equal((await done).reason, "peer closed");
+  assert.equal(session.bytesIn, 3);
+  listener.close();
+});
