@@ -1,0 +1,10 @@
+/**
+ * Benchmarks of the transfer tool. Filled in by the transfer issue.
+ *
+ * @module
+ */
+
+import type { Scenario } from "./_harness.ts";
+
+/** The transfer scenarios. */
+export const scenarios: Scenario[] = [];
