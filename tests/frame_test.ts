@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
+import { concatBytes } from "../lib/net/bytes.ts";
 import {
   encodeFrame,
   encodeFrameHeader,
@@ -15,19 +16,9 @@ import {
 } from "../lib/net/errors.ts";
 import { trickleReader } from "./_helpers.ts";
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 Deno.test("readFrame() decodes frames split byte by byte", async () => {
   const every = new Uint8Array(256).map((_, i) => i);
-  const wire = concat(encodeFrame(0x10, every), encodeFrame(0x11), encodeFrame(0x12, every));
+  const wire = concatBytes(encodeFrame(0x10, every), encodeFrame(0x11), encodeFrame(0x12, every));
   const r = new BufferedReader(trickleReader(wire, 1), { bufferSize: 8 });
   const a = await readFrame(r);
   assert.equal(a?.type, 0x10);

@@ -60,6 +60,10 @@ export interface SessionOptions {
   ping?: () => Uint8Array;
   /** Message queued just before a slow-consumer or idle close, e.g. a reason line. */
   farewell?: (reason: string) => Uint8Array | undefined;
+  /** Called once, synchronously, when the session starts closing (for any reason). */
+  onClosing?: (info: CloseInfo) => void;
+  /** Called each time the writer has emptied the outbox. */
+  onDrained?: () => void;
   /** How long {@linkcode Session.close} waits for queued bytes, in ms. @default {2000} */
   flushTimeoutMs?: number;
   /** Read buffer size in bytes. @default {65536} */
@@ -117,7 +121,9 @@ export class Session {
   /** Bytes dropped because the outbox was full (with overflow "drop"). */
   droppedBytes = 0;
 
-  #opts: Required<Omit<SessionOptions, "ping" | "farewell">> & SessionOptions;
+  #opts:
+    & Required<Omit<SessionOptions, "ping" | "farewell" | "onClosing" | "onDrained">>
+    & SessionOptions;
   #queue: Uint8Array[] = [];
   #queueHead = 0;
   #queued = 0;
@@ -231,6 +237,7 @@ export class Session {
     this.#closing = true;
     this.#closeInfo = options.error === undefined ? { reason } : { reason, error: options.error };
     this.#stopTimer();
+    this.#opts.onClosing?.(this.#closeInfo);
     if (options.flush !== false && this.#writer) {
       await this.#waitDrained(this.#opts.flushTimeoutMs);
       if (this.queuedBytes === 0) {
@@ -298,6 +305,8 @@ export class Session {
           this.#queue = [];
           this.#queueHead = 0;
           if (this.#closeInfo && this.#queued === 0) return;
+          if (!this.#closing) this.#opts.onDrained?.();
+          if (this.#queue.length > 0) continue;
           await new Promise<void>((resolve) => (this.#wake = resolve));
           this.#wake = undefined;
           continue;
@@ -321,6 +330,7 @@ export class Session {
         this.#closing = true;
         this.#closeInfo = { reason: `write failed: ${message}`, error };
         this.#stopTimer();
+        this.#opts.onClosing?.(this.#closeInfo);
         this.#finish();
       }
     } finally {

@@ -1,17 +1,164 @@
 /**
- * The `relay` and `chat` subcommands.
+ * The `relay` and `chat` subcommands: option parsing and wiring to {@linkcode Relay} and
+ * {@linkcode runChat}.
  *
  * @module
  */
 
-import type { Command } from "../command.ts";
-import { notImplemented } from "../not_implemented.ts";
+import {
+  type Command,
+  intOption,
+  LISTEN_OPTIONS,
+  listenOptions,
+  sizeOption,
+  stringOption,
+} from "../command.ts";
+import { formatAddress, parseAddress } from "../net/address.ts";
+import { UsageError } from "../net/errors.ts";
+import { waitForShutdownSignal } from "../net/server.ts";
+import { Logger } from "../log.ts";
+import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
+import { Relay, type RelayStats } from "./relay.ts";
+import { runChat } from "./chat.ts";
+
+const D = RELAY_DEFAULTS;
+
+const RELAY_USAGE = `Usage: sockit relay [--host H] [--port P] [options]
+
+A TCP hub: each line (or frame) a client sends goes to every other client in its room,
+prefixed with the sender's name ("[alice] hello"). Clients: nc, telnet, ncat, sockit chat.
+
+Options:
+  --host H             address to bind (default ${D.host}; 0.0.0.0 or :: for all)
+  --port P, -p P       port (default ${D.port}; 0 picks a free one)
+  --framed             binary framed mode (clients: sockit chat --framed)
+  --max-line SIZE      longest line/message accepted (default 64KiB)
+  --max-queue SIZE     bytes queued for one client before it is a slow consumer (default 4MiB)
+  --slow POLICY        slow consumer policy: disconnect (default) or drop (drop and count)
+  --write-timeout MS   a write blocked this long marks a slow consumer (default ${D.writeTimeoutMs})
+  --max-clients N      clients at once; more get a one-line refusal (default ${D.maxClients})
+  --idle-timeout MS    disconnect a client silent this long, 0 = never (default ${D.idleTimeoutMs})
+  --heartbeat MS       framed mode: ping interval; ${D.heartbeatMisses} missed = dropped (default ${D.heartbeatMs})
+  --stats              log counters every --stats-interval seconds (default ${D.statsIntervalSeconds})
+  --stats-interval S   seconds between --stats lines
+
+Client commands: /nick NAME, /join ROOM, /who, /rooms, /quit, /help; "//text" sends "/text".
+
+Example:
+  sockit relay --port 7070 &
+  nc 127.0.0.1 7070`;
+
+function statsLine(s: RelayStats): string {
+  return `clients ${s.clients} (accepted ${s.accepted}, refused ${s.refused}), ` +
+    `messages in ${s.messagesIn}, delivered ${s.delivered}, dropped ${s.dropped}, ` +
+    `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}`;
+}
 
 /** `sockit relay`: a TCP hub that pushes each client's messages to all the others. */
-export const relayCommand: Command = notImplemented(
-  "relay",
-  "TCP hub: pushes each client's lines to all the others",
-);
+export const relayCommand: Command = {
+  name: "relay",
+  summary: "TCP hub: pushes each client's lines to all the others",
+  usage: RELAY_USAGE,
+  options: {
+    ...LISTEN_OPTIONS,
+    framed: { type: "boolean" },
+    "max-line": { type: "string" },
+    "max-queue": { type: "string" },
+    slow: { type: "string" },
+    "write-timeout": { type: "string" },
+    "max-clients": { type: "string" },
+    "idle-timeout": { type: "string" },
+    heartbeat: { type: "string" },
+    stats: { type: "boolean" },
+    "stats-interval": { type: "string" },
+  },
+  async run({ values }) {
+    const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
+    const slow = stringOption(values, "slow", D.slowPolicy);
+    if (slow !== "disconnect" && slow !== "drop") {
+      throw new UsageError(`Cannot parse --slow '${slow}': expected disconnect or drop`);
+    }
+    const log = new Logger("relay", { quiet: !!values.quiet, verbose: !!values.verbose });
+    const options = {
+      framed: !!values.framed,
+      maxLineBytes: sizeOption(values, "max-line", D.maxLineBytes),
+      maxQueuedBytes: sizeOption(values, "max-queue", D.maxQueuedBytes),
+      slowPolicy: slow as SlowClientPolicy,
+      writeTimeoutMs: intOption(values, "write-timeout", D.writeTimeoutMs),
+      maxClients: intOption(values, "max-clients", D.maxClients, { min: 1 }),
+      idleTimeoutMs: intOption(values, "idle-timeout", D.idleTimeoutMs),
+      heartbeatMs: intOption(values, "heartbeat", D.heartbeatMs, { min: 10 }),
+      logger: log,
+    };
+    if (options.maxLineBytes < 1 || options.maxLineBytes > 16 * 1024 * 1024) {
+      throw new UsageError("Cannot use --max-line: expected 1 byte to 16MiB");
+    }
+    const statsEvery = intOption(values, "stats-interval", D.statsIntervalSeconds, { min: 1 });
+    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const relay = new Relay(listener, options);
+    log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");
+    const timer = values.stats
+      ? setInterval(() => log.info(statsLine(relay.stats())), statsEvery * 1000)
+      : undefined;
+    const signal = await waitForShutdownSignal();
+    clearInterval(timer);
+    log.info(`${signal}: shutting down`);
+    await relay.shutdown();
+    log.info(`stopped: ${statsLine(relay.stats())}`);
+    return 0;
+  },
+};
+
+const CHAT_USAGE = `Usage: sockit chat HOST:PORT [--name N] [--room R] [--framed]
+
+Connects to a sockit relay (or any line relay), sends each line read from stdin and prints
+what arrives on stdout. At the end of stdin it sends /quit and exits once the relay closes.
+Exit status: 0 after /quit, 1 when the relay closed the connection first (the reason is
+printed on stderr).
+
+Options:
+  --name N     take this name (/nick N) once connected
+  --room R     join this room (/join R) once connected
+  --framed     speak the relay's framed protocol (relay started with --framed)
+
+Example:
+  printf 'hello\\nworld\\n' | sockit chat 127.0.0.1:7070 --name alice`;
 
 /** `sockit chat`: the relay's client. */
-export const chatCommand: Command = notImplemented("chat", "Client for the relay");
+export const chatCommand: Command = {
+  name: "chat",
+  summary: "Client for the relay: stdin lines out, messages to stdout",
+  usage: CHAT_USAGE,
+  allowPositionals: true,
+  options: {
+    name: { type: "string" },
+    room: { type: "string" },
+    framed: { type: "boolean" },
+  },
+  async run({ values, positionals }) {
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length
+          ? `Expected one address, got ${positionals.length}`
+          : "Missing HOST:PORT",
+      );
+    }
+    const target = parseAddress(positionals[0]);
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: target.hostname, port: target.port });
+    } catch (error) {
+      throw new Error(
+        `Cannot connect to ${formatAddress(target)}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const result = await runChat(conn, {
+      name: stringOption(values, "name"),
+      room: stringOption(values, "room"),
+      framed: !!values.framed,
+    });
+    if (result.code !== 0) console.error(`sockit chat: connection closed: ${result.reason}`);
+    return result.code;
+  },
+};

@@ -1,0 +1,489 @@
+/**
+ * The relay server: a TCP hub that pushes what one client sends to every other client in the
+ * same room. Each client is a {@linkcode Session} (reader, bounded writer, handler), so one
+ * client that stops reading never slows the others (see `limits.ts` for the policy).
+ *
+ * @module
+ */
+
+import { formatAddress } from "../net/address.ts";
+import { withTimeout } from "../net/deadline.ts";
+import { LimitError, ProtocolError } from "../net/errors.ts";
+import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
+import { serve, type Server } from "../net/server.ts";
+import { type CloseInfo, Session } from "../net/session.ts";
+import { concatBytes } from "../net/bytes.ts";
+import { writeAll } from "../net/write_all.ts";
+import type { Logger } from "../log.ts";
+import {
+  GENERATED_NAME_PATTERN,
+  NAME_PATTERN,
+  RELAY_DEFAULTS,
+  ROOM_PATTERN,
+  type SlowClientPolicy,
+} from "./limits.ts";
+import {
+  encodeDeliverPayload,
+  encodeLineDeliver,
+  encodeLineNotice,
+  encodeWelcomePayload,
+  RELAY_PROTOCOL,
+  RELAY_PROTOCOL_VERSION,
+  RelayFrame,
+} from "./protocol.ts";
+
+/** Options for {@linkcode startRelay}; defaults in {@linkcode RELAY_DEFAULTS}. */
+export interface RelayOptions {
+  /** Binary framed mode instead of lines. @default {false} */
+  framed?: boolean;
+  /** Longest line or message, in bytes. @default {65536} */
+  maxLineBytes?: number;
+  /** Outbox cap per client, in bytes. @default {4 MiB} */
+  maxQueuedBytes?: number;
+  /** What to do with a client whose outbox is full. @default {"disconnect"} */
+  slowPolicy?: SlowClientPolicy;
+  /** A write blocked this long marks a slow consumer, in ms. @default {30000} */
+  writeTimeoutMs?: number;
+  /** Clients at once. @default {1024} */
+  maxClients?: number;
+  /** Close a client silent this long, in ms; 0 disables. @default {0} */
+  idleTimeoutMs?: number;
+  /** Framed mode heartbeat interval, in ms. @default {15000} */
+  heartbeatMs?: number;
+  /** Framed mode: heartbeats missed before a client is dropped. @default {3} */
+  heartbeatMisses?: number;
+  /** How long shutdown waits for queued messages, in ms. @default {2000} */
+  shutdownFlushMs?: number;
+  /** Where connection events go. */
+  logger?: Logger;
+}
+
+/** Counters of a running relay. */
+export interface RelayStats {
+  /** Clients connected now (not counting those being disconnected). */
+  clients: number;
+  /** Clients accepted since start. */
+  accepted: number;
+  /** Connections refused because the relay was full. */
+  refused: number;
+  /** Messages (lines or frames) received from clients. */
+  messagesIn: number;
+  /** Message copies queued to recipients. */
+  delivered: number;
+  /** Message copies dropped for slow clients (policy "drop"). */
+  dropped: number;
+  /** Clients disconnected as slow consumers. */
+  slowDisconnects: number;
+  /** Bytes read from clients. */
+  bytesIn: number;
+  /** Bytes written to clients. */
+  bytesOut: number;
+}
+
+/** How one mode encodes what the relay sends. */
+interface Codec {
+  deliver(from: string, room: string, data: Uint8Array): Uint8Array;
+  notice(text: string): Uint8Array;
+  welcome(name: string, room: string): Uint8Array;
+  farewell(reason: string): Uint8Array;
+}
+
+const LINE_CODEC: Codec = {
+  deliver: (from, _room, data) => encodeLineDeliver(from, data),
+  notice: encodeLineNotice,
+  welcome: (name, room) =>
+    encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
+  farewell: (reason) => encodeLineNotice(`disconnected: ${reason}`),
+};
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const FRAME_CODEC: Codec = {
+  deliver: (from, room, data) =>
+    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, data)),
+  notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
+  welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
+  farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
+};
+
+interface Client {
+  name: string;
+  room: string;
+  session: Session;
+  peer: string;
+  reportedDrops: number;
+  quit: boolean;
+}
+
+const HELP_TEXT = [
+  "commands: /nick NAME (rename), /join ROOM (change room), /who (who is here),",
+  "/rooms (rooms and sizes), /quit (leave), /help; start a message with // to send a leading /",
+].join(" ");
+
+/** How long a framed client has to send its hello, in ms. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+/**
+ * A running relay: the accept loop, the clients, their rooms and the counters.
+ *
+ * @example Start a relay on a free port and stop it
+ * ```ts ignore
+ * import { Relay } from "./relay.ts";
+ * const relay = new Relay(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {});
+ * console.log(relay.addr.port);
+ * await relay.shutdown();
+ * ```
+ */
+export class Relay {
+  /** Bound address. */
+  readonly addr: Deno.NetAddr;
+  #opts: Required<Omit<RelayOptions, "logger">>;
+  #log: Logger | undefined;
+  #codec: Codec;
+  #server: Server;
+  #clients = new Set<Client>();
+  #names = new Map<string, Client>();
+  #rooms = new Map<string, Set<Client>>();
+  #nextUser = 1;
+  #closedBytesIn = 0;
+  #closedBytesOut = 0;
+  #stats = {
+    accepted: 0,
+    refused: 0,
+    messagesIn: 0,
+    delivered: 0,
+    dropped: 0,
+    slowDisconnects: 0,
+  };
+  #shuttingDown = false;
+
+  /** Starts serving on `listener`. */
+  constructor(listener: Deno.TcpListener, options: RelayOptions = {}) {
+    const { logger, ...rest } = options;
+    this.#opts = {
+      framed: false,
+      maxLineBytes: RELAY_DEFAULTS.maxLineBytes,
+      maxQueuedBytes: RELAY_DEFAULTS.maxQueuedBytes,
+      slowPolicy: RELAY_DEFAULTS.slowPolicy,
+      writeTimeoutMs: RELAY_DEFAULTS.writeTimeoutMs,
+      maxClients: RELAY_DEFAULTS.maxClients,
+      idleTimeoutMs: RELAY_DEFAULTS.idleTimeoutMs,
+      heartbeatMs: RELAY_DEFAULTS.heartbeatMs,
+      heartbeatMisses: RELAY_DEFAULTS.heartbeatMisses,
+      shutdownFlushMs: RELAY_DEFAULTS.shutdownFlushMs,
+      ...rest,
+    };
+    this.#log = logger;
+    this.#codec = this.#opts.framed ? FRAME_CODEC : LINE_CODEC;
+    this.addr = listener.addr;
+    this.#server = serve(listener, (conn) => this.#handle(conn), {
+      maxConnections: this.#opts.maxClients,
+      onRefused: (conn) => this.#refuse(conn),
+      onError: (error) => this.#log?.warn(`accept failed: ${(error as Error).message}`),
+    });
+  }
+
+  /** A snapshot of the counters. */
+  stats(): RelayStats {
+    let bytesIn = this.#closedBytesIn;
+    let bytesOut = this.#closedBytesOut;
+    let clients = 0;
+    for (const c of this.#clients) {
+      bytesIn += c.session.bytesIn;
+      bytesOut += c.session.bytesOut;
+      if (!c.session.closing) clients++;
+    }
+    return { clients, ...this.#stats, bytesIn, bytesOut };
+  }
+
+  /**
+   * Stops accepting, tells every client `reason`, flushes what is queued (bounded by
+   * `shutdownFlushMs`) and closes them all.
+   */
+  async shutdown(reason = "server shutting down"): Promise<void> {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    const stopping = this.#server.stop({ timeoutMs: this.#opts.shutdownFlushMs + 1000 });
+    await Promise.all(
+      [...this.#clients].map((c) =>
+        c.session.close(reason, { farewell: this.#codec.farewell(reason) })
+      ),
+    );
+    await stopping;
+  }
+
+  async #refuse(conn: Deno.TcpConn): Promise<void> {
+    this.#stats.refused++;
+    const text = `server full (${this.#opts.maxClients} clients), try again later`;
+    this.#log?.info(`refused ${peerOf(conn)}: ${text}`);
+    const bytes = this.#opts.framed
+      ? concatBytes(
+        encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
+        encodeFrame(ControlFrame.Error, encoder.encode(text)),
+      )
+      : encodeLineNotice(text);
+    await withTimeout(writeAll(conn, bytes), 1000, "the refusal to be sent");
+  }
+
+  async #handle(conn: Deno.TcpConn): Promise<void> {
+    conn.setNoDelay(true);
+    const o = this.#opts;
+    const peer = peerOf(conn);
+    const heartbeatDeadline = o.framed ? o.heartbeatMs * o.heartbeatMisses : 0;
+    const idle = [o.idleTimeoutMs, heartbeatDeadline].filter((ms) => ms > 0);
+    const session = new Session(conn, {
+      maxQueuedBytes: o.maxQueuedBytes,
+      overflow: o.slowPolicy === "drop" ? "drop" : "close",
+      writeTimeoutMs: o.writeTimeoutMs,
+      idleTimeoutMs: idle.length ? Math.min(...idle) : 0,
+      pingIntervalMs: o.framed ? o.heartbeatMs : 0,
+      ping: () => encodeFrame(ControlFrame.Ping),
+      farewell: (reason) => this.#codec.farewell(reason),
+      flushTimeoutMs: o.shutdownFlushMs,
+      onClosing: (info) => {
+        if (client) this.#depart(client, info);
+      },
+      onDrained: () => {
+        if (client) this.#reportDrops(client);
+      },
+      // A whole line (plus CRLF) must fit in the read buffer.
+      readBufferSize: o.framed ? 64 * 1024 : o.maxLineBytes + 2,
+    });
+    this.#stats.accepted++;
+    let client: Client | undefined;
+    const info = await session.run(async (s) => {
+      try {
+        if (o.framed) {
+          s.send(encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION));
+          await withTimeout(
+            readHello(s.reader, RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
+            HELLO_TIMEOUT_MS,
+            "the client's hello",
+          );
+        }
+        if (this.#shuttingDown) return;
+        client = this.#register(s, peer);
+        if (o.framed) await this.#readFrames(client);
+        else await this.#readLines(client);
+      } catch (error) {
+        if (
+          error instanceof ProtocolError || error instanceof Error && error.name === "TimeoutError"
+        ) {
+          s.send(
+            o.framed
+              ? encodeFrame(ControlFrame.Error, encoder.encode(error.message))
+              : encodeLineNotice(`error: ${error.message}`),
+          );
+        }
+        throw error;
+      }
+    });
+    this.#closedBytesIn += session.bytesIn;
+    this.#closedBytesOut += session.bytesOut;
+    if (client) {
+      this.#clients.delete(client);
+      const s = client.session;
+      this.#log?.info(
+        `${client.name} disconnected: ${client.quit ? "quit" : info.reason} ` +
+          `(in ${s.bytesIn} B, out ${s.bytesOut} B)`,
+      );
+    } else if (info.error) this.#log?.warn(`${peer}: ${info.reason}`);
+  }
+
+  #register(session: Session, peer: string): Client {
+    let name: string;
+    do name = `user${this.#nextUser++}`; while (this.#names.has(name.toLowerCase()));
+    const client: Client = {
+      name,
+      room: RELAY_DEFAULTS.defaultRoom,
+      session,
+      peer,
+      reportedDrops: 0,
+      quit: false,
+    };
+    this.#clients.add(client);
+    this.#names.set(name.toLowerCase(), client);
+    session.send(this.#codec.welcome(client.name, client.room));
+    this.#enterRoom(client, client.room);
+    this.#log?.info(`${name} connected from ${peer}`);
+    return client;
+  }
+
+  /** Takes a closing client out of its room at once, so nothing more is queued to it. */
+  #depart(client: Client, info: CloseInfo): void {
+    this.#names.delete(client.name.toLowerCase());
+    const reason = client.quit ? "quit" : info.reason;
+    this.#leaveRoom(client, `${client.name} left (${reason})`);
+    if (info.reason.startsWith("slow consumer")) this.#stats.slowDisconnects++;
+  }
+
+  /** Drop policy: once a client's outbox has drained, tell it how many messages it missed. */
+  #reportDrops(client: Client): void {
+    const s = client.session;
+    if (s.dropped <= client.reportedDrops) return;
+    const missed = s.dropped - client.reportedDrops;
+    client.reportedDrops = s.dropped;
+    this.#tell(
+      client,
+      `you missed ${missed} message${missed === 1 ? "" : "s"} (your outbox was full)`,
+    );
+  }
+
+  #enterRoom(client: Client, room: string): void {
+    let members = this.#rooms.get(room);
+    if (!members) this.#rooms.set(room, members = new Set());
+    client.room = room;
+    this.#notice(members, `${client.name} joined ${room}`);
+    members.add(client);
+  }
+
+  #leaveRoom(client: Client, text: string): void {
+    const members = this.#rooms.get(client.room);
+    if (!members) return;
+    members.delete(client);
+    if (members.size === 0) this.#rooms.delete(client.room);
+    else this.#notice(members, text);
+  }
+
+  #notice(members: Iterable<Client>, text: string): void {
+    const bytes = this.#codec.notice(text);
+    for (const m of members) m.session.send(bytes);
+  }
+
+  #tell(client: Client, text: string): void {
+    client.session.send(this.#codec.notice(text));
+  }
+
+  /** Queues one message to every other member of the sender's room. */
+  #broadcast(from: Client, data: Uint8Array): void {
+    this.#stats.messagesIn++;
+    const members = this.#rooms.get(from.room);
+    if (!members || members.size < 2) return;
+    const bytes = this.#codec.deliver(from.name, from.room, data);
+    for (const m of members) {
+      if (m === from) continue;
+      if (m.session.send(bytes)) this.#stats.delivered++;
+      else if (!m.session.closing) this.#stats.dropped++;
+    }
+  }
+
+  async #readLines(client: Client): Promise<void> {
+    const reader = client.session.reader;
+    const max = this.#opts.maxLineBytes;
+    while (true) {
+      let line: Uint8Array | null;
+      try {
+        line = await reader.readLine(max, { partialAtEof: true });
+      } catch (error) {
+        if (!(error instanceof LimitError)) throw error;
+        this.#tell(client, `line refused: longer than ${max} bytes`);
+        this.#log?.info(`${client.name}: refused a line longer than ${max} bytes`);
+        if (!(await reader.skipLine())) return;
+        continue;
+      }
+      if (line === null) return;
+      if (line[0] === 0x2f /* "/" */) {
+        if (line[1] === 0x2f) this.#broadcast(client, line.subarray(1));
+        else if (!this.#command(client, decoder.decode(line))) return;
+      } else {
+        this.#broadcast(client, line);
+      }
+    }
+  }
+
+  async #readFrames(client: Client): Promise<void> {
+    const s = client.session;
+    while (true) {
+      const frame = await readFrame(s.reader, { maxPayload: this.#opts.maxLineBytes });
+      if (frame === null) return;
+      switch (frame.type) {
+        case RelayFrame.Message:
+          this.#broadcast(client, frame.payload);
+          break;
+        case RelayFrame.Command:
+          if (!this.#command(client, decoder.decode(frame.payload))) return;
+          break;
+        case ControlFrame.Ping:
+          s.send(encodeFrame(ControlFrame.Pong, frame.payload));
+          break;
+        case ControlFrame.Pong:
+          break;
+        case ControlFrame.Bye:
+          return;
+        default:
+          throw new ProtocolError(`Cannot handle frame: unknown type 0x${frame.type.toString(16)}`);
+      }
+    }
+  }
+
+  /** Runs a command line; resolves false when the client asked to leave. */
+  #command(client: Client, text: string): boolean {
+    const [cmd, ...args] = text.trim().split(/\s+/);
+    const arg = args.join(" ");
+    const max = RELAY_DEFAULTS.maxNameLength;
+    switch (cmd.toLowerCase()) {
+      case "/nick": {
+        if (!arg || arg.length > max || !NAME_PATTERN.test(arg)) {
+          this.#tell(client, `cannot rename: use 1 to ${max} letters, digits, '_', '.' or '-'`);
+        } else if (GENERATED_NAME_PATTERN.test(arg)) {
+          this.#tell(
+            client,
+            `cannot rename to ${arg}: names like user1 are handed out by the relay`,
+          );
+        } else if (
+          this.#names.has(arg.toLowerCase()) && arg.toLowerCase() !== client.name.toLowerCase()
+        ) {
+          this.#tell(client, `cannot rename to ${arg}: the name is taken`);
+        } else {
+          const old = client.name;
+          this.#names.delete(old.toLowerCase());
+          this.#names.set(arg.toLowerCase(), client);
+          client.name = arg;
+          const members = this.#rooms.get(client.room) ?? [];
+          this.#notice([...members].filter((m) => m !== client), `${old} is now ${arg}`);
+          client.session.send(this.#codec.welcome(client.name, client.room));
+          this.#log?.info(`${old} is now ${arg}`);
+        }
+        return true;
+      }
+      case "/join": {
+        if (!arg || arg.length > max || !ROOM_PATTERN.test(arg)) {
+          this.#tell(
+            client,
+            `cannot join: a room name is 1 to ${max} letters, digits, '_', '.' or '-'`,
+          );
+        } else if (arg !== client.room) {
+          this.#leaveRoom(client, `${client.name} left for another room`);
+          this.#enterRoom(client, arg);
+          client.session.send(this.#codec.welcome(client.name, client.room));
+        }
+        return true;
+      }
+      case "/who": {
+        const names = [...(this.#rooms.get(client.room) ?? [])].map((m) => m.name).sort();
+        this.#tell(client, `in ${client.room}: ${names.join(", ")}`);
+        return true;
+      }
+      case "/rooms": {
+        const rooms = [...this.#rooms].map(([r, m]) => `${r} (${m.size})`).sort();
+        this.#tell(client, `rooms: ${rooms.join(", ")}`);
+        return true;
+      }
+      case "/help":
+        this.#tell(client, HELP_TEXT);
+        return true;
+      case "/quit":
+        this.#tell(client, "bye");
+        client.quit = true;
+        return false;
+      default:
+        this.#tell(client, `unknown command ${cmd}; /help lists commands`);
+        return true;
+    }
+  }
+}
+
+function peerOf(conn: Deno.TcpConn): string {
+  return formatAddress(conn.remoteAddr);
+}

@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { peerTest, runSockit, startSockit, TestClient } from "./_helpers.ts";
+
+async function join(port: number): Promise<{ client: TestClient; name: string }> {
+  const client = await TestClient.connect(port);
+  const m = (await client.readLine())?.match(/^\* welcome (\S+),/);
+  assert.ok(m, "welcome line");
+  return { client, name: m[1] };
+}
+
+Deno.test("sockit relay announces SIGTERM shutdown to clients and exits 0", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  await using a = await join(relay.port).then((j) => j.client);
+  const status = await relay.stop("SIGTERM");
+  assert.equal(await a.readLine(), "* disconnected: server shutting down");
+  assert.equal(await a.readLine(), null);
+  assert.equal(status.code, 0);
+  assert.ok(relay.stderr.some((l) => /stopped: clients/.test(l)));
+});
+
+Deno.test("sockit chat sends piped lines, then leaves cleanly with exit 0", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  const { client } = await join(relay.port);
+  const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--name", "alice"], {
+    stdin: "a\nb\n",
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await client.readLineMatching(/^\[/), "[alice] a");
+  assert.equal(await client.readLineMatching(/^\[/), "[alice] b");
+  assert.match(await client.readLineMatching(/left/), /alice left \(quit\)/);
+  client.close();
+});
+
+Deno.test("sockit chat prints what arrives and says why the relay closed", async () => {
+  await using relay = await startSockit(["relay", "--port", "0", "--idle-timeout", "300"]);
+  await using chat = await startSockit(["chat", `127.0.0.1:${relay.port}`, "--name", "bob"], {
+    ready: false,
+    stdin: true,
+  });
+  await chat.waitForStdout(/welcome bob/);
+  const status = await chat.status;
+  assert.equal(status.code, 1);
+  assert.ok(chat.stdout.includes("* disconnected: idle for more than 300 ms"));
+  assert.match(
+    chat.stderr.join("\n"),
+    /connection closed: disconnected: idle for more than 300 ms/,
+  );
+});
+
+Deno.test("sockit chat --framed talks to a framed relay", async () => {
+  await using relay = await startSockit(["relay", "--port", "0", "--framed"]);
+  await using listener = await startSockit([
+    "chat",
+    `127.0.0.1:${relay.port}`,
+    "--framed",
+    "--name",
+    "l",
+  ], {
+    ready: false,
+    stdin: true,
+  });
+  await listener.waitForStdout(/you are l in lobby/);
+  const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--framed", "--name", "s"], {
+    stdin: "binary-safe \u00e9\n//slash\n",
+  });
+  assert.equal(r.code, 0, r.stderr);
+  await listener.waitForStdout(/^\[s\] binary-safe \u00e9$/);
+  await listener.waitForStdout(/^\[s\] \/slash$/);
+});
+
+Deno.test("sockit chat --framed against a line relay fails with a clear error", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--framed"], { stdin: "" });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /peer is not a sockit peer/);
+});
+
+Deno.test("sockit relay rejects a bad option value with exit 2", async () => {
+  const r = await runSockit(["relay", "--slow", "maybe"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Cannot parse --slow 'maybe'/);
+  const c = await runSockit(["chat", "nohost"]);
+  assert.equal(c.code, 2);
+  assert.match(c.stderr, /Cannot parse address 'nohost': missing port/);
+});
+
+peerTest("ncat", "ncat clients chat through sockit relay", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  const { client } = await join(relay.port);
+  const child = new Deno.Command("ncat", {
+    args: ["127.0.0.1", String(relay.port)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode("/nick ncatuser\nhi from ncat\n/quit\n"));
+  await w.close();
+  assert.equal(await client.readLineMatching(/^\[/), "[ncatuser] hi from ncat");
+  const out = new TextDecoder().decode((await child.output()).stdout);
+  assert.match(out, /\* bye/);
+  client.close();
+});

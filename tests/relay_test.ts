@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import { Relay, type RelayOptions } from "../lib/relay/mod.ts";
+import { RelayFrame } from "../lib/relay/protocol.ts";
+import { decodeDeliverPayload, encodeDeliverPayload } from "../lib/relay/protocol.ts";
+import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+import { EVENT_TIMEOUT_MS, pseudoRandomBytes, TestClient } from "./_helpers.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** An in-process relay on a free loopback port, with clients that know their names. */
+function startTestRelay(options: RelayOptions = {}) {
+  const relay = new Relay(Deno.listen({ hostname: "127.0.0.1", port: 0 }), options);
+  const clients: TestClient[] = [];
+  return {
+    relay,
+    /** Connects a line client and reads its welcome; resolves the client and its name. */
+    async join(): Promise<{ client: TestClient; name: string }> {
+      const client = await TestClient.connect(relay.addr.port);
+      clients.push(client);
+      const welcome = await client.readLine();
+      const m = welcome?.match(/^\* welcome (\S+),/);
+      assert.ok(m, `unexpected welcome: ${welcome}`);
+      return { client, name: m[1] };
+    },
+    async [Symbol.asyncDispose]() {
+      clients.forEach((c) => c.close());
+      await relay.shutdown();
+    },
+  };
+}
+
+/** Reads lines up to the reply of /who; returns the lines before it. */
+async function linesUntilWho(client: TestClient): Promise<string[]> {
+  await client.writeLine("/who");
+  const seen: string[] = [];
+  while (true) {
+    const line = await client.readLine();
+    assert.notEqual(line, null, "connection closed before the /who reply");
+    if (line!.startsWith("* in ")) return seen;
+    seen.push(line!);
+  }
+}
+
+Deno.test("relay delivers a line to every client but its sender", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  const c = await t.join();
+  await a.client.writeLine("hello");
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] hello`);
+  assert.equal(await c.client.readLineMatching(/^\[/), `[${a.name}] hello`);
+  // Everything the sender got before its /who reply is a notice, never its own line.
+  const before = await linesUntilWho(a.client);
+  assert.deepEqual(before.filter((l) => !l.startsWith("* ")), []);
+  // And b got the line exactly once: the next message line is c's.
+  await c.client.writeLine("from c");
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${c.name}] from c`);
+});
+
+Deno.test("relay never interleaves lines from two clients blasting at once", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  const r = await t.join();
+  const N = 2000;
+  const body = (tag: string, i: number) => `${tag}-${i}-${"x".repeat(i % 97)}`;
+  const blast = (tag: string) => {
+    const lines = Array.from({ length: N }, (_, i) => body(tag, i) + "\n").join("");
+    return enc(lines);
+  };
+  // Small writes, so the two streams reach the relay in many interleaved pieces.
+  const write = async (c: TestClient, data: Uint8Array) => {
+    for (let off = 0; off < data.length; off += 777) await c.write(data.subarray(off, off + 777));
+  };
+  await Promise.all([write(a.client, blast("A")), write(b.client, blast("B"))]);
+  const next = { A: 0, B: 0 };
+  for (let got = 0; got < 2 * N;) {
+    const line = (await r.client.readLine())!;
+    if (line.startsWith("* ")) continue;
+    const m = line.match(/^\[(\S+)\] ([AB])-(\d+)-(x*)$/);
+    assert.ok(m, `mangled line: ${line.slice(0, 80)}`);
+    const tag = m[2] as "A" | "B";
+    assert.equal(m[1], tag === "A" ? a.name : b.name);
+    assert.equal(Number(m[3]), next[tag], "lines of one sender arrive in order");
+    assert.equal(m[4].length, next[tag] % 97);
+    next[tag]++;
+    got++;
+  }
+});
+
+Deno.test("relay rooms isolate traffic", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  const c = await t.join();
+  await c.client.writeLine("/join side");
+  await c.client.readLineMatching(/^\* welcome|^\* .*side/);
+  await a.client.writeLine("lobby only");
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] lobby only`);
+  const seenByC = await linesUntilWho(c.client);
+  assert.deepEqual(seenByC.filter((l) => l.startsWith("[")), []);
+  await c.client.writeLine("side only");
+  const seenByA = await linesUntilWho(a.client);
+  assert.deepEqual(seenByA.filter((l) => l.startsWith("[")), []);
+});
+
+Deno.test("relay names are unique and never reused while it runs", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  a.client.close();
+  const b = await t.join();
+  assert.notEqual(b.name, a.name);
+  const c = await t.join();
+  await c.client.writeLine(`/nick alice`);
+  await c.client.readLineMatching(/^\* welcome alice/);
+  await b.client.writeLine("/nick ALICE");
+  assert.match(await b.client.readLineMatching(/cannot rename/), /taken/);
+  await b.client.writeLine("/nick user99");
+  assert.match(await b.client.readLineMatching(/cannot rename/), /handed out by the relay/);
+  c.client.close();
+  const d = await t.join();
+  assert.ok(![a.name, b.name, c.name, "alice"].includes(d.name));
+});
+
+Deno.test("relay cuts off a client that never reads; healthy clients get every line in order", async () => {
+  await using t = startTestRelay({ maxQueuedBytes: 256 * 1024 });
+  const sender = await t.join();
+  const h1 = await t.join();
+  const h2 = await t.join();
+  const stuck = await t.join(); // never reads again
+  const line = "y".repeat(1000);
+  const N = 20_000; // 20 MB: far more than the stuck client's socket buffers and outbox
+  let expected = 0;
+  const readUpTo = async (c: TestClient, state: { i: number }, until: number) => {
+    while (state.i < until) {
+      const l = (await c.readLine())!;
+      assert.notEqual(l, null, "a healthy client was disconnected");
+      if (l.startsWith("* ")) continue;
+      assert.equal(l, `[${sender.name}] ${state.i} ${line}`);
+      state.i++;
+    }
+  };
+  const s1 = { i: 0 }, s2 = { i: 0 };
+  // The healthy clients keep up: the sender sends a batch, they read it, and so on.
+  for (let i = 0; i < N; i += 100) {
+    await sender.client.write(Array.from({ length: 100 }, (_, k) => `${i + k} ${line}\n`).join(""));
+    expected += 100;
+    await Promise.all([readUpTo(h1.client, s1, expected), readUpTo(h2.client, s2, expected)]);
+  }
+  assert.deepEqual([s1.i, s2.i], [N, N]);
+  assert.equal(t.relay.stats().slowDisconnects, 1);
+  // The stuck client's socket ends with the reason (after whatever was in flight).
+  const rest = dec(await stuck.client.readToEnd());
+  assert.match(rest, /\* disconnected: slow consumer/);
+});
+
+Deno.test("relay with --slow drop keeps a slow client and tells it what it missed", async () => {
+  await using t = startTestRelay({ maxQueuedBytes: 64 * 1024, slowPolicy: "drop" });
+  const sender = await t.join();
+  const slow = await t.join();
+  const line = "z".repeat(1000);
+  for (let i = 0; i < 10_000; i += 100) {
+    await sender.client.write(Array.from({ length: 100 }, (_, k) => `${i + k} ${line}\n`).join(""));
+  }
+  // Wait until the relay has read every line, then let the slow client catch up.
+  await sender.client.writeLine("/who");
+  await sender.client.readLineMatching(/^\* in /);
+  const dropped = t.relay.stats().dropped;
+  assert.ok(dropped > 0, "some messages were dropped");
+  // Once the slow client reads its outbox empty, it is told how many it missed.
+  const missed = await slow.client.readLineMatching(/^\* you missed \d+ messages/);
+  assert.equal(missed, `* you missed ${dropped} messages (your outbox was full)`);
+  await sender.client.writeLine("last");
+  assert.equal(await slow.client.readLineMatching(/^\[.*\] last$/), `[${sender.name}] last`);
+  assert.equal(t.relay.stats().slowDisconnects, 0);
+});
+
+Deno.test("relay refuses an over-long line with a notice and keeps serving", async () => {
+  await using t = startTestRelay({ maxLineBytes: 1024 });
+  const a = await t.join();
+  const b = await t.join();
+  await a.client.write("q".repeat(70 * 1024) + "\nshort\n");
+  assert.match(await a.client.readLineMatching(/refused/), /line refused: longer than 1024 bytes/);
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] short`);
+});
+
+Deno.test("relay passes invalid UTF-8 and binary garbage through without harm", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  const garbage = pseudoRandomBytes(4096, 3).filter((x) => x !== 0x0a && x !== 0x0d && x !== 0x2f);
+  await a.client.write(garbage);
+  await a.client.write("\n");
+  const prefix = enc(`[${a.name}] `);
+  const got = await b.client.readBytes(prefix.length + garbage.length + 1);
+  assert.deepEqual(got.subarray(prefix.length, got.length - 1), garbage);
+  const c = await t.join();
+  await c.client.writeLine("still fine");
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${c.name}] still fine`);
+});
+
+Deno.test("relay delivers a final unterminated line as one whole line on close", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  await a.client.write("half a line");
+  await a.client.conn.closeWrite();
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] half a line`);
+  assert.match(await b.client.readLineMatching(/left/), new RegExp(`${a.name} left`));
+});
+
+Deno.test("relay refuses clients past --max-clients with one line", async () => {
+  await using t = startTestRelay({ maxClients: 2 });
+  await t.join();
+  await t.join();
+  await using extra = await TestClient.connect(t.relay.addr.port);
+  assert.match((await extra.readLine())!, /^\* server full \(2 clients\)/);
+  assert.equal(await extra.readLine(), null);
+});
+
+/** A framed client: sends the hello, checks the relay's, reads the welcome. */
+async function framedJoin(port: number) {
+  const client = await TestClient.connect(port);
+  await client.write(encodeHello("relay", 1));
+  await withTimeout(readHello(client.reader, "relay", 1), EVENT_TIMEOUT_MS, "hello");
+  const nextOfType = async (type: number) => {
+    while (true) {
+      const f = await withTimeout(readFrame(client.reader), EVENT_TIMEOUT_MS, "a frame");
+      assert.ok(f, "connection closed");
+      if (f.type === type) return f;
+    }
+  };
+  await nextOfType(RelayFrame.Welcome);
+  return { client, nextOfType };
+}
+
+Deno.test("relay framed mode round-trips binary payloads with every byte value", async () => {
+  await using t = startTestRelay({ framed: true });
+  const a = await framedJoin(t.relay.addr.port);
+  const b = await framedJoin(t.relay.addr.port);
+  const every = new Uint8Array(512).map((_, i) => i & 0xff);
+  await a.client.write(encodeFrame(RelayFrame.Message, every));
+  const d = decodeDeliverPayload((await b.nextOfType(RelayFrame.Deliver)).payload);
+  assert.deepEqual(d.data, every);
+  assert.equal(d.room, "lobby");
+  assert.match(d.from, /^user\d+$/);
+  assert.deepEqual(decodeDeliverPayload(encodeDeliverPayload("x", "y", every)).data, every);
+  a.client.close();
+  b.client.close();
+});
+
+Deno.test("relay framed mode drops a peer that stops answering heartbeats", async () => {
+  await using t = startTestRelay({ framed: true, heartbeatMs: 50, heartbeatMisses: 3 });
+  const live = await framedJoin(t.relay.addr.port);
+  const dead = await framedJoin(t.relay.addr.port);
+  // The live client answers pings until the dead one is announced gone.
+  const answering = (async () => {
+    while (true) {
+      const f = await withTimeout(readFrame(live.client.reader), EVENT_TIMEOUT_MS, "a frame");
+      if (!f) return "closed";
+      if (f.type === ControlFrame.Ping) await live.client.write(encodeFrame(ControlFrame.Pong));
+      if (f.type === RelayFrame.Notice && /left \(idle/.test(dec(f.payload))) return "dropped";
+    }
+  })();
+  const bye = await dead.nextOfType(ControlFrame.Bye);
+  assert.match(dec(bye.payload), /idle for more than 150 ms/);
+  assert.equal(await answering, "dropped");
+  assert.equal(t.relay.stats().clients, 1);
+  live.client.close();
+  dead.client.close();
+});
+
+Deno.test("relay framed mode rejects a client of another version with a clear error", async () => {
+  await using t = startTestRelay({ framed: true });
+  await using c = await TestClient.connect(t.relay.addr.port);
+  await c.write(encodeHello("relay", 9));
+  await readHello(c.reader, "relay", 1);
+  const f = await withTimeout(readFrame(c.reader), EVENT_TIMEOUT_MS, "error frame");
+  assert.equal(f?.type, ControlFrame.Error);
+  assert.match(dec(f!.payload), /peer speaks relay v9, this side speaks relay v1/);
+});
