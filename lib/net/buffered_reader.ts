@@ -220,6 +220,19 @@ export class BufferedReader implements Reader {
     max: number,
     options: { partialAtEof?: boolean } = {},
   ): Promise<Uint8Array | null> {
+    const view = await this.readLineView(max, options);
+    return view === null ? null : view.slice();
+  }
+
+  /**
+   * Like {@linkcode readLine}, but returns a view into the internal buffer instead of a
+   * copy: no allocation. The view stays valid until the next call that has to read from
+   * the source (one that finds no whole line buffered: see {@linkcode hasBufferedLine}).
+   */
+  async readLineView(
+    max: number,
+    options: { partialAtEof?: boolean } = {},
+  ): Promise<Uint8Array | null> {
     const limit = Math.min(max, this.#buf.length - 1);
     let scanned = 0;
     while (true) {
@@ -232,7 +245,7 @@ export class BufferedReader implements Reader {
         if (contentEnd - this.#start > max) {
           throw new LimitError(`Cannot read line: longer than ${max} bytes`);
         }
-        const line = this.#buf.slice(this.#start, contentEnd);
+        const line = this.#buf.subarray(this.#start, contentEnd);
         this.#start = lineEnd + 1;
         return line;
       }
@@ -243,8 +256,8 @@ export class BufferedReader implements Reader {
       if (!(await this.fill())) {
         if (this.buffered === 0) return null;
         if (options.partialAtEof) {
-          const line = this.#buf.slice(this.#start, this.#end);
-          this.#start = this.#end = 0;
+          const line = this.#buf.subarray(this.#start, this.#end);
+          this.#start = this.#end;
           return line;
         }
         throw new UnexpectedEofError(
@@ -252,6 +265,11 @@ export class BufferedReader implements Reader {
         );
       }
     }
+  }
+
+  /** True when a whole line (up to an LF) is already buffered, so readLine will not wait. */
+  hasBufferedLine(): boolean {
+    return this.#buf.subarray(this.#start, this.#end).indexOf(LF) >= 0;
   }
 
   /**

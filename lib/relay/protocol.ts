@@ -67,6 +67,34 @@ export function encodeLineDeliver(from: string, data: Uint8Array): Uint8Array {
 }
 
 /**
+ * Line mode: several messages from one sender as consecutive `[from] data\n` lines in one
+ * buffer (one allocation, the prefix encoded once).
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeLineDeliverMany } from "./protocol.ts";
+ * const e = new TextEncoder();
+ * const bytes = encodeLineDeliverMany("bo", [e.encode("a"), e.encode("b")]);
+ * console.assert(new TextDecoder().decode(bytes) === "[bo] a\n[bo] b\n");
+ * ```
+ */
+export function encodeLineDeliverMany(from: string, messages: Uint8Array[]): Uint8Array {
+  const prefix = encoder.encode(`[${from}] `);
+  let total = 0;
+  for (const m of messages) total += prefix.length + m.length + 1;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const m of messages) {
+    out.set(prefix, off);
+    off += prefix.length;
+    out.set(m, off);
+    off += m.length;
+    out[off++] = 0x0a;
+  }
+  return out;
+}
+
+/**
  * Line mode: `* text\n`.
  *
  * @example Usage

@@ -24,7 +24,7 @@ import {
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
-  encodeLineDeliver,
+  encodeLineDeliverMany,
   encodeLineNotice,
   encodeWelcomePayload,
   RELAY_PROTOCOL,
@@ -82,14 +82,14 @@ export interface RelayStats {
 
 /** How one mode encodes what the relay sends. */
 interface Codec {
-  deliver(from: string, room: string, data: Uint8Array): Uint8Array;
+  deliver(from: string, room: string, messages: Uint8Array[]): Uint8Array;
   notice(text: string): Uint8Array;
   welcome(name: string, room: string): Uint8Array;
   farewell(reason: string): Uint8Array;
 }
 
 const LINE_CODEC: Codec = {
-  deliver: (from, _room, data) => encodeLineDeliver(from, data),
+  deliver: (from, _room, messages) => encodeLineDeliverMany(from, messages),
   notice: encodeLineNotice,
   welcome: (name, room) =>
     encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
@@ -100,8 +100,10 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const FRAME_CODEC: Codec = {
-  deliver: (from, room, data) =>
-    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, data)),
+  deliver: (from, room, messages) =>
+    concatBytes(
+      ...messages.map((m) => encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, m))),
+    ),
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
   farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
@@ -112,6 +114,8 @@ interface Client {
   room: string;
   session: Session;
   peer: string;
+  /** Messages dropped for this client (policy "drop"), and how many it was told of. */
+  missed: number;
   reportedDrops: number;
   quit: boolean;
 }
@@ -120,6 +124,9 @@ const HELP_TEXT = [
   "commands: /nick NAME (rename), /join ROOM (change room), /who (who is here),",
   "/rooms (rooms and sizes), /quit (leave), /help; start a message with // to send a leading /",
 ].join(" ");
+
+/** Lines that arrived together are delivered as one buffer of at most this many bytes. */
+const BROADCAST_BATCH_BYTES = 64 * 1024;
 
 /** How long a framed client has to send its hello, in ms. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -299,6 +306,7 @@ export class Relay {
       room: RELAY_DEFAULTS.defaultRoom,
       session,
       peer,
+      missed: 0,
       reportedDrops: 0,
       quit: false,
     };
@@ -320,10 +328,9 @@ export class Relay {
 
   /** Drop policy: once a client's outbox has drained, tell it how many messages it missed. */
   #reportDrops(client: Client): void {
-    const s = client.session;
-    if (s.dropped <= client.reportedDrops) return;
-    const missed = s.dropped - client.reportedDrops;
-    client.reportedDrops = s.dropped;
+    if (client.missed <= client.reportedDrops) return;
+    const missed = client.missed - client.reportedDrops;
+    client.reportedDrops = client.missed;
     this.#tell(
       client,
       `you missed ${missed} message${missed === 1 ? "" : "s"} (your outbox was full)`,
@@ -355,40 +362,61 @@ export class Relay {
     client.session.send(this.#codec.notice(text));
   }
 
-  /** Queues one message to every other member of the sender's room. */
-  #broadcast(from: Client, data: Uint8Array): void {
-    this.#stats.messagesIn++;
+  /**
+   * Queues messages to every other member of the sender's room. Messages that arrived
+   * together go out together: they are encoded into one buffer, queued once per recipient.
+   */
+  #broadcast(from: Client, messages: Uint8Array[]): void {
+    this.#stats.messagesIn += messages.length;
     const members = this.#rooms.get(from.room);
     if (!members || members.size < 2) return;
-    const bytes = this.#codec.deliver(from.name, from.room, data);
+    const bytes = this.#codec.deliver(from.name, from.room, messages);
     for (const m of members) {
       if (m === from) continue;
-      if (m.session.send(bytes)) this.#stats.delivered++;
-      else if (!m.session.closing) this.#stats.dropped++;
+      if (m.session.send(bytes)) {
+        this.#stats.delivered += messages.length;
+      } else if (!m.session.closing) {
+        this.#stats.dropped += messages.length;
+        m.missed += messages.length;
+      }
     }
   }
 
   async #readLines(client: Client): Promise<void> {
     const reader = client.session.reader;
     const max = this.#opts.maxLineBytes;
+    const batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const flush = () => {
+      if (batch.length === 0) return;
+      this.#broadcast(client, batch.splice(0));
+      batchBytes = 0;
+    };
     while (true) {
+      // Lines already buffered join the batch; before waiting for the network, send it.
+      if (!reader.hasBufferedLine() || batchBytes >= BROADCAST_BATCH_BYTES) flush();
       let line: Uint8Array | null;
       try {
-        line = await reader.readLine(max, { partialAtEof: true });
+        // A view into the read buffer: valid until the next read that has to wait, and the
+        // batch is flushed before any such read.
+        line = await reader.readLineView(max, { partialAtEof: true });
       } catch (error) {
         if (!(error instanceof LimitError)) throw error;
+        flush();
         this.#tell(client, `line refused: longer than ${max} bytes`);
         this.#log?.info(`${client.name}: refused a line longer than ${max} bytes`);
         if (!(await reader.skipLine())) return;
         continue;
       }
-      if (line === null) return;
-      if (line[0] === 0x2f /* "/" */) {
-        if (line[1] === 0x2f) this.#broadcast(client, line.subarray(1));
-        else if (!this.#command(client, decoder.decode(line))) return;
-      } else {
-        this.#broadcast(client, line);
+      if (line === null) return flush();
+      if (line[0] === 0x2f /* "/" */ && line[1] !== 0x2f) {
+        flush();
+        if (!this.#command(client, decoder.decode(line))) return;
+        continue;
       }
+      const message = line[0] === 0x2f ? line.subarray(1) : line;
+      batch.push(message);
+      batchBytes += message.length;
     }
   }
 
@@ -399,7 +427,7 @@ export class Relay {
       if (frame === null) return;
       switch (frame.type) {
         case RelayFrame.Message:
-          this.#broadcast(client, frame.payload);
+          this.#broadcast(client, [frame.payload]);
           break;
         case RelayFrame.Command:
           if (!this.#command(client, decoder.decode(frame.payload))) return;
