@@ -1,0 +1,344 @@
+/**
+ * The transfer wire protocol, version 1: frame types, their payloads, reason codes and limits.
+ *
+ * Every message is a frame of the shared codec (`lib/net/frame.ts`):
+ * `type: u8 | length: u32 BE | payload`. All integers are big-endian; `u64` values are
+ * limited to 2^53 - 1. Strings are UTF-8.
+ *
+ * ## Session
+ *
+ * The sender connects; both sides write {@linkcode encodeHello}`("transfer", 1)` and read the
+ * peer's; a peer speaking another protocol or version gets a clear error on both sides. Then
+ * the sender offers entries one at a time and waits for each answer:
+ *
+ * ```text
+ * sender                                   receiver
+ * Offer(file)                      ->
+ *                                  <-      Accept(offset, sha256 of the partial prefix)
+ *                                          or Reject(reason, message)
+ * Start(offset)                    ->      (offset: the accepted one, or 0 to restart)
+ * Data(bytes) ... Data(bytes)      ->      (written to `.NAME.sockit-partial`)
+ * End(sha256 of the whole file)    ->      (checks size and hash, fsyncs, renames)
+ *                                  <-      Confirm(stored name) or Failed(reason, message)
+ * Offer(directory | symlink)       ->
+ *                                  <-      Confirm(stored name) or Reject(reason, message)
+ * Bye                              ->
+ *                                  <-      Bye
+ * ```
+ *
+ * A sender that cannot finish a file after Start (its source shrank or failed) sends Abort
+ * instead of End; the receiver keeps the partial file for a later resume. Either side may
+ * send the shared Error control frame with a message and close: that ends the session.
+ *
+ * ## Payloads
+ *
+ * | type | name    | payload                                                                                   |
+ * | ---- | ------- | ----------------------------------------------------------------------------------------- |
+ * | 0x10 | Offer   | kind u8, flags u8, mode u32, size u64, mtime ms u64, path len u16, path, target len u16, target |
+ * | 0x11 | Accept  | offset u64, sha256 of the first `offset` bytes of the partial file (32 bytes; zeros if 0)  |
+ * | 0x12 | Reject  | reason u8, message                                                                        |
+ * | 0x13 | Start   | offset u64                                                                                |
+ * | 0x14 | Data    | file bytes, at most {@linkcode MAX_DATA_PAYLOAD}                                           |
+ * | 0x15 | End     | sha256 of the whole file (32 bytes), or empty when the offer had no Verify flag           |
+ * | 0x16 | Confirm | the name the entry was stored under, relative to the receiver's folder                    |
+ * | 0x17 | Failed  | reason u8, message                                                                        |
+ * | 0x18 | Abort   | message                                                                                   |
+ *
+ * Paths are relative, `/`-separated, each component non-empty and not `.` or `..`, without
+ * NUL or backslash (see `safe_path.ts`). A symlink's target is the raw link text, relative.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../net/errors.ts";
+
+/** Protocol name sent in the hello. */
+export const TRANSFER_PROTOCOL = "transfer";
+/** Protocol version sent in the hello. */
+export const TRANSFER_VERSION = 1;
+
+/** Frame types of the transfer protocol (shared control frames are 0x00 to 0x0f). */
+export const TransferFrame = {
+  /** Sender offers an entry. */
+  Offer: 0x10,
+  /** Receiver accepts a file offer, with a resume offset. */
+  Accept: 0x11,
+  /** Receiver refuses an offer. */
+  Reject: 0x12,
+  /** Sender announces the offset its data starts at. */
+  Start: 0x13,
+  /** File bytes. */
+  Data: 0x14,
+  /** Sender finished the file; carries its SHA-256. */
+  End: 0x15,
+  /** Receiver stored the entry durably. */
+  Confirm: 0x16,
+  /** Receiver could not store the file (hash or size mismatch, I/O error). */
+  Failed: 0x17,
+  /** Sender gave up on the current file; the partial file stays for a resume. */
+  Abort: 0x18,
+} as const;
+
+/** What an offer describes. */
+export const EntryKind = {
+  /** A regular file: data follows. */
+  File: 1,
+  /** A folder (sent before its contents, so empty folders are kept). */
+  Directory: 2,
+  /** A symbolic link pointing inside the sent tree. */
+  Symlink: 3,
+} as const;
+
+/** One of {@linkcode EntryKind}'s values. */
+export type EntryKindValue = typeof EntryKind[keyof typeof EntryKind];
+
+/** Bits of an offer's flags byte. */
+export const OfferFlag = {
+  /** The sender will end the file with its SHA-256. */
+  Verify: 0x01,
+} as const;
+
+/** Why the receiver refused an offer or failed a file. */
+export const Reason = {
+  /** The name exists and neither --overwrite nor --rename was given. */
+  Exists: 1,
+  /** The path is absolute, contains `..`, NUL, a backslash, or leaves the folder. */
+  InvalidName: 2,
+  /** Larger than the receiver's size limit. */
+  TooLarge: 3,
+  /** Not enough free space on the receiver's disk. */
+  NoSpace: 4,
+  /** Another sender is writing the same name right now. */
+  Busy: 5,
+  /** The receiver could not write (permissions, disk error). */
+  IoError: 6,
+  /** The data did not match the sender's SHA-256. */
+  HashMismatch: 7,
+  /** The sender sent more or fewer bytes than offered. */
+  SizeMismatch: 8,
+  /** A symlink pointing outside the folder, or an entry kind the receiver does not take. */
+  Unsupported: 9,
+} as const;
+
+/** One of {@linkcode Reason}'s values. */
+export type ReasonValue = typeof Reason[keyof typeof Reason];
+
+/** Short names of the reasons, as printed in logs and JSON events. */
+export const REASON_NAMES: Readonly<Record<number, string>> = {
+  [Reason.Exists]: "exists",
+  [Reason.InvalidName]: "invalid name",
+  [Reason.TooLarge]: "too large",
+  [Reason.NoSpace]: "no space",
+  [Reason.Busy]: "busy",
+  [Reason.IoError]: "i/o error",
+  [Reason.HashMismatch]: "hash mismatch",
+  [Reason.SizeMismatch]: "size mismatch",
+  [Reason.Unsupported]: "unsupported",
+};
+
+/** Largest Data payload, in bytes (1 MiB); also the sender's chunk size. */
+export const MAX_DATA_PAYLOAD = 1024 * 1024;
+/** Largest path in an offer, in UTF-8 bytes. */
+export const MAX_PATH_BYTES = 4096;
+/** Largest payload of any frame other than Data, in bytes. */
+export const MAX_CONTROL_PAYLOAD = 2 * MAX_PATH_BYTES + 64;
+/** Length of a SHA-256 digest. */
+export const SHA256_BYTES = 32;
+
+/** A file, folder or symlink offered by the sender. */
+export interface Offer {
+  /** What it is. */
+  kind: EntryKindValue;
+  /** Relative `/`-separated path. */
+  path: string;
+  /** Size in bytes (0 for folders and symlinks). */
+  size: number;
+  /** Permission bits (the receiver keeps only 0o777). */
+  mode: number;
+  /** Modification time in ms since the epoch; 0 if unknown. */
+  mtimeMs: number;
+  /** Whether the file ends with a SHA-256 to check. */
+  verify: boolean;
+  /** Link text of a symlink; empty otherwise. */
+  target: string;
+}
+
+/** A receiver's answer to a file offer. */
+export interface Accept {
+  /** Bytes of the partial file the receiver already has. */
+  offset: number;
+  /** SHA-256 of those bytes (zeros when `offset` is 0). */
+  prefixHash: Uint8Array;
+}
+
+/** A reason code with a message (Reject and Failed frames). */
+export interface Refusal {
+  /** Why. */
+  reason: number;
+  /** Human-readable detail. */
+  message: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function setU64(view: DataView, at: number, value: number): void {
+  view.setBigUint64(at, BigInt(value));
+}
+
+function getU64(view: DataView, at: number, what: string): number {
+  const v = view.getBigUint64(at);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ProtocolError(`Cannot read ${what}: ${v} exceeds 2^53 - 1`);
+  }
+  return Number(v);
+}
+
+function decodeText(bytes: Uint8Array, what: string): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new ProtocolError(`Cannot read ${what}: not valid UTF-8`);
+  }
+}
+
+/**
+ * Encodes an Offer payload.
+ *
+ * @example Usage
+ * ```ts
+ * import { decodeOffer, encodeOffer, EntryKind } from "./protocol.ts";
+ * const offer = { kind: EntryKind.File, path: "a/b.txt", size: 3, mode: 0o644, mtimeMs: 0,
+ *   verify: true, target: "" } as const;
+ * console.assert(decodeOffer(encodeOffer(offer)).path === "a/b.txt");
+ * ```
+ */
+export function encodeOffer(offer: Offer): Uint8Array {
+  const path = encoder.encode(offer.path);
+  const target = encoder.encode(offer.target);
+  if (path.length > MAX_PATH_BYTES || target.length > MAX_PATH_BYTES) {
+    throw new RangeError(
+      `Cannot offer '${offer.path}': path or link longer than ${MAX_PATH_BYTES}`,
+    );
+  }
+  const out = new Uint8Array(26 + path.length + 2 + target.length);
+  const view = new DataView(out.buffer);
+  out[0] = offer.kind;
+  out[1] = offer.verify ? OfferFlag.Verify : 0;
+  view.setUint32(2, offer.mode >>> 0);
+  setU64(view, 6, offer.size);
+  setU64(view, 14, Math.max(0, Math.floor(offer.mtimeMs)));
+  // Bytes 22-23 are reserved (zero) so the path length sits at 24.
+  view.setUint16(24, path.length);
+  out.set(path, 26);
+  view.setUint16(26 + path.length, target.length);
+  out.set(target, 28 + path.length);
+  return out;
+}
+
+/** Decodes an Offer payload; throws {@linkcode ProtocolError} when it is malformed. */
+export function decodeOffer(payload: Uint8Array): Offer {
+  if (payload.length < 28) throw new ProtocolError(`Cannot read offer: ${payload.length} bytes`);
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const kind = payload[0];
+  if (kind !== EntryKind.File && kind !== EntryKind.Directory && kind !== EntryKind.Symlink) {
+    throw new ProtocolError(`Cannot read offer: unknown entry kind ${kind}`);
+  }
+  const pathLen = view.getUint16(24);
+  if (26 + pathLen + 2 > payload.length) {
+    throw new ProtocolError(`Cannot read offer: path length ${pathLen} overruns the frame`);
+  }
+  const targetLen = view.getUint16(26 + pathLen);
+  if (28 + pathLen + targetLen !== payload.length) {
+    throw new ProtocolError(`Cannot read offer: link length ${targetLen} does not fit the frame`);
+  }
+  return {
+    kind: kind as EntryKindValue,
+    verify: (payload[1] & OfferFlag.Verify) !== 0,
+    mode: view.getUint32(2),
+    size: getU64(view, 6, "offer size"),
+    mtimeMs: getU64(view, 14, "offer mtime"),
+    path: decodeText(payload.subarray(26, 26 + pathLen), "offer path"),
+    target: decodeText(payload.subarray(28 + pathLen), "offer link target"),
+  };
+}
+
+/** Encodes an Accept payload. */
+export function encodeAccept(accept: Accept): Uint8Array {
+  const out = new Uint8Array(8 + SHA256_BYTES);
+  setU64(new DataView(out.buffer), 0, accept.offset);
+  out.set(accept.prefixHash.subarray(0, SHA256_BYTES), 8);
+  return out;
+}
+
+/** Decodes an Accept payload. */
+export function decodeAccept(payload: Uint8Array): Accept {
+  if (payload.length !== 8 + SHA256_BYTES) {
+    throw new ProtocolError(`Cannot read accept: ${payload.length} bytes, expected 40`);
+  }
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return { offset: getU64(view, 0, "accept offset"), prefixHash: payload.slice(8) };
+}
+
+/** Encodes a Reject or Failed payload: reason byte, then the message. */
+export function encodeRefusal(refusal: Refusal): Uint8Array {
+  const text = encoder.encode(refusal.message).subarray(0, MAX_CONTROL_PAYLOAD - 1);
+  const out = new Uint8Array(1 + text.length);
+  out[0] = refusal.reason;
+  out.set(text, 1);
+  return out;
+}
+
+/** Decodes a Reject or Failed payload. */
+export function decodeRefusal(payload: Uint8Array): Refusal {
+  if (payload.length < 1) throw new ProtocolError("Cannot read refusal: empty payload");
+  return {
+    reason: payload[0],
+    message: new TextDecoder().decode(payload.subarray(1)),
+  };
+}
+
+/** Encodes a Start payload (the offset data starts at). */
+export function encodeStart(offset: number): Uint8Array {
+  const out = new Uint8Array(8);
+  setU64(new DataView(out.buffer), 0, offset);
+  return out;
+}
+
+/** Decodes a Start payload. */
+export function decodeStart(payload: Uint8Array): number {
+  if (payload.length !== 8) throw new ProtocolError(`Cannot read start: ${payload.length} bytes`);
+  return getU64(new DataView(payload.buffer, payload.byteOffset, 8), 0, "start offset");
+}
+
+/** Decodes an End payload: the SHA-256, or null when the sender did not hash. */
+export function decodeEnd(payload: Uint8Array): Uint8Array | null {
+  if (payload.length === 0) return null;
+  if (payload.length !== SHA256_BYTES) {
+    throw new ProtocolError(`Cannot read end: ${payload.length} bytes, expected 0 or 32`);
+  }
+  return payload;
+}
+
+/** Encodes a UTF-8 text payload (Confirm, Abort). */
+export function encodeText(text: string): Uint8Array {
+  return encoder.encode(text).subarray(0, MAX_CONTROL_PAYLOAD);
+}
+
+/** Decodes a UTF-8 text payload (Confirm, Abort, Error, Bye), replacing invalid bytes. */
+export function decodeTextPayload(payload: Uint8Array): string {
+  return new TextDecoder().decode(payload);
+}
+
+/** Name of a frame type for error messages, e.g. "Offer (0x10)". */
+export function frameName(type: number): string {
+  const names: Record<number, string> = {
+    0x00: "Hello",
+    0x01: "Ping",
+    0x02: "Pong",
+    0x03: "Bye",
+    0x04: "Error",
+  };
+  for (const [name, value] of Object.entries(TransferFrame)) names[value] = name;
+  return `${names[type] ?? "unknown"} (0x${type.toString(16).padStart(2, "0")})`;
+}

@@ -1,0 +1,710 @@
+/**
+ * The receiving side of a transfer session. It trusts nothing it is sent: every name goes
+ * through `safe_path.ts`, every length is bounded before allocation, and a broken or hostile
+ * sender costs one connection (an Error frame and a log line), never a file outside the
+ * folder or a crash.
+ *
+ * A file is written to `.NAME.sockit-partial` in its final folder, never under its final
+ * name. After the sender's End the receiver checks the size and SHA-256, syncs the data
+ * (unless `sync: false`), sets mode and mtime, moves the partial file to its final name
+ * (a hard link that cannot clobber, or an atomic rename with `overwrite`), syncs the folder,
+ * and only then confirms. A hash mismatch deletes the partial file and the final name is never
+ * created. An interrupted transfer leaves the partial file for a resume: the next offer of
+ * the same name is answered with its length and the SHA-256 of its bytes.
+ *
+ * Reading the next Data frame from the socket overlaps with writing the previous one to disk.
+ *
+ * @module
+ */
+
+import { statfs } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { BufferedReader } from "../net/buffered_reader.ts";
+import { ProtocolError, UnexpectedEofError } from "../net/errors.ts";
+import {
+  ControlFrame,
+  encodeFrame,
+  encodeHello,
+  readFrame,
+  readFrameHeader,
+  readHello,
+} from "../net/frame.ts";
+import { writeAll } from "../net/write_all.ts";
+import type { Logger } from "../log.ts";
+import { formatBytes, formatDuration, formatRate } from "./human.ts";
+import { IdleReader } from "./idle_reader.ts";
+import {
+  decodeEnd,
+  decodeOffer,
+  decodeStart,
+  decodeTextPayload,
+  encodeAccept,
+  encodeRefusal,
+  encodeText,
+  EntryKind,
+  frameName,
+  MAX_CONTROL_PAYLOAD,
+  MAX_DATA_PAYLOAD,
+  type Offer,
+  Reason,
+  REASON_NAMES,
+  type ReasonValue,
+  SHA256_BYTES,
+  TRANSFER_PROTOCOL,
+  TRANSFER_VERSION,
+  TransferFrame,
+} from "./protocol.ts";
+import {
+  checkLinkTarget,
+  findFreeName,
+  partialName,
+  type ResolvedPath,
+  resolveInside,
+  splitSafePath,
+  UnsafePathError,
+} from "./safe_path.ts";
+
+/** Defaults of {@linkcode ReceiveOptions}. */
+export const RECEIVE_DEFAULTS = {
+  /** Replace existing files. */
+  overwrite: false,
+  /** Store under `name (1).ext` when the name exists. */
+  rename: false,
+  /** fsync each file and its folder before confirming. */
+  sync: true,
+  /** Largest file accepted, in bytes; 0 means no limit. */
+  maxFileSize: 0,
+  /** Close a sender that sends nothing for this long, in ms. */
+  idleTimeoutMs: 60_000,
+} as const;
+
+/** Options for {@linkcode receiveSession}. */
+export interface ReceiveOptions {
+  /** Absolute real path of the folder everything lands in. */
+  dir: string;
+  /** Replace existing files (`--overwrite`). @default {false} */
+  overwrite?: boolean;
+  /** Store under `name (1).ext` when the name exists (`--rename`). @default {false} */
+  rename?: boolean;
+  /** fsync each file and its folder before confirming (`--no-sync` turns off). @default {true} */
+  sync?: boolean;
+  /** Largest file accepted in bytes; 0: no limit. @default {0} */
+  maxFileSize?: number;
+  /** Close a silent sender after this many ms; 0 disables. @default {60000} */
+  idleTimeoutMs?: number;
+  /** Logger for per-file lines. */
+  logger?: Logger;
+  /**
+   * Partial files being written by any session of this receiver; a second sender of the
+   * same name is refused as busy. Share one set between concurrent sessions.
+   */
+  inUse?: Set<string>;
+}
+
+/** What one session did. */
+export interface ReceiveSummary {
+  /** The sender's address. */
+  peer: string;
+  /** True once both hellos matched. */
+  started: boolean;
+  /** True when the sender said Bye after its last entry. */
+  complete: boolean;
+  /** Entries offered. */
+  entries: number;
+  /** Entries stored and confirmed. */
+  confirmed: number;
+  /** Offers refused. */
+  rejected: number;
+  /** Files that failed (hash or size mismatch, I/O error) or that the sender aborted. */
+  failed: number;
+  /** File bytes received in this session. */
+  bytes: number;
+  /** Why the session ended early, if it did. */
+  error?: string;
+  /** True when the session completed and every entry was confirmed. */
+  ok: boolean;
+}
+
+/** A per-entry refusal: sent as Reject (offers) or Failed (after data), then logged. */
+class Refusal extends Error {
+  constructor(readonly reason: ReasonValue, message: string) {
+    super(message);
+    this.name = "Refusal";
+  }
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** Free bytes for unprivileged users on the filesystem holding `dir`, or null if unknown. */
+export async function freeSpace(dir: string): Promise<number | null> {
+  try {
+    const s = await statfs(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
+
+async function syncFolder(dir: string): Promise<void> {
+  try {
+    using d = await Deno.open(dir, { read: true });
+    await d.sync();
+  } catch {
+    // Not every platform can open a folder for syncing; the file itself is synced.
+  }
+}
+
+async function hashFilePrefix(file: Deno.FsFile, hash: Hash, length: number, buf: Uint8Array) {
+  let left = length;
+  while (left > 0) {
+    const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
+    if (n === null) throw new Error("partial file shrank while hashing it");
+    hash.update(buf.subarray(0, n));
+    left -= n;
+  }
+}
+
+function relName(components: string[], name: string): string {
+  return [...components.slice(0, -1), name].join("/");
+}
+
+type SessionSettings = Required<
+  Pick<ReceiveOptions, "dir" | "overwrite" | "rename" | "sync" | "maxFileSize">
+>;
+
+/** One receiving session. */
+class ReceiveSession {
+  #conn: Deno.Conn;
+  #reader: BufferedReader;
+  #opts: SessionSettings;
+  #log: Logger | undefined;
+  #inUse: Set<string>;
+  #buffers: [Uint8Array, Uint8Array] | null = null;
+  #peer: string;
+  summary: ReceiveSummary;
+
+  constructor(conn: Deno.Conn, reader: BufferedReader, options: ReceiveOptions, peer: string) {
+    this.#conn = conn;
+    this.#reader = reader;
+    this.#opts = {
+      dir: options.dir,
+      overwrite: options.overwrite ?? RECEIVE_DEFAULTS.overwrite,
+      rename: options.rename ?? RECEIVE_DEFAULTS.rename,
+      sync: options.sync ?? RECEIVE_DEFAULTS.sync,
+      maxFileSize: options.maxFileSize ?? RECEIVE_DEFAULTS.maxFileSize,
+    };
+    this.#log = options.logger;
+    this.#inUse = options.inUse ?? new Set();
+    this.#peer = peer;
+    this.summary = {
+      peer,
+      started: false,
+      complete: false,
+      entries: 0,
+      confirmed: 0,
+      rejected: 0,
+      failed: 0,
+      bytes: 0,
+      ok: false,
+    };
+  }
+
+  get #bufs(): [Uint8Array, Uint8Array] {
+    this.#buffers ??= [new Uint8Array(MAX_DATA_PAYLOAD), new Uint8Array(MAX_DATA_PAYLOAD)];
+    return this.#buffers;
+  }
+
+  async #send(type: number, payload?: Uint8Array): Promise<void> {
+    await writeAll(this.#conn, encodeFrame(type, payload));
+  }
+
+  async run(): Promise<void> {
+    while (true) {
+      const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+      if (frame === null) {
+        throw new UnexpectedEofError("Sender closed the connection without Bye");
+      }
+      if (frame.type === ControlFrame.Bye) {
+        this.summary.complete = true;
+        await this.#send(ControlFrame.Bye);
+        return;
+      }
+      if (frame.type === ControlFrame.Error) {
+        throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(frame.payload)}`);
+      }
+      if (frame.type !== TransferFrame.Offer) {
+        throw new ProtocolError(
+          `Cannot continue: got ${frameName(frame.type)} instead of an Offer`,
+        );
+      }
+      const offer = decodeOffer(frame.payload);
+      this.summary.entries++;
+      if (offer.kind === EntryKind.File) await this.#file(offer);
+      else await this.#other(offer);
+    }
+  }
+
+  #refused(offer: Offer, refusal: Refusal, failed: boolean): void {
+    if (failed) this.summary.failed++;
+    else this.summary.rejected++;
+    this.#log?.error(
+      `${failed ? "failed" : "rejected"} ${JSON.stringify(offer.path)} from ${this.#peer}: ${
+        REASON_NAMES[refusal.reason]
+      } (${refusal.message})`,
+    );
+  }
+
+  #toRefusal(error: unknown): Refusal {
+    if (error instanceof Refusal) return error;
+    if (error instanceof UnsafePathError) return new Refusal(Reason.InvalidName, error.message);
+    if (error instanceof Deno.errors.AlreadyExists) {
+      return new Refusal(Reason.Exists, error.message);
+    }
+    if (error instanceof Error && !(error instanceof ProtocolError)) {
+      return new Refusal(Reason.IoError, error.message);
+    }
+    throw error;
+  }
+
+  /** Folders and symlinks: one answer, no data. */
+  async #other(offer: Offer): Promise<void> {
+    try {
+      const components = splitSafePath(offer.path);
+      const stored = offer.kind === EntryKind.Directory
+        ? await this.#makeDir(offer, components)
+        : await this.#makeLink(offer, components);
+      await this.#send(TransferFrame.Confirm, encodeText(stored));
+      this.summary.confirmed++;
+      this.#log?.debug(
+        `created ${offer.kind === EntryKind.Directory ? "folder" : "link"} ${stored}`,
+      );
+    } catch (error) {
+      const refusal = this.#toRefusal(error);
+      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      this.#refused(offer, refusal, false);
+    }
+  }
+
+  async #makeDir(offer: Offer, components: string[]): Promise<string> {
+    const where = await resolveInside(this.#opts.dir, components, { createParents: true });
+    if (where.existing === null) {
+      await Deno.mkdir(where.path, { mode: (offer.mode & 0o777) | 0o700 });
+    } else if (!where.existing.isDirectory || where.existing.isSymlink) {
+      throw new Refusal(Reason.Exists, `'${offer.path}' exists and is not a folder`);
+    }
+    return components.join("/");
+  }
+
+  async #makeLink(offer: Offer, components: string[]): Promise<string> {
+    checkLinkTarget(offer.path, offer.target);
+    const where = await resolveInside(this.#opts.dir, components, { createParents: true });
+    let name = where.name;
+    if (where.existing !== null) {
+      if (this.#opts.overwrite && !where.existing.isDirectory) {
+        await Deno.remove(where.path);
+      } else if (this.#opts.rename) {
+        name = await findFreeName(where.dir, where.name);
+      } else {
+        throw new Refusal(Reason.Exists, `'${offer.path}' exists`);
+      }
+    }
+    await Deno.symlink(offer.target, `${where.dir}/${name}`);
+    return relName(components, name);
+  }
+
+  /** Picks the final name for a file offer, or refuses it. */
+  async #finalName(offer: Offer, where: ResolvedPath): Promise<string> {
+    if (where.existing === null) return where.name;
+    if (where.existing.isDirectory) {
+      throw new Refusal(Reason.Exists, `'${offer.path}' exists and is a folder`);
+    }
+    if (this.#opts.overwrite) return where.name;
+    if (this.#opts.rename) return await findFreeName(where.dir, where.name);
+    throw new Refusal(Reason.Exists, `'${offer.path}' exists (use --overwrite or --rename)`);
+  }
+
+  async #file(offer: Offer): Promise<void> {
+    let components: string[];
+    let where: ResolvedPath;
+    let name: string;
+    try {
+      components = splitSafePath(offer.path);
+      const max = this.#opts.maxFileSize;
+      if (max > 0 && offer.size > max) {
+        throw new Refusal(
+          Reason.TooLarge,
+          `${formatBytes(offer.size)} exceeds ${formatBytes(max)}`,
+        );
+      }
+      where = await resolveInside(this.#opts.dir, components, { createParents: true });
+      name = await this.#finalName(offer, where);
+    } catch (error) {
+      const refusal = this.#toRefusal(error);
+      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      this.#refused(offer, refusal, false);
+      return;
+    }
+    const partial = `${where.dir}/${partialName(name)}`;
+    if (this.#inUse.has(partial)) {
+      const refusal = new Refusal(Reason.Busy, "another sender is writing this name");
+      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      this.#refused(offer, refusal, false);
+      return;
+    }
+    this.#inUse.add(partial);
+    try {
+      await this.#receiveFile(offer, components, where.dir, name, partial);
+    } finally {
+      this.#inUse.delete(partial);
+    }
+  }
+
+  async #openPartial(
+    offer: Offer,
+    partial: string,
+  ): Promise<{ file: Deno.FsFile; offset: number; prefix: Hash }> {
+    let info = await lstatOrNull(partial);
+    if (info !== null && !info.isFile) {
+      // Something else took the partial name (a link, a folder): never write through it.
+      await Deno.remove(partial);
+      info = null;
+    }
+    const prefix = createHash("sha256");
+    if (info === null) {
+      const file = await Deno.open(partial, {
+        read: true,
+        write: true,
+        createNew: true,
+        mode: 0o600,
+      });
+      return { file, offset: 0, prefix };
+    }
+    const file = await Deno.open(partial, { read: true, write: true });
+    try {
+      const offset = info.size <= offer.size ? info.size : 0;
+      if (offset > 0) await hashFilePrefix(file, prefix, offset, this.#bufs[0]);
+      return { file, offset, prefix };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  async #receiveFile(
+    offer: Offer,
+    components: string[],
+    dir: string,
+    name: string,
+    partial: string,
+  ): Promise<void> {
+    const started = performance.now();
+    let opened: { file: Deno.FsFile; offset: number; prefix: Hash };
+    try {
+      opened = await this.#openPartial(offer, partial);
+    } catch (error) {
+      const refusal = this.#toRefusal(error);
+      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      this.#refused(offer, refusal, false);
+      return;
+    }
+    let file: Deno.FsFile | null = opened.file;
+    const closeFile = () => {
+      file?.close();
+      file = null;
+    };
+    try {
+      const { offset } = opened;
+      let hash = opened.prefix;
+      const need = offer.size - offset;
+      const free = need > 0 ? await freeSpace(dir) : null;
+      if (free !== null && free < need) {
+        const refusal = new Refusal(
+          Reason.NoSpace,
+          `needs ${formatBytes(need)}, ${formatBytes(free)} free`,
+        );
+        await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+        this.#refused(offer, refusal, false);
+        return;
+      }
+      const prefixHash = offset > 0
+        ? new Uint8Array(hash.copy().digest())
+        : new Uint8Array(SHA256_BYTES);
+      await this.#send(TransferFrame.Accept, encodeAccept({ offset, prefixHash }));
+
+      const startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+      if (startFrame === null) {
+        throw new UnexpectedEofError(`Sender closed before sending ${offer.path}`);
+      }
+      if (startFrame.type !== TransferFrame.Start) {
+        throw new ProtocolError(
+          `Cannot receive ${offer.path}: got ${frameName(startFrame.type)} instead of Start`,
+        );
+      }
+      const start = decodeStart(startFrame.payload);
+      if (start !== 0 && start !== offset) {
+        throw new ProtocolError(
+          `Cannot receive ${offer.path}: Start at ${start}, offered ${offset}`,
+        );
+      }
+      if (start === 0 && offset > 0) hash = createHash("sha256");
+      await file.truncate(start);
+      await file.seek(start, Deno.SeekMode.Start);
+
+      const outcome = await this.#receiveData(
+        offer,
+        file,
+        offer.size - start,
+        offer.verify ? hash : null,
+      );
+      if (outcome.aborted !== undefined) {
+        this.summary.failed++;
+        this.#log?.warn(
+          `sender aborted ${offer.path} after ${
+            formatBytes(start + outcome.received)
+          }: ${outcome.aborted} ` +
+            "(partial file kept for a resume)",
+        );
+        return;
+      }
+      try {
+        if (outcome.writeError !== undefined) {
+          throw new Refusal(Reason.IoError, `cannot write: ${outcome.writeError}`);
+        }
+        if (outcome.received !== offer.size - start) {
+          throw new Refusal(
+            Reason.SizeMismatch,
+            `got ${start + outcome.received} bytes, offered ${offer.size}`,
+          );
+        }
+        if (offer.verify) {
+          const mine = new Uint8Array(hash.digest());
+          const theirs = outcome.digest!;
+          if (!mine.every((b, i) => b === theirs[i])) {
+            closeFile();
+            await Deno.remove(partial);
+            throw new Refusal(
+              Reason.HashMismatch,
+              "SHA-256 of the received data differs from the sender's; partial file deleted",
+            );
+          }
+        }
+        await Deno.chmod(partial, offer.mode & 0o777);
+        if (offer.mtimeMs > 0) {
+          const mtime = new Date(offer.mtimeMs);
+          await file.utime(mtime, mtime);
+        }
+        if (this.#opts.sync) await file.syncData();
+        closeFile();
+        const stored = await this.#place(partial, dir, name);
+        if (this.#opts.sync) await syncFolder(dir);
+        const rel = relName(components, stored);
+        await this.#send(TransferFrame.Confirm, encodeText(rel));
+        this.summary.confirmed++;
+        const seconds = (performance.now() - started) / 1000;
+        const resumed = start > 0 ? `, resumed at ${formatBytes(start)}` : "";
+        const check = offer.verify ? "sha256 verified" : "not verified: sender used --no-verify";
+        this.#log?.info(
+          `received ${rel} (${formatBytes(offer.size)} in ${formatDuration(seconds)}, ${
+            formatRate(outcome.received / Math.max(seconds, 1e-6))
+          }${resumed}, ${check})`,
+        );
+      } catch (error) {
+        const refusal = this.#toRefusal(error);
+        await this.#send(TransferFrame.Failed, encodeRefusal(refusal));
+        this.#refused(offer, refusal, true);
+      }
+    } finally {
+      closeFile();
+    }
+  }
+
+  /**
+   * Moves the finished partial file to its final name. Without overwrite a hard link
+   * creates the name only if it is still free (then the partial name is removed); with
+   * overwrite an atomic rename replaces the old file.
+   */
+  async #place(partial: string, dir: string, name: string): Promise<string> {
+    if (this.#opts.overwrite) {
+      await Deno.rename(partial, `${dir}/${name}`);
+      return name;
+    }
+    let candidate = name;
+    for (let attempt = 0; attempt < 100; attempt++) {
+      try {
+        await Deno.link(partial, `${dir}/${candidate}`);
+        await Deno.remove(partial);
+        return candidate;
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) {
+          if (!this.#opts.rename) {
+            throw new Refusal(Reason.Exists, `'${candidate}' appeared while receiving it`);
+          }
+          candidate = await findFreeName(dir, name);
+          continue;
+        }
+        if (error instanceof Deno.errors.NotFound) throw error;
+        // No hard links on this filesystem: check, then rename.
+        if ((await lstatOrNull(`${dir}/${candidate}`)) !== null) {
+          if (!this.#opts.rename) throw new Refusal(Reason.Exists, `'${candidate}' exists`);
+          candidate = await findFreeName(dir, name);
+        }
+        await Deno.rename(partial, `${dir}/${candidate}`);
+        return candidate;
+      }
+    }
+    throw new Refusal(Reason.Exists, `cannot find a free name for '${name}'`);
+  }
+
+  /**
+   * Reads Data frames into `file` until End or Abort. Reading frame N+1 overlaps with
+   * writing frame N. A write error is remembered and the rest of the data drained, so the
+   * session can answer Failed and go on.
+   */
+  async #receiveData(
+    offer: Offer,
+    file: Deno.FsFile,
+    expected: number,
+    hash: Hash | null,
+  ): Promise<{ received: number; digest?: Uint8Array; aborted?: string; writeError?: string }> {
+    const bufs = this.#bufs;
+    let which = 0;
+    let received = 0;
+    let pending: Promise<void> | null = null;
+    let writeError: string | undefined;
+    const settle = async () => {
+      if (pending === null) return;
+      try {
+        await pending;
+      } catch (error) {
+        writeError ??= error instanceof Error ? error.message : String(error);
+      }
+      pending = null;
+    };
+    try {
+      while (true) {
+        const header = await readFrameHeader(this.#reader, { maxPayload: MAX_DATA_PAYLOAD });
+        if (header === null) {
+          throw new UnexpectedEofError(
+            `Sender closed the connection after ${formatBytes(received)} of ${offer.path}`,
+          );
+        }
+        if (header.type === TransferFrame.Data) {
+          if (received + header.length > expected) {
+            throw new ProtocolError(
+              `Cannot receive ${offer.path}: more data than the ${offer.size} bytes offered`,
+            );
+          }
+          const buf = bufs[which].subarray(0, header.length);
+          which ^= 1;
+          await this.#reader.readFull(buf);
+          hash?.update(buf);
+          received += header.length;
+          this.summary.bytes += header.length;
+          await settle();
+          if (writeError === undefined) {
+            pending = writeAll(file, buf);
+            pending.catch(() => {});
+          }
+          continue;
+        }
+        if (header.length > MAX_CONTROL_PAYLOAD) {
+          throw new ProtocolError(`Cannot read ${frameName(header.type)}: ${header.length} bytes`);
+        }
+        const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
+        if (header.type === TransferFrame.End) {
+          const digest = decodeEnd(payload);
+          if ((digest !== null) !== offer.verify) {
+            throw new ProtocolError(
+              `Cannot finish ${offer.path}: End ${
+                digest ? "carries" : "lacks"
+              } a SHA-256 the offer ${offer.verify ? "promised" : "did not promise"}`,
+            );
+          }
+          await settle();
+          return { received, digest: digest ?? undefined, writeError };
+        }
+        if (header.type === TransferFrame.Abort) {
+          await settle();
+          return { received, aborted: decodeTextPayload(payload) };
+        }
+        if (header.type === ControlFrame.Error) {
+          throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
+        }
+        throw new ProtocolError(
+          `Cannot receive ${offer.path}: got ${frameName(header.type)} among its data`,
+        );
+      }
+    } finally {
+      await settle();
+    }
+  }
+}
+
+/**
+ * Runs one receiving session on `conn` and resolves what happened; never throws for anything
+ * the sender did (a protocol violation is answered with an Error frame, logged, and ends the
+ * session). The caller closes the connection.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { receiveSession } from "./receiver.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 7071 });
+ * const conn = await listener.accept();
+ * const summary = await receiveSession(conn, { dir: await Deno.realPath(".") });
+ * conn.close();
+ * ```
+ */
+export async function receiveSession(
+  conn: Deno.Conn,
+  options: ReceiveOptions,
+): Promise<ReceiveSummary> {
+  const addr = conn.remoteAddr as Deno.NetAddr;
+  const peer = addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+  const idleMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
+  const idle = new IdleReader(conn, idleMs);
+  const reader = new BufferedReader(idle);
+  const session = new ReceiveSession(conn, reader, options, peer);
+  const log = options.logger;
+  try {
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
+    await readHello(reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
+    session.summary.started = true;
+    log?.debug(`sender ${peer} connected`);
+    await session.run();
+  } catch (error) {
+    let message = error instanceof Error ? error.message : String(error);
+    if (idle.timedOut) message = `Sender sent nothing for ${idleMs} ms`;
+    session.summary.error = message;
+    log?.error(`session with ${peer} ended: ${message}`);
+    try {
+      await writeAll(conn, encodeFrame(ControlFrame.Error, encodeText(message)));
+    } catch {
+      // The sender is gone.
+    }
+  } finally {
+    idle.dispose();
+  }
+  const s = session.summary;
+  s.ok = s.complete && s.confirmed === s.entries;
+  if (s.started) {
+    log?.info(
+      `sender ${peer} ${
+        s.complete ? "finished" : "left early"
+      }: ${s.confirmed}/${s.entries} entries stored, ` +
+        `${formatBytes(s.bytes)} received${s.rejected ? `, ${s.rejected} rejected` : ""}${
+          s.failed ? `, ${s.failed} failed` : ""
+        }`,
+    );
+  }
+  return s;
+}

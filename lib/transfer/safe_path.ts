@@ -1,0 +1,229 @@
+/**
+ * Path safety for the receiver, which trusts nothing it is sent.
+ *
+ * A name from the wire is accepted only when it is relative, `/`-separated, every component
+ * non-empty and not `.` or `..`, free of NUL, control characters and backslashes, without a
+ * drive prefix (`C:`), and not a reserved partial-file name. It is then resolved under the
+ * receiver's folder component by component: every component that exists is checked with
+ * `lstat`, and one that is a symlink (or a file where a folder is needed) refuses the path,
+ * so nothing is ever written through a link, even one planted earlier. Missing folders are
+ * created one at a time, each as a real folder.
+ *
+ * @module
+ */
+
+import * as posix from "node:path/posix";
+import { MAX_PATH_BYTES } from "./protocol.ts";
+
+/** Suffix of the partial file a transfer writes before renaming it to its final name. */
+export const PARTIAL_SUFFIX = ".sockit-partial";
+/** Longest single path component, in UTF-8 bytes (the usual filesystem limit). */
+export const MAX_COMPONENT_BYTES = 255;
+/** How many `name (N).ext` candidates `--rename` tries before giving up. */
+export const MAX_RENAME_ATTEMPTS = 10_000;
+
+/**
+ * A path from the wire is unsafe or cannot be placed under the receiver's folder.
+ *
+ * @example Usage
+ * ```ts
+ * import { UnsafePathError } from "./safe_path.ts";
+ * const err = new UnsafePathError("Cannot accept '../x': contains '..'");
+ * console.assert(err.name === "UnsafePathError");
+ * ```
+ */
+export class UnsafePathError extends Error {
+  /** Creates an unsafe path error whose message names the path and the rule it broke. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UnsafePathError";
+  }
+}
+
+const encoder = new TextEncoder();
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
+/**
+ * Checks a relative path from the wire and returns its components. Throws
+ * {@linkcode UnsafePathError} for anything that is not a plain relative path.
+ *
+ * @example Usage
+ * ```ts
+ * import { splitSafePath } from "./safe_path.ts";
+ * console.assert(splitSafePath("a/b.txt").join("|") === "a|b.txt");
+ * let refused = false;
+ * try { splitSafePath("../etc/passwd"); } catch { refused = true; }
+ * console.assert(refused);
+ * ```
+ */
+export function splitSafePath(path: string): string[] {
+  const bad = (why: string) =>
+    new UnsafePathError(`Cannot accept path ${JSON.stringify(path)}: ${why}`);
+  if (path.length === 0) throw bad("empty");
+  if (encoder.encode(path).length > MAX_PATH_BYTES) {
+    throw bad(`longer than ${MAX_PATH_BYTES} bytes`);
+  }
+  if (path.includes("\0")) throw bad("contains NUL");
+  if (CONTROL_CHARS.test(path)) throw bad("contains a control character");
+  if (path.includes("\\")) throw bad("contains a backslash");
+  if (path.startsWith("/")) throw bad("absolute");
+  if (/^[A-Za-z]:/.test(path)) throw bad("starts with a drive letter");
+  const parts = path.split("/");
+  for (const part of parts) {
+    if (part === "") throw bad("has an empty component");
+    if (part === "." || part === "..") throw bad(`contains '${part}'`);
+    if (encoder.encode(part).length > MAX_COMPONENT_BYTES) {
+      throw bad(`a component is longer than ${MAX_COMPONENT_BYTES} bytes`);
+    }
+  }
+  if (parts[parts.length - 1].endsWith(PARTIAL_SUFFIX)) throw bad("reserved partial-file name");
+  return parts;
+}
+
+/**
+ * Checks a symlink's target: relative, no NUL or backslash, and resolving (from the link's
+ * folder) to a place inside the receiver's folder. Returns the normalised target relative to
+ * the folder. Throws {@linkcode UnsafePathError} otherwise.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkLinkTarget } from "./safe_path.ts";
+ * console.assert(checkLinkTarget("tree/a/link", "../b") === "tree/b");
+ * ```
+ */
+export function checkLinkTarget(linkPath: string, target: string): string {
+  const bad = (why: string) =>
+    new UnsafePathError(
+      `Cannot create link ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`,
+    );
+  if (target.length === 0) throw bad("empty target");
+  if (target.includes("\0")) throw bad("target contains NUL");
+  if (target.includes("\\")) throw bad("target contains a backslash");
+  if (target.startsWith("/")) throw bad("absolute target");
+  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target));
+  if (resolved === ".." || resolved.startsWith("../") || resolved.startsWith("/")) {
+    throw bad("target points outside the folder");
+  }
+  return resolved;
+}
+
+/** Where an accepted path lands. */
+export interface ResolvedPath {
+  /** Absolute final path. */
+  path: string;
+  /** Absolute folder holding it. */
+  dir: string;
+  /** Last component. */
+  name: string;
+  /** `lstat` of the final path, or null when it does not exist. */
+  existing: Deno.FileInfo | null;
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/**
+ * Resolves checked `components` under `root` (an absolute, real folder path). Every existing
+ * parent component is checked with `lstat`: a symlink or a non-folder refuses the path with
+ * {@linkcode UnsafePathError}. With `createParents`, missing folders are created one by one.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { resolveInside, splitSafePath } from "./safe_path.ts";
+ * const where = await resolveInside("/srv/in", splitSafePath("a/b.txt"), { createParents: true });
+ * console.log(where.path); // /srv/in/a/b.txt
+ * ```
+ */
+export async function resolveInside(
+  root: string,
+  components: string[],
+  options: { createParents?: boolean; dirMode?: number } = {},
+): Promise<ResolvedPath> {
+  let dir = root;
+  const rel = components.join("/");
+  for (let i = 0; i < components.length - 1; i++) {
+    const next = `${dir}/${components[i]}`;
+    let info = await lstatOrNull(next);
+    if (info === null && options.createParents) {
+      try {
+        await Deno.mkdir(next, { mode: options.dirMode ?? 0o755 });
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
+      info = await lstatOrNull(next);
+    }
+    if (info === null) {
+      throw new UnsafePathError(
+        `Cannot place '${rel}': folder '${components.slice(0, i + 1).join("/")}' is missing`,
+      );
+    }
+    if (info.isSymlink) {
+      throw new UnsafePathError(
+        `Cannot place '${rel}': '${components.slice(0, i + 1).join("/")}' is a symlink`,
+      );
+    }
+    if (!info.isDirectory) {
+      throw new UnsafePathError(
+        `Cannot place '${rel}': '${components.slice(0, i + 1).join("/")}' is not a folder`,
+      );
+    }
+    dir = next;
+  }
+  const name = components[components.length - 1];
+  const path = `${dir}/${name}`;
+  // Belt and braces: the joined path must still be under root after normalisation.
+  if (!posix.normalize(path).startsWith(root.endsWith("/") ? root : root + "/")) {
+    throw new UnsafePathError(`Cannot place '${rel}': it resolves outside the folder`);
+  }
+  return { path, dir, name, existing: await lstatOrNull(path) };
+}
+
+/**
+ * The partial file a transfer of `name` writes in the same folder: `.NAME.sockit-partial`.
+ *
+ * @example Usage
+ * ```ts
+ * import { partialName } from "./safe_path.ts";
+ * console.assert(partialName("a.txt") === ".a.txt.sockit-partial");
+ * ```
+ */
+export function partialName(name: string): string {
+  return `.${name}${PARTIAL_SUFFIX}`;
+}
+
+/**
+ * The `n`-th alternative of `name` for `--rename`: `report (1).pdf`, `archive.tar (2).gz`,
+ * `.bashrc (1)`.
+ *
+ * @example Usage
+ * ```ts
+ * import { renamedName } from "./safe_path.ts";
+ * console.assert(renamedName("a.txt", 1) === "a (1).txt");
+ * console.assert(renamedName("README", 2) === "README (2)");
+ * ```
+ */
+export function renamedName(name: string, n: number): string {
+  const dot = name.lastIndexOf(".");
+  if (dot <= 0) return `${name} (${n})`;
+  return `${name.slice(0, dot)} (${n})${name.slice(dot)}`;
+}
+
+/**
+ * Finds the first `name (N).ext` in `dir` that does not exist yet. Throws
+ * {@linkcode UnsafePathError} after {@linkcode MAX_RENAME_ATTEMPTS} candidates.
+ */
+export async function findFreeName(dir: string, name: string): Promise<string> {
+  for (let n = 1; n <= MAX_RENAME_ATTEMPTS; n++) {
+    const candidate = renamedName(name, n);
+    if (encoder.encode(candidate).length > MAX_COMPONENT_BYTES) break;
+    if ((await lstatOrNull(`${dir}/${candidate}`)) === null) return candidate;
+  }
+  throw new UnsafePathError(`Cannot find a free name for '${name}' in its folder`);
+}

@@ -1,0 +1,376 @@
+/**
+ * The sending side of a transfer session: hello, then for each entry an offer, the
+ * receiver's answer, and for files the data in {@linkcode MAX_DATA_PAYLOAD} frames followed by
+ * the SHA-256, then the receiver's confirmation. Reading the next chunk from disk (and
+ * hashing it) overlaps with writing the previous one to the socket; both buffers are reused.
+ *
+ * On resume the receiver offers its partial length and the SHA-256 of that prefix; the
+ * sender hashes its own prefix and sends only the rest when they match (from zero when the
+ * source changed).
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { BufferedReader } from "../net/buffered_reader.ts";
+import { ProtocolError } from "../net/errors.ts";
+import {
+  ControlFrame,
+  encodeFrame,
+  encodeHello,
+  type Frame,
+  FRAME_HEADER_SIZE,
+  readFrame,
+  readHello,
+} from "../net/frame.ts";
+import { writeAll } from "../net/write_all.ts";
+import { IdleReader } from "./idle_reader.ts";
+import type { EntryResult, SendReporter, SendSummary } from "./progress.ts";
+import {
+  decodeAccept,
+  decodeRefusal,
+  decodeTextPayload,
+  encodeOffer,
+  encodeStart,
+  encodeText,
+  EntryKind,
+  frameName,
+  MAX_CONTROL_PAYLOAD,
+  MAX_DATA_PAYLOAD,
+  REASON_NAMES,
+  TRANSFER_PROTOCOL,
+  TRANSFER_VERSION,
+  TransferFrame,
+} from "./protocol.ts";
+import type { LocalEntry, WalkResult } from "./walk.ts";
+
+/** Defaults of {@linkcode SendOptions}. */
+export const SEND_DEFAULTS = {
+  /** Send a SHA-256 of every file for the receiver to check. */
+  verify: true,
+  /**
+   * Longest wait for any answer from the receiver, in ms (it includes the receiver's fsync
+   * of a large file before it confirms).
+   */
+  replyTimeoutMs: 120_000,
+  /** Bytes per Data frame (at most {@linkcode MAX_DATA_PAYLOAD}). */
+  chunkSize: MAX_DATA_PAYLOAD,
+} as const;
+
+/** Options for {@linkcode sendEntries}. */
+export interface SendOptions {
+  /** Send SHA-256s (`--no-verify` turns this off). @default {true} */
+  verify?: boolean;
+  /** Where events go. @default {a reporter that ignores everything} */
+  reporter?: SendReporter;
+  /** Longest wait for an answer from the receiver, in ms. @default {120000} */
+  replyTimeoutMs?: number;
+  /** Bytes per Data frame, at most 1 MiB. @default {1048576} */
+  chunkSize?: number;
+}
+
+/** The receiver ended the session with an Error frame. */
+export class TransferRefusedError extends Error {
+  /** Creates the error; the message carries the receiver's text. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TransferRefusedError";
+  }
+}
+
+const SILENT: SendReporter = {
+  start() {},
+  fileStart() {},
+  progress() {},
+  entry() {},
+  warn() {},
+  summary() {},
+};
+
+const KIND_NAMES = {
+  [EntryKind.File]: "file",
+  [EntryKind.Directory]: "dir",
+  [EntryKind.Symlink]: "link",
+} as const;
+
+async function readFileFull(file: Deno.FsFile, dst: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < dst.length) {
+    const n = await file.read(dst.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return filled;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** One sending session over an open connection. */
+class SendSession {
+  #conn: Deno.Conn;
+  #reader: BufferedReader;
+  #opts: Required<Omit<SendOptions, "reporter">>;
+  #reporter: SendReporter;
+  #buffers: [Uint8Array, Uint8Array];
+  bytesSent = 0;
+
+  constructor(conn: Deno.Conn, reader: BufferedReader, options: SendOptions) {
+    this.#conn = conn;
+    this.#reader = reader;
+    this.#opts = {
+      verify: options.verify ?? SEND_DEFAULTS.verify,
+      replyTimeoutMs: options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs,
+      chunkSize: Math.min(MAX_DATA_PAYLOAD, options.chunkSize ?? SEND_DEFAULTS.chunkSize),
+    };
+    this.#reporter = options.reporter ?? SILENT;
+    const size = FRAME_HEADER_SIZE + this.#opts.chunkSize;
+    this.#buffers = [new Uint8Array(size), new Uint8Array(size)];
+  }
+
+  async #reply(allowed: number[], what: string): Promise<Frame> {
+    const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    if (frame === null) {
+      throw new ProtocolError(`Receiver closed the connection while this side waited for ${what}`);
+    }
+    if (frame.type === ControlFrame.Error) {
+      throw new TransferRefusedError(
+        `Receiver ended the session: ${decodeTextPayload(frame.payload)}`,
+      );
+    }
+    if (!allowed.includes(frame.type)) {
+      throw new ProtocolError(
+        `Cannot continue: got ${frameName(frame.type)} while waiting for ${what}`,
+      );
+    }
+    return frame;
+  }
+
+  async send(entry: LocalEntry): Promise<EntryResult> {
+    const started = performance.now();
+    const result: EntryResult = {
+      kind: KIND_NAMES[entry.kind],
+      path: entry.path,
+      status: "confirmed",
+      size: entry.size,
+      sent: 0,
+      resumedFrom: 0,
+      verified: false,
+      seconds: 0,
+    };
+    const finish = () => {
+      result.seconds = (performance.now() - started) / 1000;
+      return result;
+    };
+    const refusal = (frame: Frame, status: "rejected" | "failed") => {
+      const r = decodeRefusal(frame.payload);
+      result.status = status;
+      result.reason = REASON_NAMES[r.reason] ?? `reason ${r.reason}`;
+      result.message = r.message;
+      return finish();
+    };
+    const verify = entry.kind === EntryKind.File && this.#opts.verify;
+    await writeAll(
+      this.#conn,
+      encodeFrame(
+        TransferFrame.Offer,
+        encodeOffer({
+          kind: entry.kind,
+          path: entry.path,
+          size: entry.size,
+          mode: entry.mode,
+          mtimeMs: entry.mtimeMs,
+          verify,
+          target: entry.target,
+        }),
+      ),
+    );
+    const what = `the answer to the offer of ${entry.path}`;
+    if (entry.kind !== EntryKind.File) {
+      const answer = await this.#reply([TransferFrame.Confirm, TransferFrame.Reject], what);
+      if (answer.type === TransferFrame.Reject) return refusal(answer, "rejected");
+      result.storedAs = decodeTextPayload(answer.payload);
+      return finish();
+    }
+    const answer = await this.#reply([TransferFrame.Accept, TransferFrame.Reject], what);
+    if (answer.type === TransferFrame.Reject) return refusal(answer, "rejected");
+    const accept = decodeAccept(answer.payload);
+
+    using file = await Deno.open(entry.source, { read: true });
+    let hash: Hash | null = verify ? createHash("sha256") : null;
+    let start = 0;
+    if (accept.offset > 0 && accept.offset <= entry.size) {
+      const prefix = hash ?? createHash("sha256");
+      if (await this.#hashPrefix(file, prefix, accept.offset)) {
+        const mine = prefix.copy().digest();
+        if (equalBytes(new Uint8Array(mine), accept.prefixHash)) start = accept.offset;
+      }
+      if (start === 0) {
+        await file.seek(0, Deno.SeekMode.Start);
+        hash = verify ? createHash("sha256") : null;
+      }
+    }
+    result.resumedFrom = start;
+    await writeAll(this.#conn, encodeFrame(TransferFrame.Start, encodeStart(start)));
+    this.#reporter.fileStart(entry.path, entry.size, start);
+
+    const shortBy = await this.#stream(file, entry.size - start, hash, result);
+    if (shortBy > 0) {
+      const message = `source shrank while sending: ${shortBy} bytes missing`;
+      await writeAll(this.#conn, encodeFrame(TransferFrame.Abort, encodeText(message)));
+      result.status = "aborted";
+      result.reason = "source changed";
+      result.message = message;
+      return finish();
+    }
+    const digest = hash ? new Uint8Array(hash.digest()) : new Uint8Array(0);
+    await writeAll(this.#conn, encodeFrame(TransferFrame.End, digest));
+    const outcome = await this.#reply(
+      [TransferFrame.Confirm, TransferFrame.Failed],
+      `the confirmation of ${entry.path}`,
+    );
+    if (outcome.type === TransferFrame.Failed) return refusal(outcome, "failed");
+    result.storedAs = decodeTextPayload(outcome.payload);
+    result.verified = verify;
+    return finish();
+  }
+
+  /** Hashes the first `length` bytes of `file`; false when the file is shorter. */
+  async #hashPrefix(file: Deno.FsFile, hash: Hash, length: number): Promise<boolean> {
+    const buf = this.#buffers[0];
+    let left = length;
+    while (left > 0) {
+      const n = await readFileFull(file, buf.subarray(0, Math.min(buf.length, left)));
+      if (n === 0) return false;
+      hash.update(buf.subarray(0, n));
+      left -= n;
+    }
+    return true;
+  }
+
+  /**
+   * Streams `length` bytes of `file` as Data frames; the disk read and hash of one chunk
+   * overlap with the socket write of the previous one. Resolves how many bytes were missing
+   * (0 when the file had them all).
+   */
+  async #stream(
+    file: Deno.FsFile,
+    length: number,
+    hash: Hash | null,
+    result: EntryResult,
+  ): Promise<number> {
+    let pending: Promise<void> | null = null;
+    let left = length;
+    let which = 0;
+    try {
+      while (left > 0) {
+        const buf = this.#buffers[which];
+        which ^= 1;
+        const want = Math.min(this.#opts.chunkSize, left);
+        const n = await readFileFull(
+          file,
+          buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + want),
+        );
+        if (n === 0) break;
+        hash?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
+        buf[0] = TransferFrame.Data;
+        new DataView(buf.buffer).setUint32(1, n);
+        if (pending) await pending;
+        pending = writeAll(this.#conn, buf.subarray(0, FRAME_HEADER_SIZE + n));
+        // Awaited on the next turn; until then, keep a failure from counting as unhandled.
+        pending.catch(() => {});
+        left -= n;
+        result.sent += n;
+        this.bytesSent += n;
+        this.#reporter.progress(n);
+        if (n < want) break;
+      }
+    } finally {
+      if (pending) await pending;
+    }
+    return left;
+  }
+
+  async bye(): Promise<void> {
+    await writeAll(this.#conn, encodeFrame(ControlFrame.Bye));
+    // The receiver answers Bye and closes; either ends the session.
+    const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    if (frame !== null && frame.type !== ControlFrame.Bye) {
+      throw new ProtocolError(`Cannot finish: got ${frameName(frame.type)} instead of Bye`);
+    }
+  }
+}
+
+/**
+ * Runs a sending session on `conn` for the entries of `walk` and resolves the summary; the
+ * connection is left open for the caller to close. Throws on a broken session (the receiver
+ * closed, a protocol violation, a version mismatch); per-entry refusals end up in the
+ * summary and the reporter's events.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { collectEntries } from "./walk.ts";
+ * import { sendEntries } from "./sender.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 7071 });
+ * const summary = await sendEntries(conn, await collectEntries(["photos"]));
+ * conn.close();
+ * console.log(summary.ok ? "all confirmed" : "some entries failed");
+ * ```
+ */
+export async function sendEntries(
+  conn: Deno.Conn,
+  walk: WalkResult,
+  options: SendOptions = {},
+): Promise<SendSummary> {
+  const reporter = options.reporter ?? SILENT;
+  const started = performance.now();
+  const idle = new IdleReader(conn, options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs);
+  try {
+    const reader = new BufferedReader(idle);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
+    await readHello(reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
+    const session = new SendSession(conn, reader, options);
+    const summary: SendSummary = {
+      entries: walk.entries.length,
+      confirmed: 0,
+      rejected: 0,
+      failed: 0,
+      skipped: walk.skipped.length,
+      bytesTotal: walk.entries.reduce((s, e) => s + e.size, 0),
+      bytesSent: 0,
+      seconds: 0,
+      ok: false,
+    };
+    for (const s of walk.skipped) reporter.warn(`skipped ${s.path}: ${s.reason}`, s.path);
+    reporter.start({
+      entries: walk.entries.length,
+      files: walk.entries.filter((e) => e.kind === EntryKind.File).length,
+      bytes: summary.bytesTotal,
+    });
+    for (const entry of walk.entries) {
+      const result = await session.send(entry);
+      if (result.status === "confirmed") summary.confirmed++;
+      else if (result.status === "rejected") summary.rejected++;
+      else summary.failed++;
+      reporter.entry(result);
+    }
+    await session.bye();
+    summary.bytesSent = session.bytesSent;
+    summary.seconds = (performance.now() - started) / 1000;
+    summary.ok = summary.confirmed === summary.entries;
+    reporter.summary(summary);
+    return summary;
+  } catch (error) {
+    if (idle.timedOut) {
+      throw new ProtocolError(
+        `Receiver sent nothing for ${options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs} ms`,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    idle.dispose();
+  }
+}

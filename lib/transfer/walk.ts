@@ -1,0 +1,135 @@
+/**
+ * The sender's view of what it sends: each PATH argument becomes a list of entries named
+ * relative to the argument's parent (`send dir/photos` sends `photos/...`). Folders come
+ * before their contents so empty folders are kept; entries are sorted by name for a
+ * reproducible order. Symlinks inside a folder are sent as links when they point inside that
+ * folder's tree and skipped otherwise; they are never followed. A PATH that is itself a
+ * symlink is followed (it names what the user wants sent).
+ *
+ * Only entries are held in memory (names and sizes), never file contents.
+ *
+ * @module
+ */
+
+import * as posix from "node:path/posix";
+import { EntryKind, type EntryKindValue } from "./protocol.ts";
+
+/** One thing to send. */
+export interface LocalEntry {
+  /** File, folder or symlink. */
+  kind: EntryKindValue;
+  /** Absolute local path. */
+  source: string;
+  /** Relative `/`-separated path sent on the wire. */
+  path: string;
+  /** Size in bytes (files only). */
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  /** Modification time in ms since the epoch (0 if unknown). */
+  mtimeMs: number;
+  /** Link text for symlinks (made relative). */
+  target: string;
+}
+
+/** An entry the walk left out, and why. */
+export interface SkippedEntry {
+  /** Local path. */
+  path: string;
+  /** Why it was skipped. */
+  reason: string;
+}
+
+/** What {@linkcode collectEntries} found. */
+export interface WalkResult {
+  /** Entries in sending order. */
+  entries: LocalEntry[];
+  /** Entries skipped with a warning. */
+  skipped: SkippedEntry[];
+}
+
+function entryOf(
+  kind: EntryKindValue,
+  source: string,
+  path: string,
+  info: Deno.FileInfo,
+  target = "",
+): LocalEntry {
+  return {
+    kind,
+    source,
+    path,
+    size: kind === EntryKind.File ? info.size : 0,
+    mode: (info.mode ?? 0o644) & 0o7777,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+    target,
+  };
+}
+
+/** True when `child` is `root` or below it (both absolute and normalised). */
+function isInside(root: string, child: string): boolean {
+  return child === root || child.startsWith(root.endsWith("/") ? root : root + "/");
+}
+
+async function walkDir(
+  root: string,
+  dir: string,
+  wireDir: string,
+  out: WalkResult,
+): Promise<void> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  names.sort();
+  for (const name of names) {
+    const source = `${dir}/${name}`;
+    const wire = `${wireDir}/${name}`;
+    const info = await Deno.lstat(source);
+    if (info.isSymlink) {
+      const raw = await Deno.readLink(source);
+      const resolved = posix.resolve(dir, raw);
+      if (!isInside(root, resolved)) {
+        out.skipped.push({ path: source, reason: `symlink points outside the sent tree (${raw})` });
+        continue;
+      }
+      const target = posix.relative(dir, resolved) || ".";
+      out.entries.push(entryOf(EntryKind.Symlink, source, wire, info, target));
+    } else if (info.isDirectory) {
+      out.entries.push(entryOf(EntryKind.Directory, source, wire, info));
+      await walkDir(root, source, wire, out);
+    } else if (info.isFile) {
+      out.entries.push(entryOf(EntryKind.File, source, wire, info));
+    } else {
+      out.skipped.push({ path: source, reason: "not a regular file, folder or symlink" });
+    }
+  }
+}
+
+/**
+ * Lists the entries to send for `paths` (files or folders). Throws `Deno.errors.NotFound`
+ * for a missing PATH.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { collectEntries } from "./walk.ts";
+ * const { entries, skipped } = await collectEntries(["photos", "notes.txt"]);
+ * console.log(entries.map((e) => e.path), skipped);
+ * ```
+ */
+export async function collectEntries(paths: string[]): Promise<WalkResult> {
+  const out: WalkResult = { entries: [], skipped: [] };
+  for (const arg of paths) {
+    const source = posix.resolve(arg);
+    const name = posix.basename(source);
+    if (name === "") throw new Error(`Cannot send '${arg}': it has no name to send it under`);
+    const info = await Deno.stat(source);
+    if (info.isDirectory) {
+      out.entries.push(entryOf(EntryKind.Directory, source, name, info));
+      await walkDir(source, source, name, out);
+    } else if (info.isFile) {
+      out.entries.push(entryOf(EntryKind.File, source, name, info));
+    } else {
+      out.skipped.push({ path: source, reason: "not a regular file or folder" });
+    }
+  }
+  return out;
+}
