@@ -1,11 +1,141 @@
 /**
- * The `socks5` subcommand.
+ * The `socks5` subcommand: option parsing, the safety checks before listening, and wiring to
+ * {@linkcode startSocks5Server}.
  *
  * @module
  */
 
-import type { Command } from "../command.ts";
-import { notImplemented } from "../not_implemented.ts";
+import {
+  type Command,
+  intOption,
+  LISTEN_OPTIONS,
+  listenOptions,
+  listOption,
+  stringOption,
+} from "../command.ts";
+import { formatAddress, isLoopbackHost } from "../net/address.ts";
+import { UsageError } from "../net/errors.ts";
+import { waitForShutdownSignal } from "../net/server.ts";
+import { Logger } from "../log.ts";
+import { UserTable } from "./auth.ts";
+import { parseIP } from "./ip.ts";
+import { SOCKS5_DEFAULTS } from "./limits.ts";
+import { DestinationRules } from "./rules.ts";
+import { startSocks5Server } from "./server.ts";
+
+const D = SOCKS5_DEFAULTS;
+
+/** Host and port `sockit socks5` listens on by default. */
+export const SOCKS5_LISTEN_DEFAULTS = { host: "127.0.0.1", port: 1080 } as const;
+
+const USAGE = `Usage: sockit socks5 [--host H] [--port P] [options]
+
+A SOCKS5 proxy (RFC 1928) with username/password authentication (RFC 1929): CONNECT, BIND
+and UDP ASSOCIATE, IPv4, IPv6 and domain names. SOCKS4/4a (CONNECT) is served too, but
+only while no users are configured.
+
+Options:
+  --host H               address to bind (default ${SOCKS5_LISTEN_DEFAULTS.host})
+  --port P, -p P         port (default ${SOCKS5_LISTEN_DEFAULTS.port}; 0 picks a free one)
+  --user NAME:PASS       require this user (repeatable); turns no-auth and SOCKS4 off
+  --users FILE           users from a file, one NAME:PASS per line, # comments
+  --allow-open           allow listening on a non-loopback address without users
+  --allow CIDR           destinations allowed (repeatable); with any, others are denied
+  --deny CIDR            destinations denied (repeatable)
+  --deny-private         deny loopback, private (RFC 1918, fc00::/7), CGNAT and link-local
+                         destinations (off by default)
+  --no-bind              refuse BIND (reply 0x07)
+  --no-udp               refuse UDP ASSOCIATE (reply 0x07)
+  --advertise IP         address put in BIND and UDP ASSOCIATE replies (behind NAT)
+  --max-conns N          client connections at once (default ${D.maxConnections})
+  --handshake-timeout MS greeting + auth + request deadline (default ${D.handshakeTimeoutMs})
+  --connect-timeout MS   dialling deadline, all addresses together (default ${D.connectTimeoutMs})
+  --idle-timeout MS      close a tunnel idle this long, 0 = never (default ${D.idleTimeoutMs})
+
+Rules apply to the resolved address actually dialled; the longest matching prefix decides,
+a tie goes to deny. One log line per session; --quiet turns them off.
+
+Examples:
+  sockit socks5 --port 1080 &
+  curl --socks5-hostname 127.0.0.1:1080 http://example.com/
+
+  sockit socks5 --host 0.0.0.0 --user alice:s3cret --deny-private
+  curl --socks5-hostname 192.0.2.10:1080 --proxy-user alice:s3cret http://example.com/`;
 
 /** `sockit socks5`: a SOCKS5 proxy (RFC 1928, RFC 1929). */
-export const socks5Command: Command = notImplemented("socks5", "SOCKS5 proxy");
+export const socks5Command: Command = {
+  name: "socks5",
+  summary: "SOCKS5 proxy: CONNECT, BIND, UDP ASSOCIATE, user/password auth",
+  usage: USAGE,
+  options: {
+    ...LISTEN_OPTIONS,
+    user: { type: "string", multiple: true },
+    users: { type: "string" },
+    "allow-open": { type: "boolean" },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    "deny-private": { type: "boolean" },
+    "no-bind": { type: "boolean" },
+    "no-udp": { type: "boolean" },
+    advertise: { type: "string" },
+    "max-conns": { type: "string" },
+    "handshake-timeout": { type: "string" },
+    "connect-timeout": { type: "string" },
+    "idle-timeout": { type: "string" },
+  },
+  async run({ values }) {
+    const { hostname, port } = listenOptions(values, SOCKS5_LISTEN_DEFAULTS);
+    const users = UserTable.fromSpecs(listOption(values, "user"));
+    const usersFile = stringOption(values, "users");
+    if (usersFile !== undefined) users.addFile(usersFile);
+    if (usersFile !== undefined && users.size === 0) {
+      throw new UsageError(`Cannot use --users '${usersFile}': it lists no users`);
+    }
+    if (!isLoopbackHost(hostname) && users.size === 0 && !values["allow-open"]) {
+      throw new UsageError(
+        `Refusing to start an open proxy on ${hostname}: anyone who can reach it could use it. ` +
+          "Add --user NAME:PASS (or --users FILE), bind a loopback address, or pass --allow-open",
+      );
+    }
+    const advertise = stringOption(values, "advertise");
+    if (advertise !== undefined && !parseIP(advertise)) {
+      throw new UsageError(`Cannot parse --advertise '${advertise}': expected an IP address`);
+    }
+    const rules = new DestinationRules({
+      allow: listOption(values, "allow"),
+      deny: listOption(values, "deny"),
+      denyPrivate: !!values["deny-private"],
+    });
+    const log = new Logger("socks5", { quiet: !!values.quiet, verbose: !!values.verbose });
+    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const server = startSocks5Server(listener, {
+      users: users.size > 0 ? users : undefined,
+      rules,
+      allowBind: !values["no-bind"],
+      allowUdp: !values["no-udp"],
+      advertise,
+      maxConnections: intOption(values, "max-conns", D.maxConnections, { min: 1 }),
+      handshakeTimeoutMs: intOption(values, "handshake-timeout", D.handshakeTimeoutMs, { min: 1 }),
+      connectTimeoutMs: intOption(values, "connect-timeout", D.connectTimeoutMs, { min: 1 }),
+      idleTimeoutMs: intOption(values, "idle-timeout", D.idleTimeoutMs),
+      logger: log,
+    });
+    const detail = [
+      users.size > 0 ? `${users.size} user(s), username/password required` : "no auth",
+      rules.empty ? "" : "destination rules on",
+    ].filter(Boolean).join(", ");
+    log.listening(formatAddress(server.addr), detail);
+    const signal = await waitForShutdownSignal();
+    log.info(`${signal}: shutting down`);
+    const stopping = server.stop({ timeoutMs: 2000 });
+    for (const conn of server.active) {
+      try {
+        conn.close();
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+    await stopping;
+    return 0;
+  },
+};

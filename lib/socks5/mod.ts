@@ -8,6 +8,13 @@
  *   { hostname: "example.com", port: 80 });
  * ```
  *
+ * @example Run a proxy in-process
+ * ```ts ignore
+ * import { startSocks5Server } from "./mod.ts";
+ * const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+ * await server.stop();
+ * ```
+ *
  * @module
  */
 
@@ -20,4 +27,18 @@ export {
   socks5Connect,
   type Socks5Proxy,
 } from "./client.ts";
-export { Reply, Socks5Error } from "./protocol.ts";
+export {
+  AddressType,
+  AuthStatus,
+  Command,
+  Method,
+  Reply,
+  Socks4Reply,
+  Socks5Error,
+  Version,
+} from "./protocol.ts";
+export { SOCKS5_DEFAULTS } from "./limits.ts";
+export { DestinationRules, type DestinationRulesOptions, PRIVATE_RANGES } from "./rules.ts";
+export { UserTable } from "./auth.ts";
+export { type Socks5ServerOptions, startSocks5Server } from "./server.ts";
+export { socks5Command } from "./command.ts";

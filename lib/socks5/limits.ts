@@ -1,0 +1,40 @@
+/**
+ * Limits and policies of the SOCKS5 server, in one place. Each is overridable by an option of
+ * {@linkcode Socks5ServerOptions} and, where it makes sense, a command-line flag.
+ *
+ * @module
+ */
+
+import type { Socks5ServerOptions } from "./server.ts";
+
+/** Defaults of the SOCKS5 server's limits and timeouts. */
+export const SOCKS5_DEFAULTS = {
+  /** Greeting, authentication and request must all arrive within this, in ms (`--handshake-timeout`). */
+  handshakeTimeoutMs: 10_000,
+  /** Dialling the destination (every resolved address together) may take this long, in ms (`--connect-timeout`). */
+  connectTimeoutMs: 10_000,
+  /** A tunnel where no byte moved either way for this long is closed, in ms; 0 never (`--idle-timeout`). */
+  idleTimeoutMs: 3_600_000,
+  /** Once one direction of a tunnel ended, the other may go on this long, in ms. */
+  halfOpenTimeoutMs: 60_000,
+  /** A BIND waits this long for its incoming connection, in ms. */
+  bindTimeoutMs: 60_000,
+  /** Concurrent client connections; more are closed at once (`--max-conns`). */
+  maxConnections: 1024,
+  /**
+   * Handshake buffer per connection. The longest SOCKS5 message is the RFC 1929 request
+   * (3 + 255 + 255 bytes); the buffer stays with the tunnel to hand over read-ahead bytes.
+   */
+  handshakeBufferSize: 1024,
+  /**
+   * First relay buffer per direction. Small, so an idle tunnel costs little; it doubles each
+   * time a read fills it, up to `maxRelayBufferSize`.
+   */
+  initialRelayBufferSize: 2048,
+  /** Largest relay buffer per direction. */
+  maxRelayBufferSize: 256 * 1024,
+  /** Largest UDP datagram relayed (the SOCKS header included). */
+  maxDatagramSize: 65_535,
+  /** Distinct destinations one UDP association may send to (replies come only from them). */
+  maxUdpPeers: 1024,
+} as const satisfies Partial<Socks5ServerOptions>;

@@ -1,0 +1,87 @@
+/**
+ * Destination rules: which resolved addresses the proxy may dial (CONNECT), send to (UDP
+ * ASSOCIATE), or accept from (BIND). Rules are checked against the IP address actually used,
+ * after name resolution, so a name that resolves to a denied address is denied.
+ *
+ * Evaluation: the rule with the longest matching prefix decides (a tie goes to deny). When no
+ * rule matches, the address is allowed if there are no `allow` rules, denied otherwise. So
+ * `--deny-private --allow 10.1.2.3` opens one host of a denied range.
+ *
+ * @module
+ */
+
+import { type Cidr, cidrContains, parseCidr, parseIP } from "./ip.ts";
+
+/**
+ * Ranges denied by the `--deny-private` shortcut: "this network", loopback, RFC 1918 private,
+ * carrier-grade NAT, link-local, IPv6 unspecified, loopback, unique-local and link-local.
+ */
+export const PRIVATE_RANGES: readonly string[] = [
+  "0.0.0.0/8",
+  "10.0.0.0/8",
+  "100.64.0.0/10",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "::/128",
+  "::1/128",
+  "fc00::/7",
+  "fe80::/10",
+];
+
+/** Options of {@linkcode DestinationRules}. */
+export interface DestinationRulesOptions {
+  /** CIDR ranges (or single addresses) that may be reached. */
+  allow?: string[];
+  /** CIDR ranges (or single addresses) that may not be reached. */
+  deny?: string[];
+  /** Add {@linkcode PRIVATE_RANGES} to the deny list. @default {false} */
+  denyPrivate?: boolean;
+}
+
+/**
+ * A parsed set of allow/deny rules.
+ *
+ * @example Usage
+ * ```ts
+ * import { DestinationRules } from "./rules.ts";
+ * const rules = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3"] });
+ * console.assert(!rules.allows("10.0.0.1") && rules.allows("10.1.2.3"));
+ * console.assert(rules.allows("8.8.8.8") && !rules.allows("::ffff:127.0.0.1"));
+ * ```
+ */
+export class DestinationRules {
+  #rules: { cidr: Cidr; allow: boolean }[] = [];
+  #hasAllow: boolean;
+
+  /** Parses the rules; throws UsageError naming a bad CIDR. */
+  constructor(options: DestinationRulesOptions = {}) {
+    for (const text of options.allow ?? []) {
+      this.#rules.push({ cidr: parseCidr(text), allow: true });
+    }
+    const deny = [...(options.deny ?? []), ...(options.denyPrivate ? PRIVATE_RANGES : [])];
+    for (const text of deny) this.#rules.push({ cidr: parseCidr(text), allow: false });
+    this.#hasAllow = (options.allow ?? []).length > 0;
+  }
+
+  /** True when there are no rules at all (everything is allowed). */
+  get empty(): boolean {
+    return this.#rules.length === 0;
+  }
+
+  /** Whether the IP literal (or 4/16 address bytes) may be reached; names are never allowed. */
+  allows(address: string | Uint8Array): boolean {
+    const bytes = typeof address === "string" ? parseIP(address) : address;
+    if (!bytes) return false;
+    let best: { cidr: Cidr; allow: boolean } | undefined;
+    for (const r of this.#rules) {
+      if (!cidrContains(r.cidr, bytes)) continue;
+      if (
+        !best || r.cidr.prefix > best.cidr.prefix ||
+        (r.cidr.prefix === best.cidr.prefix && !r.allow)
+      ) best = r;
+    }
+    return best ? best.allow : !this.#hasAllow;
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * UDP ASSOCIATE (RFC 1928 section 7): one UDP relay socket per association, bound on the
+ * control connection's local address.
+ *
+ * - Datagrams are taken from the client only: its control connection's IP, and its port once
+ *   known (from the request's DST.PORT, or the first datagram). A DST of all zeros, or the
+ *   domain "0" as PySocks sends, means "not known yet".
+ * - From the client: `RSV RSV FRAG | ATYP DST.ADDR DST.PORT | DATA`; FRAG != 0 (fragments) is
+ *   dropped, the destination is resolved and checked against the rules, DATA is sent on.
+ * - Replies are accepted only from destinations this association sent to (at most
+ *   `maxUdpPeers` of them), wrapped with their source address and sent to the client.
+ * - The association ends when the TCP control connection closes (or after the idle timeout).
+ *
+ * @module
+ */
+
+import { lookup } from "node:dns/promises";
+import { formatAddress } from "../net/address.ts";
+import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
+import { parseIP } from "./ip.ts";
+import {
+  canonicalIP,
+  isUnspecified,
+  sendReply,
+  type SessionContext,
+  SessionEnd,
+} from "./server.ts";
+
+/** Largest payload of a UDP datagram over IPv4. */
+const MAX_UDP_PAYLOAD = 65_507;
+/** Names remembered per association. */
+const MAX_CACHED_NAMES = 256;
+
+/** Serves one UDP ASSOCIATE request until its control connection closes. */
+export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress): Promise<void> {
+  const { conn, reader, opts, record } = ctx;
+  const local = conn.localAddr;
+  const clientHost = conn.remoteAddr.hostname;
+  const clientIP = canonicalIP(clientHost);
+  let clientPort = isUnspecified(dst.hostname) ? 0 : dst.port;
+  const v6 = local.hostname.includes(":");
+  let socket: Deno.DatagramConn;
+  try {
+    socket = Deno.listenDatagram({ transport: "udp", hostname: local.hostname, port: 0 });
+  } catch (error) {
+    record.note = `cannot bind UDP: ${error instanceof Error ? error.message : error}`;
+    await sendReply(ctx, Reply.GeneralFailure);
+    throw new SessionEnd(record.note);
+  }
+  const bound = {
+    hostname: opts.advertise ?? local.hostname,
+    port: (socket.addr as Deno.NetAddr).port,
+  };
+  record.via = formatAddress(bound);
+  try {
+    await sendReply(ctx, Reply.Succeeded, bound);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
+
+  const peers = new Set<string>();
+  const names = new Map<string, string | undefined>();
+  let dropped = 0;
+  let lastActivity = performance.now();
+  let closed = false;
+  const close = (why?: string) => {
+    if (closed) return;
+    closed = true;
+    if (why) record.note = why;
+    try {
+      socket.close();
+    } catch {
+      // Already closed.
+    }
+  };
+
+  /** The first allowed address of the socket's family for `hostname`, or undefined. */
+  const resolve = async (hostname: string): Promise<string | undefined> => {
+    if (parseIP(hostname)) {
+      const fam6 = hostname.includes(":");
+      return fam6 === v6 && opts.rules.allows(hostname) ? hostname : undefined;
+    }
+    if (names.has(hostname)) return names.get(hostname);
+    let pick: string | undefined;
+    try {
+      const found = await lookup(hostname, { all: true, verbatim: true });
+      pick = found.map((a) => a.address).find((a) =>
+        a.includes(":") === v6 && opts.rules.allows(a)
+      );
+    } catch {
+      pick = undefined;
+    }
+    if (names.size >= MAX_CACHED_NAMES) names.clear();
+    names.set(hostname, pick);
+    return pick;
+  };
+
+  const fromClient = async (data: Uint8Array) => {
+    // RSV RSV FRAG, then the address; fragments are not supported and dropped.
+    if (data.length < 4 || data[0] !== 0 || data[1] !== 0 || data[2] !== 0) return false;
+    const parsed = decodeAddress(data.subarray(3));
+    if (!parsed) return false;
+    const payload = data.subarray(3 + parsed.length);
+    const ip = await resolve(parsed.address.hostname);
+    if (ip === undefined) return false;
+    const key = `${canonicalIP(ip)}|${parsed.address.port}`;
+    if (!peers.has(key)) {
+      if (peers.size >= opts.maxUdpPeers) return false;
+      peers.add(key);
+    }
+    await socket.send(payload, { transport: "udp", hostname: ip, port: parsed.address.port });
+    record.up += payload.length;
+    return true;
+  };
+
+  const toClient = async (data: Uint8Array, from: Deno.NetAddr) => {
+    const header = encodeAddress({ hostname: canonicalIP(from.hostname), port: from.port });
+    if (3 + header.length + data.length > MAX_UDP_PAYLOAD) return false;
+    const out = new Uint8Array(3 + header.length + data.length);
+    out.set(header, 3);
+    out.set(data, 3 + header.length);
+    await socket.send(out, { transport: "udp", hostname: clientHost, port: clientPort });
+    record.down += data.length;
+    return true;
+  };
+
+  const pump = async () => {
+    const buf = new Uint8Array(opts.maxDatagramSize);
+    while (!closed) {
+      let data: Uint8Array;
+      let addr: Deno.Addr;
+      try {
+        [data, addr] = await socket.receive(buf);
+      } catch {
+        break;
+      }
+      lastActivity = performance.now();
+      const from = addr as Deno.NetAddr;
+      const fromIP = canonicalIP(from.hostname);
+      const key = `${fromIP}|${from.port}`;
+      let ok = false;
+      try {
+        if (
+          fromIP === clientIP && (clientPort === 0 ? !peers.has(key) : from.port === clientPort)
+        ) {
+          clientPort ||= from.port;
+          ok = await fromClient(data);
+        } else if (clientPort !== 0 && peers.has(key)) {
+          ok = await toClient(data, from);
+        }
+      } catch {
+        ok = false;
+      }
+      if (!ok) dropped++;
+    }
+  };
+
+  // The control connection: the association lives as long as it is open.
+  const control = async () => {
+    const buf = new Uint8Array(256);
+    try {
+      while ((await reader.read(buf)) !== null) lastActivity = performance.now();
+    } catch {
+      // Reset counts as closed.
+    }
+    close();
+  };
+
+  let timer: ReturnType<typeof setInterval> | undefined;
+  if (opts.idleTimeoutMs > 0) {
+    timer = setInterval(() => {
+      if (performance.now() - lastActivity > opts.idleTimeoutMs) {
+        close("idle timeout");
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    }, Math.max(10, Math.min(1000, opts.idleTimeoutMs / 4)));
+  }
+  try {
+    await Promise.all([pump(), control()]);
+  } finally {
+    clearInterval(timer);
+    close();
+    if (dropped > 0) {
+      record.note = `${record.note ? record.note + ", " : ""}${dropped} datagrams dropped`;
+    }
+  }
+}
