@@ -4,11 +4,273 @@
  * @module
  */
 
-import type { Command } from "../command.ts";
-import { notImplemented } from "../not_implemented.ts";
+import {
+  type Command,
+  intOption,
+  LISTEN_OPTIONS,
+  listenOptions,
+  listOption,
+  type OptionValues,
+  sizeOption,
+} from "../command.ts";
+import { Logger } from "../log.ts";
+import { formatAddress, parseAddress, parsePort } from "../net/address.ts";
+import { UsageError } from "../net/errors.ts";
+import { waitForShutdownSignal } from "../net/server.ts";
+import { formatEchoSummary, startUdpEcho, UDP_ECHO_DEFAULTS } from "./echo_server.ts";
+import { REFLECTOR_PORTS } from "./reflector_ports.ts";
+import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
+import { formatPingSummary } from "./ping_stats.ts";
+import { MAX_UDP_PAYLOAD_IPV6, PROBE_HEADER_SIZE } from "./probe.ts";
+
+/** Seconds between `--stats` summary lines unless `--stats-interval` says otherwise. */
+export const STATS_INTERVAL_SECONDS = 10;
+
+function loggerFor(tool: string, values: OptionValues): Logger {
+  return new Logger(tool, { quiet: values.quiet === true, verbose: values.verbose === true });
+}
+
+const ECHO_USAGE = `Usage: sockit udp-echo [--host H] [--port P] [options]
+
+RFC 862 UDP echo server: sends every datagram back to its sender unchanged (boundaries kept,
+any size up to 65,507 bytes over IPv4 and 65,527 over IPv6).
+
+Options:
+  --host H             address to bind (default ${UDP_ECHO_DEFAULTS.hostname}; :: or 0.0.0.0 for all)
+  --port, -p P         port (default ${UDP_ECHO_DEFAULTS.port}; 0 picks a free one)
+  --rate N             datagrams per second answered per source address, on average
+                       (default ${UDP_ECHO_DEFAULTS.ratePerSecond}; 0 turns the limit off)
+  --burst N            datagrams a source may send back to back (default: the rate)
+  --max-sources N      source addresses the rate limiter tracks (default 65536)
+  --refuse-port P      also never answer source port P (repeatable); these are always refused:
+                       ${[...REFLECTOR_PORTS.keys()].join(", ")}
+  --stats              log a summary line every ${STATS_INTERVAL_SECONDS} s (always logged on exit)
+  --stats-interval S   seconds between --stats lines
+
+Stops on SIGINT or SIGTERM (exit 0) after logging the summary.
+
+Example:
+  sockit udp-echo --port 7007 --rate 5000 --stats`;
 
 /** `sockit udp-echo`: an RFC 862 echo server. */
-export const udpEchoCommand: Command = notImplemented("udp-echo", "RFC 862 UDP echo server");
+export const udpEchoCommand: Command = {
+  name: "udp-echo",
+  summary: "RFC 862 UDP echo server, safe by default",
+  usage: ECHO_USAGE,
+  options: {
+    ...LISTEN_OPTIONS,
+    rate: { type: "string" },
+    burst: { type: "string" },
+    "max-sources": { type: "string" },
+    "refuse-port": { type: "string", multiple: true },
+    stats: { type: "boolean" },
+    "stats-interval": { type: "string" },
+  },
+  async run({ values }) {
+    const log = loggerFor("udp-echo", values);
+    const { hostname, port } = listenOptions(values, {
+      host: UDP_ECHO_DEFAULTS.hostname,
+      port: UDP_ECHO_DEFAULTS.port,
+    });
+    const ratePerSecond = intOption(values, "rate", UDP_ECHO_DEFAULTS.ratePerSecond, {
+      max: 100_000_000,
+    });
+    const burst = intOption(values, "burst", Math.max(1, ratePerSecond), {
+      min: 1,
+      max: 100_000_000,
+    });
+    const maxSources = intOption(values, "max-sources", 65_536, { min: 1, max: 10_000_000 });
+    const extraRefused = listOption(values, "refuse-port").map((p) =>
+      parsePort(p, "--refuse-port")
+    );
+    const statsSeconds = intOption(values, "stats-interval", STATS_INTERVAL_SECONDS, {
+      min: 1,
+      max: 86_400,
+    });
+    const periodicStats = values.stats === true || values["stats-interval"] !== undefined;
+
+    let conn: Deno.DatagramConn;
+    try {
+      conn = Deno.listenDatagram({ transport: "udp", hostname, port });
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new Error(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`);
+    }
+    const server = startUdpEcho(conn, {
+      ratePerSecond,
+      burst,
+      maxSources,
+      refusedSourcePorts: [...REFLECTOR_PORTS.keys(), ...extraRefused],
+      onDrop: (reason, from, bytes) =>
+        log.debug(`dropped ${bytes} bytes from ${formatAddress(from)}: ${reason}`),
+      onError: (error, from) =>
+        log.warn(
+          `${from ? `cannot echo to ${formatAddress(from)}` : "cannot receive"}: ${
+            error instanceof Error ? error.message : error
+          }`,
+        ),
+    });
+    const limit = ratePerSecond > 0
+      ? `rate ${ratePerSecond}/s per source, burst ${burst}`
+      : "no rate limit";
+    log.listening(formatAddress(server.addr), limit);
+    const timer = periodicStats
+      ? setInterval(() => log.info(formatEchoSummary(server.stats)), statsSeconds * 1000)
+      : undefined;
+    const signal = await Promise.race([waitForShutdownSignal(), server.done.then(() => null)]);
+    clearInterval(timer);
+    await server.stop();
+    log.info(`${signal ? `${signal}: ` : ""}stopped; ${formatEchoSummary(server.stats)}`);
+    return 0;
+  },
+};
+
+const PING_USAGE = `Usage: sockit udp-ping HOST:PORT [options]
+
+Measures a UDP echo server: numbered, timestamped, checksummed probes; a line per reply, then
+loss, duplicates, reordering, late/corrupted/truncated replies, replies from an unexpected
+address, RTT min/avg/max/mdev and p50/p90/p99, jitter.
+
+Options:
+  --count, -c N        probes to send (default: until SIGINT)
+  --size, -s B         probe size in bytes, ${PROBE_HEADER_SIZE} to 65507 (${MAX_UDP_PAYLOAD_IPV6} over IPv6) (default ${UDP_PING_DEFAULTS.size})
+  --interval, -i MS    pause between probes (default ${UDP_PING_DEFAULTS.intervalMs}; 0: back to back)
+  --timeout, -W MS     replies slower than this are late; wait this long for the last
+                       replies (default ${UDP_PING_DEFAULTS.timeoutMs})
+  --rate PPS           send PPS probes a second, open loop (throughput test)
+  --flood              send as fast as replies come back, --window probes in flight
+  --window N           probes in flight with --flood (default ${UDP_PING_DEFAULTS.floodWindow})
+  --json               print only the summary, as one JSON object
+  --quiet, -q          print only the summary
+
+Exit status: 0 if any reply came back, 1 if none, 2 for a usage error.
+
+Example:
+  sockit udp-ping 127.0.0.1:7007 --count 5 --interval 200`;
+
+function describe(event: PingEvent, target: string): string | undefined {
+  const from = event.kind === "send-error" ? "" : formatAddress(event.from);
+  switch (event.kind) {
+    case "reply": {
+      const f = event.flags;
+      const tags = [
+        f.duplicate ? " (DUP!)" : "",
+        f.reordered ? " (reordered)" : "",
+        f.late ? " (late)" : "",
+      ]
+        .join("");
+      return `${event.bytes} bytes from ${from}: seq=${event.seq} time=${
+        event.rttMs.toFixed(3)
+      } ms${tags}`;
+    }
+    case "truncated":
+      return `${event.bytes} bytes from ${from}: seq=${event.seq ?? "?"} truncated (probe was ${
+        event.expected ?? "?"
+      } bytes)`;
+    case "corrupted":
+      return `${event.bytes} bytes from ${from}: corrupted (${event.reason})`;
+    case "unexpected-source":
+      return `${event.bytes} bytes from ${from}: unexpected source (expected ${target})`;
+    case "stray":
+      return `${event.bytes} bytes from ${from}: seq=${event.seq} stray (not a probe of this run)`;
+    case "send-error":
+      return undefined;
+  }
+}
 
 /** `sockit udp-ping`: a measuring UDP echo client. */
-export const udpPingCommand: Command = notImplemented("udp-ping", "Measure a UDP echo server");
+export const udpPingCommand: Command = {
+  name: "udp-ping",
+  summary: "Measure a UDP echo server: loss, reordering, RTT percentiles, jitter",
+  usage: PING_USAGE,
+  allowPositionals: true,
+  options: {
+    count: { type: "string", short: "c" },
+    size: { type: "string", short: "s" },
+    interval: { type: "string", short: "i" },
+    timeout: { type: "string", short: "W" },
+    rate: { type: "string" },
+    flood: { type: "boolean" },
+    window: { type: "string" },
+    json: { type: "boolean" },
+  },
+  async run({ values, positionals }) {
+    const log = loggerFor("udp-ping", values);
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length === 0
+          ? "Missing HOST:PORT"
+          : `Expected one HOST:PORT, got ${positionals.length}`,
+      );
+    }
+    const target = parseAddress(positionals[0]);
+    const count = intOption(values, "count", UDP_PING_DEFAULTS.count, { max: 1_000_000_000 });
+    const size = sizeOption(values, "size", UDP_PING_DEFAULTS.size);
+    if (size < PROBE_HEADER_SIZE || size > MAX_UDP_PAYLOAD_IPV6) {
+      throw new UsageError(`Cannot use --size ${size}: must be ${PROBE_HEADER_SIZE} to 65507`);
+    }
+    const intervalMs = intOption(values, "interval", UDP_PING_DEFAULTS.intervalMs, {
+      max: 3_600_000,
+    });
+    const timeoutMs = intOption(values, "timeout", UDP_PING_DEFAULTS.timeoutMs, {
+      min: 1,
+      max: 3_600_000,
+    });
+    const ratePps = values.rate === undefined
+      ? undefined
+      : intOption(values, "rate", 0, { min: 1, max: 10_000_000 });
+    const flood = values.flood === true;
+    if (flood && ratePps !== undefined) throw new UsageError("Use --rate or --flood, not both");
+    const window = intOption(values, "window", UDP_PING_DEFAULTS.floodWindow, {
+      min: 1,
+      max: 65_536,
+    });
+    const json = values.json === true;
+    const perReply = !json && !flood && values.quiet !== true;
+    const targetText = formatAddress(target);
+
+    const abort = new AbortController();
+    let interrupted = false;
+    void waitForShutdownSignal().then(() => {
+      interrupted = true;
+      abort.abort();
+    });
+    if (!json && values.quiet !== true) {
+      console.log(`UDP-PING ${targetText}: ${size}-byte probes`);
+    }
+    let summary;
+    try {
+      summary = await udpPing(target, {
+        count,
+        size,
+        intervalMs,
+        timeoutMs,
+        ratePps,
+        flood,
+        window,
+        signal: abort.signal,
+        onEvent: (event) => {
+          if (event.kind === "send-error") {
+            log.warn(
+              `cannot send probe ${event.seq}: ${
+                event.error instanceof Error ? event.error.message : event.error
+              }`,
+            );
+            return;
+          }
+          if (perReply) console.log(describe(event, targetText));
+        },
+      });
+    } catch (error) {
+      if (error instanceof RangeError) throw new UsageError(error.message);
+      throw error;
+    } finally {
+      // Leave no signal listener behind when the run ended by itself.
+      if (!interrupted) abort.abort();
+    }
+    console.log(
+      json ? JSON.stringify(summary) : (perReply ? "\n" : "") + formatPingSummary(summary),
+    );
+    return summary.received > 0 ? 0 : 1;
+  },
+};

@@ -1,0 +1,250 @@
+/**
+ * An RFC 862 UDP echo server: each datagram goes back to its sender unchanged, boundaries
+ * kept, any size up to the UDP maximum, over IPv4 or IPv6.
+ *
+ * Safety rules (the echo/chargen loops of CERT CA-1996-01, reflection attacks):
+ * - datagrams from a {@linkcode REFLECTOR_PORTS} source port, or from the server's own
+ *   address, are dropped and counted, never answered;
+ * - each source address has a token bucket ({@linkcode SourceRateLimiter}); datagrams over
+ *   its rate are dropped and counted.
+ *
+ * One receive loop, one reused 64 KiB buffer: a datagram is sent back before the next one is
+ * read, so replies leave in arrival order.
+ *
+ * @module
+ */
+
+import { SourceRateLimiter } from "./rate_limiter.ts";
+import { REFLECTOR_PORTS } from "./reflector_ports.ts";
+import { delay } from "../net/deadline.ts";
+
+/** Defaults of {@linkcode UdpEchoOptions}, the limits and policies of the echo server. */
+export const UDP_ECHO_DEFAULTS = {
+  /** Address bound by default: loopback only, so nothing outside the machine is answered. */
+  hostname: "127.0.0.1",
+  /** Default port (7, the RFC 862 port, is itself a reflector port and needs root). */
+  port: 7007,
+  /** Datagrams per second answered per source address on average; 0 disables the limit. */
+  ratePerSecond: 1000,
+  /** Receive buffer: above the largest UDP payload (65,527 bytes over IPv6). */
+  receiveBufferSize: 65_536,
+  /** First pause after a failed receive, in ms; doubles up to 1 s. */
+  receiveBackoffMs: 10,
+} as const;
+
+/** Options for {@linkcode startUdpEcho}. */
+export interface UdpEchoOptions {
+  /** Datagrams per second per source address; 0 disables rate limiting. @default {1000} */
+  ratePerSecond?: number;
+  /** Datagrams a source may send back to back. @default {ratePerSecond} */
+  burst?: number;
+  /** Source addresses tracked by the rate limiter. @default {65536} */
+  maxSources?: number;
+  /** Source ports never answered. @default {the keys of REFLECTOR_PORTS} */
+  refusedSourcePorts?: Iterable<number>;
+  /** Called for a dropped datagram (debug logging). */
+  onDrop?: (reason: DropReason, from: Deno.NetAddr, bytes: number) => void;
+  /** Called when receiving or sending fails; the server keeps going. */
+  onError?: (error: unknown, from?: Deno.NetAddr) => void;
+}
+
+/** Why a datagram was not echoed. */
+export type DropReason = "reflector-port" | "self" | "rate-limited" | "oversize";
+
+/** Counters of a running echo server. */
+export interface UdpEchoStats {
+  /** Datagrams received. */
+  received: number;
+  /** Bytes received. */
+  bytesReceived: number;
+  /** Datagrams echoed. */
+  echoed: number;
+  /** Bytes echoed. */
+  bytesEchoed: number;
+  /** Dropped: source port is a reflector port. */
+  refusedReflector: number;
+  /** Dropped: the datagram came from the server's own address. */
+  refusedSelf: number;
+  /** Dropped: over the source's rate. */
+  rateLimited: number;
+  /** Dropped: filled the whole receive buffer, so it may have been cut. */
+  oversize: number;
+  /** Sends that failed. */
+  sendErrors: number;
+  /** Receives that failed. */
+  receiveErrors: number;
+}
+
+/** A running echo server from {@linkcode startUdpEcho}. */
+export interface UdpEchoServer {
+  /** The bound address. */
+  readonly addr: Deno.NetAddr;
+  /** Live counters. */
+  readonly stats: Readonly<UdpEchoStats>;
+  /** Sources tracked by the rate limiter (0 without one). */
+  readonly trackedSources: number;
+  /** Resolves when the receive loop has ended. */
+  readonly done: Promise<void>;
+  /** Closes the socket and resolves once the loop has ended. */
+  stop(): Promise<void>;
+}
+
+/** Drops the IPv4-mapped prefix so one host counts once on a dual-stack socket. */
+function sourceKey(hostname: string): string {
+  return hostname.startsWith("::ffff:") && hostname.includes(".") ? hostname.slice(7) : hostname;
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::", "::0"]);
+
+/**
+ * Echoes every datagram received on `conn` back to its sender until stopped.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { startUdpEcho } from "./echo_server.ts";
+ * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const server = startUdpEcho(conn, { ratePerSecond: 100 });
+ * // ... later
+ * await server.stop();
+ * console.log(server.stats.echoed);
+ * ```
+ */
+export function startUdpEcho(
+  conn: Deno.DatagramConn,
+  options: UdpEchoOptions = {},
+): UdpEchoServer {
+  const addr = conn.addr as Deno.NetAddr;
+  const rate = options.ratePerSecond ?? UDP_ECHO_DEFAULTS.ratePerSecond;
+  const limiter = rate > 0
+    ? new SourceRateLimiter({
+      ratePerSecond: rate,
+      burst: options.burst,
+      maxSources: options.maxSources,
+    })
+    : undefined;
+  const refused = new Set(options.refusedSourcePorts ?? REFLECTOR_PORTS.keys());
+  const stats: UdpEchoStats = {
+    received: 0,
+    bytesReceived: 0,
+    echoed: 0,
+    bytesEchoed: 0,
+    refusedReflector: 0,
+    refusedSelf: 0,
+    rateLimited: 0,
+    oversize: 0,
+    sendErrors: 0,
+    receiveErrors: 0,
+  };
+  const ownHost = sourceKey(addr.hostname);
+  const isSelf = (from: Deno.NetAddr) =>
+    from.port === addr.port &&
+    (sourceKey(from.hostname) === ownHost || WILDCARDS.has(addr.hostname));
+  let stopping = false;
+  const stopSignal = new AbortController();
+
+  const drop = (reason: DropReason, from: Deno.NetAddr, bytes: number) => {
+    options.onDrop?.(reason, from, bytes);
+  };
+
+  const loop = async () => {
+    const buf = new Uint8Array(UDP_ECHO_DEFAULTS.receiveBufferSize);
+    let backoff: number = UDP_ECHO_DEFAULTS.receiveBackoffMs;
+    while (!stopping) {
+      let data: Uint8Array;
+      let from: Deno.NetAddr;
+      try {
+        const [d, a] = await conn.receive(buf);
+        data = d;
+        from = a as Deno.NetAddr;
+        backoff = UDP_ECHO_DEFAULTS.receiveBackoffMs;
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) break;
+        stats.receiveErrors++;
+        options.onError?.(error);
+        await delay(backoff, { signal: stopSignal.signal });
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      stats.received++;
+      stats.bytesReceived += data.length;
+      if (refused.has(from.port)) {
+        stats.refusedReflector++;
+        drop("reflector-port", from, data.length);
+        continue;
+      }
+      if (isSelf(from)) {
+        stats.refusedSelf++;
+        drop("self", from, data.length);
+        continue;
+      }
+      if (data.length >= buf.length) {
+        stats.oversize++;
+        drop("oversize", from, data.length);
+        continue;
+      }
+      if (limiter && !limiter.allow(sourceKey(from.hostname), performance.now())) {
+        stats.rateLimited++;
+        drop("rate-limited", from, data.length);
+        continue;
+      }
+      try {
+        await conn.send(data, from);
+        stats.echoed++;
+        stats.bytesEchoed += data.length;
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) break;
+        stats.sendErrors++;
+        options.onError?.(error, from);
+      }
+    }
+  };
+  const done = loop();
+
+  return {
+    addr,
+    stats,
+    get trackedSources() {
+      return limiter?.size ?? 0;
+    },
+    done,
+    async stop() {
+      if (!stopping) {
+        stopping = true;
+        stopSignal.abort();
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await done;
+    },
+  };
+}
+
+/** Total datagrams dropped on purpose (every reason but errors). */
+export function droppedCount(stats: UdpEchoStats): number {
+  return stats.refusedReflector + stats.refusedSelf + stats.rateLimited + stats.oversize;
+}
+
+/**
+ * One summary line for the log: datagrams and bytes received and echoed, and what was
+ * dropped and why.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatEchoSummary } from "./echo_server.ts";
+ * const line = formatEchoSummary({
+ *   received: 3, bytesReceived: 30, echoed: 2, bytesEchoed: 20, refusedReflector: 1,
+ *   refusedSelf: 0, rateLimited: 0, oversize: 0, sendErrors: 0, receiveErrors: 0,
+ * });
+ * console.assert(line.startsWith("received 3 datagrams (30 B), echoed 2 (20 B), dropped 1"));
+ * ```
+ */
+export function formatEchoSummary(stats: UdpEchoStats): string {
+  return `received ${stats.received} datagrams (${stats.bytesReceived} B), ` +
+    `echoed ${stats.echoed} (${stats.bytesEchoed} B), dropped ${droppedCount(stats)} ` +
+    `(rate-limited ${stats.rateLimited}, reflector port ${stats.refusedReflector}, ` +
+    `self ${stats.refusedSelf}, oversize ${stats.oversize}), ` +
+    `errors: send ${stats.sendErrors}, receive ${stats.receiveErrors}`;
+}
