@@ -450,8 +450,11 @@ export function replyForConnectError(error: unknown): number {
   return Reply.HostUnreachable;
 }
 
-/** Dials each allowed address in turn within one deadline. */
-async function dial(
+/**
+ * Dials each address in turn, within one deadline for all of them, and resolves the first
+ * connection; or the reply code for the last failure.
+ */
+export async function dialAny(
   addresses: string[],
   port: number,
   timeoutMs: number,
@@ -500,7 +503,7 @@ export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Pro
   const { opts, record } = ctx;
   const resolved = await resolveDestination(dst.hostname, opts.rules);
   if ("reply" in resolved) return await fail(ctx, resolved.reply, resolved.why);
-  const dialled = await dial(resolved.addresses, dst.port, opts.connectTimeoutMs);
+  const dialled = await dialAny(resolved.addresses, dst.port, opts.connectTimeoutMs);
   if ("reply" in dialled) return await fail(ctx, dialled.reply, dialled.why);
   const target = dialled.conn;
   record.via = formatAddress({ hostname: dialled.address, port: dst.port });
@@ -643,7 +646,7 @@ export async function handleSocks4(ctx: SessionContext): Promise<void> {
   const resolved = await resolveDestination(head.hostname, opts.rules);
   const dialled = "reply" in resolved
     ? resolved
-    : await dial(resolved.addresses, head.port, opts.connectTimeoutMs);
+    : await dialAny(resolved.addresses, head.port, opts.connectTimeoutMs);
   if ("reply" in dialled) {
     record.note = dialled.why;
     record.reply = dialled.reply;
