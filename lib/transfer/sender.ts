@@ -273,13 +273,13 @@ class SendSession {
           buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + want),
         );
         if (n === 0) break;
-        hash?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
         buf[0] = TransferFrame.Data;
         new DataView(buf.buffer).setUint32(1, n);
         if (pending) await pending;
         pending = writeAll(this.#conn, buf.subarray(0, FRAME_HEADER_SIZE + n));
         // Awaited on the next turn; until then, keep a failure from counting as unhandled.
         pending.catch(() => {});
+        hash?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
         left -= n;
         result.sent += n;
         this.bytesSent += n;
