@@ -47,6 +47,7 @@ export class SourceRateLimiter {
   #burst: number;
   #maxSources: number;
   #buckets = new Map<string, Bucket>();
+  #lastSweep = -Infinity;
 
   /** Creates a limiter; throws RangeError for a rate or burst that is not positive. */
   constructor(options: SourceRateLimiterOptions) {
@@ -87,11 +88,17 @@ export class SourceRateLimiter {
     return true;
   }
 
-  /** Frees room: first every bucket that has refilled (forgetting it changes nothing), else the oldest. */
+  /**
+   * Frees room: every bucket that has refilled (forgetting it changes nothing), at most once
+   * per refill period so that a flood of new sources costs O(1) each; else the oldest entry.
+   */
   #evict(nowMs: number): void {
     const fullAfterMs = this.#burst * 1000 / this.#rate;
-    for (const [key, b] of this.#buckets) {
-      if (nowMs - b.last + b.tokens * 1000 / this.#rate >= fullAfterMs) this.#buckets.delete(key);
+    if (nowMs - this.#lastSweep >= fullAfterMs) {
+      this.#lastSweep = nowMs;
+      for (const [key, b] of this.#buckets) {
+        if (nowMs - b.last + b.tokens * 1000 / this.#rate >= fullAfterMs) this.#buckets.delete(key);
+      }
     }
     if (this.#buckets.size >= this.#maxSources) {
       const oldest = this.#buckets.keys().next().value;

@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { startUdpEcho } from "../lib/udp/echo_server.ts";
+import { REFLECTOR_PORTS } from "../lib/udp/reflector_ports.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+import { EVENT_TIMEOUT_MS, pseudoRandomBytes, startSockit } from "./_helpers.ts";
+
+/** A UDP socket on loopback for tests, closed on dispose. */
+function udpSocket(hostname = "127.0.0.1", port = 0): Deno.DatagramConn & Disposable {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
+  return Object.assign(conn, {
+    [Symbol.dispose]() {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  });
+}
+
+function to(hostname: string, port: number): Deno.NetAddr {
+  return { transport: "udp", hostname, port };
+}
+
+async function receive(conn: Deno.DatagramConn): Promise<[Uint8Array, Deno.NetAddr]> {
+  const [data, from] = await withTimeout(
+    conn.receive(new Uint8Array(65_536)),
+    EVENT_TIMEOUT_MS,
+    "an echoed datagram",
+  );
+  return [data.slice(), from as Deno.NetAddr];
+}
+
+/**
+ * True when a datagram is already queued on `conn`. Loopback delivery is synchronous, so a
+ * datagram sent before an event we already saw is queued by now; 100 ms is only a margin.
+ */
+async function hasQueued(conn: Deno.DatagramConn): Promise<boolean> {
+  const got = conn.receive(new Uint8Array(65_536)).then(() => true, () => false);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const none = new Promise<boolean>((r) => timer = setTimeout(() => r(false), 100));
+  const result = await Promise.race([got, none]);
+  clearTimeout(timer);
+  return result;
+}
+
+function hasIpv6Loopback(): boolean {
+  try {
+    udpSocket("::1")[Symbol.dispose]();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("udp-echo returns datagrams of every size class byte-identical", async () => {
+  await using echo = await startSockit(["udp-echo", "--port", "0"]);
+  using client = udpSocket();
+  for (const size of [0, 1, 1472, 8192, 65_507]) {
+    const sent = pseudoRandomBytes(size, size + 1);
+    await client.send(sent, to(echo.hostname, echo.port));
+    const [got, from] = await receive(client);
+    assert.equal(got.length, size, `size ${size}`);
+    assert.deepEqual(got, sent, `size ${size}`);
+    assert.equal(from.port, echo.port);
+  }
+});
+
+Deno.test({
+  name: "udp-echo serves IPv6 up to the 65,527-byte IPv6 maximum",
+  ignore: !hasIpv6Loopback(),
+  fn: async () => {
+    await using echo = await startSockit(["udp-echo", "--host", "::1", "--port", "0"]);
+    assert.equal(echo.hostname, "::1");
+    using client = udpSocket("::1");
+    for (const size of [1, 65_527]) {
+      const sent = pseudoRandomBytes(size, 7);
+      await client.send(sent, to("::1", echo.port));
+      const [got] = await receive(client);
+      assert.deepEqual(got, sent);
+    }
+  },
+});
+
+Deno.test("udp-echo returns five back-to-back datagrams as five, in order", async () => {
+  await using echo = await startSockit(["udp-echo", "--port", "0"]);
+  using client = udpSocket();
+  const sent = [1, 2, 3, 4, 5].map((i) => pseudoRandomBytes(100 * i, i));
+  for (const d of sent) await client.send(d, to(echo.hostname, echo.port));
+  for (const d of sent) assert.deepEqual((await receive(client))[0], d);
+  assert.equal(await hasQueued(client), false);
+});
+
+Deno.test("udp-echo never answers a reflector source port and counts the drop", async () => {
+  await using echo = await startSockit(["udp-echo", "--port", "0"]);
+  // Bind one of the reflector ports (the tests run as root or with low ports allowed).
+  let reflector: (Deno.DatagramConn & Disposable) | undefined;
+  for (const port of [19, 17, 13, 37, 11211, 1900, 3702]) {
+    try {
+      reflector = udpSocket("127.0.0.1", port);
+      break;
+    } catch {
+      // Taken or not allowed; try the next.
+    }
+  }
+  assert.ok(reflector, "could bind none of the reflector ports tried");
+  using _r = reflector;
+  const port = (reflector.addr as Deno.NetAddr).port;
+  assert.ok(REFLECTOR_PORTS.has(port));
+  using client = udpSocket();
+  await reflector.send(new Uint8Array([1, 2, 3]), to("127.0.0.1", echo.port));
+  // The server handles datagrams in order: once this one is back, the first was handled.
+  await client.send(new Uint8Array([4]), to("127.0.0.1", echo.port));
+  assert.deepEqual((await receive(client))[0], new Uint8Array([4]));
+  assert.equal(await hasQueued(reflector), false, "the reflector port got an answer");
+  const status = await echo.stop("SIGTERM");
+  assert.equal(status.code, 0);
+  const summary = echo.stderr.find((l) => /stopped; received/.test(l)) ?? "";
+  assert.match(summary, /received 2 datagrams .* echoed 1 .* dropped 1 .*reflector port 1,/);
+});
+
+Deno.test("udp-echo drops datagrams over a source's rate and counts them", async () => {
+  // Rate 1/s with a burst of 3: ten datagrams sent at once, three come back.
+  await using echo = await startSockit(["udp-echo", "--port", "0", "--rate", "1", "--burst", "3"]);
+  using noisy = udpSocket();
+  for (let i = 0; i < 10; i++) await noisy.send(new Uint8Array([i]), to("127.0.0.1", echo.port));
+  // Another source has its own bucket; its echo means the ten were handled.
+  using other = udpSocket("127.0.0.2");
+  await other.send(new Uint8Array([99]), to("127.0.0.1", echo.port));
+  assert.deepEqual((await receive(other))[0], new Uint8Array([99]));
+  for (let i = 0; i < 3; i++) assert.deepEqual((await receive(noisy))[0], new Uint8Array([i]));
+  assert.equal(await hasQueued(noisy), false);
+  const status = await echo.stop("SIGINT");
+  assert.equal(status.code, 0);
+  const summary = echo.stderr.find((l) => /SIGINT: stopped; received/.test(l)) ?? "";
+  assert.match(summary, /received 11 datagrams .* echoed 4 .* dropped 7 \(rate-limited 7,/);
+});
+
+Deno.test("udp-echo --stats logs a summary line while it runs", async () => {
+  await using echo = await startSockit(["udp-echo", "--port", "0", "--stats-interval", "1"]);
+  using client = udpSocket();
+  await client.send(new Uint8Array(10), to("127.0.0.1", echo.port));
+  await receive(client);
+  await echo.waitForStderr(/^sockit udp-echo: received 1 datagrams \(10 B\), echoed 1 \(10 B\)/);
+  assert.equal((await echo.stop("SIGTERM")).code, 0);
+});
+
+Deno.test("udp-echo binds 127.0.0.1 by default and says so in its ready line", async () => {
+  // The default port may be taken on a shared machine; only the host is checked here.
+  await using echo = await startSockit(["udp-echo", "--port", "0", "--rate", "0"]);
+  assert.equal(echo.hostname, "127.0.0.1");
+  assert.ok(echo.stderr.some((l) => /listening on 127\.0\.0\.1:\d+ \(no rate limit\)/.test(l)));
+});
+
+Deno.test("udp-echo exits 2 with usage for a bad option value", async () => {
+  await using echo = await startSockit(["udp-echo", "--rate", "fast"], { ready: false });
+  const status = await withTimeout(echo.status, EVENT_TIMEOUT_MS, "exit");
+  assert.equal(status.code, 2);
+  assert.ok(echo.stderr.some((l) => /Cannot parse --rate 'fast'/.test(l)));
+});
+
+Deno.test("startUdpEcho refuses datagrams from its own address", async () => {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const server = startUdpEcho(conn);
+  try {
+    // A datagram whose source is the server itself would echo forever.
+    await conn.send(new Uint8Array([1]), server.addr);
+    using client = udpSocket();
+    await client.send(new Uint8Array([2]), server.addr);
+    assert.deepEqual((await receive(client))[0], new Uint8Array([2]));
+    assert.equal(server.stats.refusedSelf, 1);
+    assert.equal(server.stats.echoed, 1);
+  } finally {
+    await server.stop();
+  }
+});
