@@ -2,9 +2,9 @@
  * UDP ASSOCIATE (RFC 1928 section 7): one UDP relay socket per association, bound on the
  * control connection's local address.
  *
- * - Datagrams are taken from the client only: its control connection's IP, and its port once
- *   known (from the request's DST.PORT, or the first datagram). A DST of all zeros, or the
- *   domain "0" as PySocks sends, means "not known yet".
+ * - Datagrams are taken from the client only: its control connection's IP (whatever DST.ADDR
+ *   says: all zeros, the domain "0" as PySocks sends, or an address behind NAT), and its port
+ *   once known: DST.PORT when not 0, otherwise the source port of its first datagram.
  * - From the client: `RSV RSV FRAG | ATYP DST.ADDR DST.PORT | DATA`; FRAG != 0 (fragments) is
  *   dropped, the destination is resolved and checked against the rules, DATA is sent on.
  * - Replies are accepted only from destinations this association sent to (at most
@@ -18,13 +18,7 @@ import { lookup } from "node:dns/promises";
 import { formatAddress } from "../net/address.ts";
 import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
 import { parseIP } from "./ip.ts";
-import {
-  canonicalIP,
-  isUnspecified,
-  sendReply,
-  type SessionContext,
-  SessionEnd,
-} from "./server.ts";
+import { canonicalIP, sendReply, type SessionContext, SessionEnd } from "./server.ts";
 
 /** Largest payload of a UDP datagram over IPv4. */
 const MAX_UDP_PAYLOAD = 65_507;
@@ -37,7 +31,8 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
   const local = conn.localAddr;
   const clientHost = conn.remoteAddr.hostname;
   const clientIP = canonicalIP(clientHost);
-  let clientPort = isUnspecified(dst.hostname) ? 0 : dst.port;
+  // DST.PORT is the client's source port when it knows it (PySocks sends "0" and its port).
+  let clientPort = dst.port;
   const v6 = local.hostname.includes(":");
   let socket: Deno.DatagramConn;
   try {
