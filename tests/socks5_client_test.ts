@@ -1,8 +1,18 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../lib/net/errors.ts";
-import { parseProxyUrl, Reply, socks5Connect, Socks5Error } from "../lib/socks5/mod.ts";
-import { EVENT_TIMEOUT_MS, peerTest, TestClient } from "./_helpers.ts";
+import { TimeoutError, UsageError } from "../lib/net/errors.ts";
+import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
+import {
+  parseProxyUrl,
+  Reply,
+  socks5Bind,
+  socks5Connect,
+  Socks5Error,
+  startSocks5Server,
+} from "../lib/socks5/mod.ts";
+import { EVENT_TIMEOUT_MS, peerTest } from "./_helpers.ts";
+
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
 Deno.test("parseProxyUrl() reads host, port and percent-encoded credentials", () => {
   assert.deepEqual(parseProxyUrl("socks5://127.0.0.1:1080"), {
@@ -26,66 +36,129 @@ Deno.test("parseProxyUrl() names the bad part", () => {
   assert.throws(() => parseProxyUrl("socks5://u:@127.0.0.1:1"), /password/);
 });
 
-/** A TCP server answering each connection with a greeting line, then echoing lines. */
-function greeter() {
+/** A TCP server that greets each connection with a line, then echoes what it reads. */
+function startGreeter() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  (async () => {
+  const conns = new Set<Deno.Conn>();
+  const done = (async () => {
     for await (const conn of listener) {
+      conns.add(conn);
       (async () => {
         await conn.write(new TextEncoder().encode("hello\n"));
         const buf = new Uint8Array(1024);
         let n;
         while ((n = await conn.read(buf)) !== null) await conn.write(buf.subarray(0, n));
+      })().catch(() => {}).finally(() => {
+        conns.delete(conn);
         conn.close();
-      })().catch(() => {});
+      });
     }
   })().catch(() => {});
-  return listener;
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) c.close();
+      await done;
+    },
+  };
 }
+
+/** Calls `fn` until it stops failing with ConnectionRefused (a peer still starting). */
+async function retryRefused<T>(fn: () => Promise<T>): Promise<T> {
+  return await withTimeout(
+    (async () => {
+      while (true) {
+        try {
+          return await fn();
+        } catch (error) {
+          if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })(),
+    EVENT_TIMEOUT_MS,
+    "the proxy to listen",
+  );
+}
+
+Deno.test("socks5Connect() keeps the bytes a target sends right after the proxy's reply", async () => {
+  await using greeter = startGreeter();
+  const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  try {
+    const conn = await socks5Connect({ hostname: "127.0.0.1", port: server.addr.port }, {
+      hostname: "localhost",
+      port: greeter.port,
+    });
+    const reader = new BufferedReader(conn);
+    assert.equal(dec((await reader.readLine(100))!), "hello");
+    conn.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("socks5Connect() times out on a proxy that never answers", async () => {
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = silent.accept();
+  await assert.rejects(
+    socks5Connect({ hostname: "127.0.0.1", port: silent.addr.port }, {
+      hostname: "127.0.0.1",
+      port: 9,
+    }, { timeoutMs: 100 }),
+    TimeoutError,
+  );
+  (await accepted).close();
+  silent.close();
+});
+
+Deno.test("socks5Bind() reports the listening address, then the peer, then carries data", async () => {
+  const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  try {
+    const bind = await socks5Bind({ hostname: "127.0.0.1", port: server.addr.port }, {
+      hostname: "0.0.0.0",
+      port: 0,
+    });
+    assert.equal(bind.bound.hostname, "127.0.0.1");
+    const peer = await Deno.connect({ hostname: "127.0.0.1", port: bind.bound.port });
+    const from = await bind.accepted();
+    assert.equal(from.port, peer.localAddr.port);
+    await peer.write(new TextEncoder().encode("via bind\n"));
+    assert.equal(dec((await new BufferedReader(bind.conn).readLine(100))!), "via bind");
+    peer.close();
+    bind.conn.close();
+  } finally {
+    await server.stop();
+  }
+});
 
 peerTest(
   "microsocks",
-  "socks5Connect() tunnels through microsocks and keeps early target bytes",
+  "socks5Connect() works against microsocks, and maps its refusal",
   async () => {
-    using listener = greeter();
-    const port = listener.addr.port + 1000 > 65000 ? 40123 : listener.addr.port + 1000;
+    await using greeter = startGreeter();
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
     const child = new Deno.Command("microsocks", {
       args: ["-i", "127.0.0.1", "-p", String(port)],
       stdout: "null",
       stderr: "null",
     }).spawn();
     try {
-      let conn: Deno.TcpConn | undefined;
-      await withTimeout(
-        (async () => {
-          while (true) {
-            try {
-              conn = await socks5Connect({ hostname: "127.0.0.1", port }, {
-                hostname: "localhost",
-                port: listener.addr.port,
-              });
-              return;
-            } catch (error) {
-              if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
-              await new Promise((r) => setTimeout(r, 20));
-            }
-          }
-        })(),
-        EVENT_TIMEOUT_MS,
-        "microsocks",
+      const proxy = { hostname: "127.0.0.1", port };
+      const conn = await retryRefused(() =>
+        socks5Connect(proxy, { hostname: "localhost", port: greeter.port })
       );
-      const c = conn!;
-      const reader = new (await import("../lib/net/buffered_reader.ts")).BufferedReader(c);
-      assert.equal(new TextDecoder().decode((await reader.readLine(100))!), "hello");
-      c.close();
+      assert.equal(dec((await new BufferedReader(conn).readLine(100))!), "hello");
+      conn.close();
       await assert.rejects(
-        socks5Connect({ hostname: "127.0.0.1", port }, { hostname: "127.0.0.1", port: 1 }),
+        socks5Connect(proxy, { hostname: "127.0.0.1", port: 1 }),
         (e: unknown) => e instanceof Socks5Error && e.reply !== Reply.Succeeded,
       );
     } finally {
       child.kill("SIGKILL");
       await child.status;
     }
-    void TestClient;
   },
 );
