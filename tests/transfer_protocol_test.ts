@@ -1,0 +1,398 @@
+// The receiver against hand-crafted senders speaking the transfer protocol over raw sockets:
+// hostile names, corrupted data, senders that stop halfway, protocol violations, version
+// mismatch. Each test runs a real `sockit recv` process.
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { BufferedReader } from "../lib/net/buffered_reader.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+import {
+  ControlFrame,
+  encodeFrame,
+  encodeHello,
+  type Frame,
+  readFrame,
+  readHello,
+} from "../lib/net/frame.ts";
+import { writeAll } from "../lib/net/write_all.ts";
+import { VersionMismatchError } from "../lib/net/errors.ts";
+import {
+  decodeAccept,
+  decodeRefusal,
+  encodeOffer,
+  encodeStart,
+  EntryKind,
+  type EntryKindValue,
+  Reason,
+  TRANSFER_PROTOCOL,
+  TransferFrame,
+} from "../lib/transfer/protocol.ts";
+import { EVENT_TIMEOUT_MS, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
+
+const MiB = 1024 * 1024;
+
+/** A sender written against the protocol module, free to misbehave. */
+class RawSender implements AsyncDisposable {
+  readonly conn: Deno.TcpConn;
+  readonly reader: BufferedReader;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.reader = new BufferedReader(conn);
+  }
+
+  /** Connects, and (unless `hello: false`) exchanges hellos at `version`. */
+  static async connect(
+    port: number,
+    options: { version?: number; hello?: boolean } = {},
+  ): Promise<RawSender> {
+    const s = new RawSender(await Deno.connect({ hostname: "127.0.0.1", port }));
+    if (options.hello !== false) {
+      await s.send(encodeHello(TRANSFER_PROTOCOL, options.version ?? 1));
+      await withTimeout(readHello(s.reader, TRANSFER_PROTOCOL, 1), EVENT_TIMEOUT_MS, "hello");
+    }
+    return s;
+  }
+
+  send(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.conn, bytes);
+  }
+
+  frame(type: number, payload?: Uint8Array): Promise<void> {
+    return this.send(encodeFrame(type, payload));
+  }
+
+  async reply(): Promise<Frame | null> {
+    return await withTimeout(
+      readFrame(this.reader, { maxPayload: 1 << 16 }),
+      EVENT_TIMEOUT_MS,
+      "a reply",
+    );
+  }
+
+  /** Sends an offer and resolves the receiver's answer. */
+  async offer(
+    path: string,
+    options: { kind?: EntryKindValue; size?: number; target?: string; verify?: boolean } = {},
+  ): Promise<Frame> {
+    await this.frame(
+      TransferFrame.Offer,
+      encodeOffer({
+        kind: options.kind ?? EntryKind.File,
+        path,
+        size: options.size ?? 0,
+        mode: 0o644,
+        mtimeMs: 0,
+        verify: options.verify ?? true,
+        target: options.target ?? "",
+      }),
+    );
+    const answer = await this.reply();
+    assert.ok(answer, `receiver closed instead of answering the offer of ${JSON.stringify(path)}`);
+    return answer;
+  }
+
+  /** Streams `data` from `start` as Data frames of 256 KiB. */
+  async data(data: Uint8Array): Promise<void> {
+    for (let off = 0; off < data.length; off += 256 * 1024) {
+      await this.frame(TransferFrame.Data, data.subarray(off, off + 256 * 1024));
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+function sha256(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest());
+}
+
+function reasonOf(frame: Frame): number {
+  return decodeRefusal(frame.payload).reason;
+}
+
+async function listNames(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A temp base with `out` (the receiver's folder) and `outside`, and a `sockit recv` on it. */
+async function fixture(extra: string[] = []) {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  const out = `${base}/out`;
+  const outside = `${base}/outside`;
+  await Deno.mkdir(out);
+  await Deno.mkdir(outside);
+  const recv = await startSockit(["recv", "--port", "0", "--dir", out, ...extra]);
+  return {
+    base,
+    out,
+    outside,
+    recv,
+    async [Symbol.asyncDispose]() {
+      await recv[Symbol.asyncDispose]();
+      await Deno.remove(base, { recursive: true });
+    },
+  };
+}
+
+const HOSTILE_FILE_NAMES = [
+  "",
+  "/etc/passwd",
+  "/tmp/escape.txt",
+  "../escape.txt",
+  "../outside/escape.txt",
+  "a/../../escape.txt",
+  "a/..",
+  "..",
+  ".",
+  "./escape.txt",
+  "a//escape.txt",
+  "a/",
+  "escape\0.txt",
+  "..\\outside\\escape.txt",
+  "a\\..\\..\\escape.txt",
+  "C:escape.txt",
+  "line\nbreak.txt",
+  ".a.txt.sockit-partial",
+  "x".repeat(300),
+  "link/escape.txt",
+  "link/../escape.txt",
+];
+
+Deno.test("recv rejects every hostile name and writes nothing outside its folder", async () => {
+  await using f = await fixture();
+  // A symlink already inside DIR that points outside: writing through it must be refused.
+  await Deno.symlink(f.outside, `${f.out}/link`);
+  await using s = await RawSender.connect(f.recv.port);
+  for (const name of HOSTILE_FILE_NAMES) {
+    const answer = await s.offer(name, { size: 5 });
+    assert.equal(answer.type, TransferFrame.Reject, `accepted ${JSON.stringify(name)}`);
+    assert.equal(reasonOf(answer), Reason.InvalidName, JSON.stringify(name));
+  }
+  for (const name of ["../escape-dir", "/tmp/escape-dir", "link/escape-dir", "a\\..\\b"]) {
+    const answer = await s.offer(name, { kind: EntryKind.Directory });
+    assert.equal(answer.type, TransferFrame.Reject, `accepted folder ${JSON.stringify(name)}`);
+  }
+  for (const target of ["../outside", "/etc/passwd", "a/../../..", "..\\x", ""]) {
+    const answer = await s.offer("evil-link", { kind: EntryKind.Symlink, target });
+    assert.equal(answer.type, TransferFrame.Reject, `accepted link to ${JSON.stringify(target)}`);
+    assert.equal(reasonOf(answer), Reason.InvalidName);
+  }
+  // The session survives the refusals: a well-formed file still goes through.
+  const data = new TextEncoder().encode("fine\n");
+  const accept = await s.offer("ok.txt", { size: data.length });
+  assert.equal(accept.type, TransferFrame.Accept);
+  await s.frame(TransferFrame.Start, encodeStart(0));
+  await s.data(data);
+  await s.frame(TransferFrame.End, sha256(data));
+  const confirm = await s.reply();
+  assert.equal(confirm?.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+
+  assert.deepEqual(await listNames(f.outside), []);
+  assert.deepEqual(await listNames(f.base), ["out", "outside"]);
+  assert.deepEqual(await listNames(f.out), ["link", "ok.txt"]);
+  await f.recv.waitForStderr(/rejected "\.\.\/escape\.txt" .*invalid name/);
+});
+
+Deno.test("recv detects a corrupted byte: both sides hear of it and the final name never appears", async () => {
+  await using f = await fixture();
+  await using s = await RawSender.connect(f.recv.port);
+  const data = pseudoRandomBytes(2 * MiB + 5, 3);
+  const accept = await s.offer("corrupt.bin", { size: data.length });
+  assert.equal(accept.type, TransferFrame.Accept);
+  assert.equal(decodeAccept(accept.payload).offset, 0);
+  await s.frame(TransferFrame.Start, encodeStart(0));
+  const corrupted = data.slice();
+  corrupted[MiB + 17] ^= 0x01;
+  await s.data(corrupted);
+  await s.frame(TransferFrame.End, sha256(data));
+  const answer = await s.reply();
+  assert.equal(answer?.type, TransferFrame.Failed);
+  assert.equal(reasonOf(answer!), Reason.HashMismatch);
+  await f.recv.waitForStderr(/failed "corrupt\.bin" .*hash mismatch/);
+  assert.equal(await exists(`${f.out}/corrupt.bin`), false);
+  assert.deepEqual(await listNames(f.out), []);
+});
+
+Deno.test("send resumes after a sender stopped halfway: only the remainder travels", async () => {
+  await using f = await fixture();
+  const src = `${f.base}/big.bin`;
+  const data = pseudoRandomBytes(4 * MiB + 123, 11);
+  await Deno.writeFile(src, data);
+  const half = 2 * MiB;
+  {
+    // A sender that dies after half the file: no End, the connection just drops.
+    await using s = await RawSender.connect(f.recv.port);
+    assert.equal((await s.offer("big.bin", { size: data.length })).type, TransferFrame.Accept);
+    await s.frame(TransferFrame.Start, encodeStart(0));
+    await s.data(data.subarray(0, half));
+  }
+  await f.recv.waitForStderr(/session with .* ended: Sender closed the connection after 2\.00 MiB/);
+  assert.equal(await exists(`${f.out}/big.bin`), false);
+  assert.equal((await Deno.stat(`${f.out}/.big.bin.sockit-partial`)).size, half);
+
+  const run = await runSockit(["send", `127.0.0.1:${f.recv.port}`, src, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  const events = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const entry = events.find((e) => e.event === "entry");
+  assert.equal(entry.status, "confirmed");
+  assert.equal(entry.resumedFrom, half);
+  assert.equal(entry.sent, data.length - half);
+  assert.equal(events.at(-1).event, "summary");
+  assert.equal(events.at(-1).bytesSent, data.length - half);
+  assert.deepEqual(await Deno.readFile(`${f.out}/big.bin`), data);
+  assert.deepEqual(await listNames(f.out), ["big.bin"]);
+  await f.recv.waitForStderr(
+    /received big\.bin \(4\.00 MiB.*resumed at 2\.00 MiB, sha256 verified\)/,
+  );
+});
+
+Deno.test("send restarts from zero when the partial file does not match its source", async () => {
+  await using f = await fixture();
+  const src = `${f.base}/doc.bin`;
+  const data = pseudoRandomBytes(3 * MiB, 5);
+  await Deno.writeFile(src, data);
+  {
+    await using s = await RawSender.connect(f.recv.port);
+    assert.equal((await s.offer("doc.bin", { size: data.length })).type, TransferFrame.Accept);
+    await s.frame(TransferFrame.Start, encodeStart(0));
+    await s.data(pseudoRandomBytes(MiB, 99)); // an older version of the file
+  }
+  await f.recv.waitForStderr(/session with .* ended/);
+  const run = await runSockit(["send", `127.0.0.1:${f.recv.port}`, src, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  const entry = run.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l))
+    .find((e) => e.event === "entry");
+  assert.equal(entry.resumedFrom, 0);
+  assert.equal(entry.sent, data.length);
+  assert.deepEqual(await Deno.readFile(`${f.out}/doc.bin`), data);
+});
+
+Deno.test("recv closes only the connection that breaks the protocol and keeps serving", async () => {
+  await using f = await fixture();
+  const violations: [string, (s: RawSender) => Promise<void>, RegExp][] = [
+    [
+      "data before an offer",
+      (s) => s.frame(TransferFrame.Data, new Uint8Array(10)),
+      /Data \(0x14\) instead of an Offer/,
+    ],
+    [
+      "a 4 GiB frame length",
+      (s) => s.send(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0xff])),
+      /exceeds limit/,
+    ],
+    [
+      "an unknown entry kind",
+      (s) =>
+        s.frame(
+          TransferFrame.Offer,
+          new Uint8Array(28).fill(0, 0).map((_, i) => (i === 0 ? 9 : 0)),
+        ),
+      /unknown entry kind/,
+    ],
+    ["more data than offered", async (s) => {
+      assert.equal((await s.offer("small.bin", { size: 10 })).type, TransferFrame.Accept);
+      await s.frame(TransferFrame.Start, encodeStart(0));
+      await s.frame(TransferFrame.Data, new Uint8Array(20));
+    }, /more data than the 10 bytes offered/],
+  ];
+  for (const [what, misbehave, expected] of violations) {
+    await using s = await RawSender.connect(f.recv.port);
+    await misbehave(s);
+    const answer = await s.reply();
+    assert.equal(answer?.type, ControlFrame.Error, what);
+    assert.match(new TextDecoder().decode(answer!.payload), expected, what);
+    assert.equal(await s.reply(), null, `${what}: connection should close`);
+  }
+  {
+    // Not a sockit peer at all.
+    await using s = await RawSender.connect(f.recv.port, { hello: false });
+    await s.send(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await readHello(s.reader, TRANSFER_PROTOCOL, 1);
+    const answer = await s.reply();
+    assert.equal(answer?.type, ControlFrame.Error);
+    assert.match(new TextDecoder().decode(answer!.payload), /not a sockit peer/);
+    await f.recv.waitForStderr(/not a sockit peer/);
+  }
+  // Still serving.
+  await using ok = await RawSender.connect(f.recv.port);
+  const answer = await ok.offer("folder", { kind: EntryKind.Directory });
+  assert.equal(answer.type, TransferFrame.Confirm);
+  assert.ok((await Deno.stat(`${f.out}/folder`)).isDirectory);
+  assert.equal(await exists(`${f.out}/small.bin`), false);
+});
+
+Deno.test("recv refuses a second sender writing the same name, too-large files and files beyond free space", async () => {
+  await using f = await fixture(["--max-size", "1MiB"]);
+  await using a = await RawSender.connect(f.recv.port);
+  await using b = await RawSender.connect(f.recv.port);
+  assert.equal((await a.offer("same.bin", { size: 100 })).type, TransferFrame.Accept);
+  const busy = await b.offer("same.bin", { size: 100 });
+  assert.equal(busy.type, TransferFrame.Reject);
+  assert.equal(reasonOf(busy), Reason.Busy);
+  const large = await b.offer("large.bin", { size: MiB + 1 });
+  assert.equal(reasonOf(large), Reason.TooLarge);
+  await using g = await fixture();
+  await using c = await RawSender.connect(g.recv.port);
+  const huge = await c.offer("huge.bin", { size: 2 ** 52 });
+  assert.equal(huge.type, TransferFrame.Reject);
+  assert.equal(reasonOf(huge), Reason.NoSpace);
+  assert.match(decodeRefusal(huge.payload).message, /needs 4096 TiB|needs \d/);
+});
+
+Deno.test("a version mismatch is a clear error on both sides", async () => {
+  await using f = await fixture();
+  // A sender speaking v2 against a v1 receiver.
+  await using s = await RawSender.connect(f.recv.port, { hello: false });
+  await s.send(encodeHello(TRANSFER_PROTOCOL, 2));
+  const theirHello = await s.reply();
+  assert.equal(theirHello?.type, ControlFrame.Hello);
+  assert.equal(theirHello!.payload[6], 1);
+  const error = await s.reply();
+  assert.equal(error?.type, ControlFrame.Error);
+  assert.match(
+    new TextDecoder().decode(error!.payload),
+    /peer speaks transfer v2, this side speaks transfer v1/,
+  );
+  await f.recv.waitForStderr(/peer speaks transfer v2, this side speaks transfer v1/);
+
+  // `sockit send` against a v2 receiver.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fake = (async () => {
+    const conn = await listener.accept();
+    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, 2));
+    const reader = new BufferedReader(conn);
+    await assert.rejects(readHello(reader, TRANSFER_PROTOCOL, 2), VersionMismatchError);
+    conn.close();
+  })();
+  const file = `${f.base}/v.txt`;
+  await Deno.writeTextFile(file, "v");
+  const run = await runSockit(["send", `127.0.0.1:${listener.addr.port}`, file]);
+  await fake;
+  listener.close();
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /peer speaks transfer v2, this side speaks transfer v1/);
+});

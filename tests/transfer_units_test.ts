@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import {
+  decodeAccept,
+  decodeOffer,
+  decodeRefusal,
+  encodeAccept,
+  encodeOffer,
+  encodeRefusal,
+  EntryKind,
+  Reason,
+} from "../lib/transfer/protocol.ts";
+import {
+  checkLinkTarget,
+  findFreeName,
+  partialName,
+  renamedName,
+  resolveInside,
+  splitSafePath,
+  UnsafePathError,
+} from "../lib/transfer/safe_path.ts";
+import { formatBytes, formatDuration, formatRate } from "../lib/transfer/human.ts";
+import { collectEntries } from "../lib/transfer/walk.ts";
+import { ProtocolError } from "../lib/net/errors.ts";
+
+// Every kind of hostile name the receiver must refuse.
+const HOSTILE_NAMES = [
+  "",
+  "/etc/passwd",
+  "../escape.txt",
+  "a/../../escape.txt",
+  "a/..",
+  "..",
+  ".",
+  "./a",
+  "a//b",
+  "a/",
+  "a\0b",
+  "..\\..\\escape.txt",
+  "a\\b",
+  "C:escape.txt",
+  "c:/escape.txt",
+  "line\nbreak",
+  ".x.sockit-partial",
+  "a/" + "x".repeat(256),
+];
+
+Deno.test("splitSafePath() accepts plain relative paths", () => {
+  assert.deepEqual(splitSafePath("a.txt"), ["a.txt"]);
+  assert.deepEqual(splitSafePath("tree/sub dir/b (1).txt"), ["tree", "sub dir", "b (1).txt"]);
+  assert.deepEqual(splitSafePath(".hidden/..dots../x"), [".hidden", "..dots..", "x"]);
+  assert.deepEqual(splitSafePath("ünïcødé/文件"), ["ünïcødé", "文件"]);
+});
+
+Deno.test("splitSafePath() refuses every hostile name with a message naming it", () => {
+  for (const name of HOSTILE_NAMES) {
+    assert.throws(() => splitSafePath(name), UnsafePathError, `accepted ${JSON.stringify(name)}`);
+  }
+  assert.throws(() => splitSafePath("../x"), /contains '\.\.'/);
+  assert.throws(() => splitSafePath("/x"), /absolute/);
+});
+
+Deno.test("checkLinkTarget() allows links inside the folder and refuses others", () => {
+  assert.equal(checkLinkTarget("tree/a/link", "../b"), "tree/b");
+  assert.equal(checkLinkTarget("tree/link", "."), "tree");
+  assert.throws(() => checkLinkTarget("tree/link", "../../x"), /outside/);
+  assert.throws(() => checkLinkTarget("link", ".."), /outside/);
+  assert.throws(() => checkLinkTarget("link", "/etc/passwd"), /absolute/);
+  assert.throws(() => checkLinkTarget("link", ""), /empty/);
+  assert.throws(() => checkLinkTarget("link", "a\\..\\..\\x"), /backslash/);
+});
+
+Deno.test("renamedName() puts the counter before the extension", () => {
+  assert.equal(renamedName("report.pdf", 1), "report (1).pdf");
+  assert.equal(renamedName("archive.tar.gz", 2), "archive.tar (2).gz");
+  assert.equal(renamedName(".bashrc", 1), ".bashrc (1)");
+  assert.equal(renamedName("README", 3), "README (3)");
+  assert.equal(partialName("a.txt"), ".a.txt.sockit-partial");
+});
+
+Deno.test("resolveInside() refuses a path through an existing symlink and creates real folders", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir());
+  const outside = await Deno.makeTempDir();
+  try {
+    await Deno.symlink(outside, `${root}/link`);
+    await assert.rejects(
+      resolveInside(root, ["link", "evil.txt"], { createParents: true }),
+      /is a symlink/,
+    );
+    await Deno.writeTextFile(`${root}/file`, "x");
+    await assert.rejects(resolveInside(root, ["file", "x.txt"]), /not a folder/);
+    const where = await resolveInside(root, ["a", "b", "c.txt"], { createParents: true });
+    assert.equal(where.path, `${root}/a/b/c.txt`);
+    assert.equal(where.existing, null);
+    assert.ok((await Deno.lstat(`${root}/a/b`)).isDirectory);
+    assert.deepEqual([...Deno.readDirSync(outside)], []);
+    await Deno.writeTextFile(`${root}/a/b/c.txt`, "1");
+    await Deno.writeTextFile(`${root}/a/b/c (1).txt`, "2");
+    assert.equal(await findFreeName(`${root}/a/b`, "c.txt"), "c (2).txt");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("offer, accept and refusal payloads round-trip and bad offers are refused", () => {
+  const offer = {
+    kind: EntryKind.Symlink,
+    path: "tree/ü/link",
+    size: 0,
+    mode: 0o777,
+    mtimeMs: 1_700_000_000_123,
+    verify: false,
+    target: "../x",
+  } as const;
+  assert.deepEqual(decodeOffer(encodeOffer(offer)), offer);
+  const big = { ...offer, kind: EntryKind.File, size: 2 ** 40 + 3, verify: true, target: "" };
+  assert.deepEqual(decodeOffer(encodeOffer(big)), big);
+  const hash = new Uint8Array(32).fill(9);
+  assert.deepEqual(decodeAccept(encodeAccept({ offset: 12345, prefixHash: hash })), {
+    offset: 12345,
+    prefixHash: hash,
+  });
+  assert.deepEqual(decodeRefusal(encodeRefusal({ reason: Reason.Exists, message: "x" })), {
+    reason: Reason.Exists,
+    message: "x",
+  });
+  const bad = encodeOffer(big);
+  assert.throws(() => decodeOffer(bad.subarray(0, bad.length - 1)), ProtocolError);
+  const badKind = bad.slice();
+  badKind[0] = 7;
+  assert.throws(() => decodeOffer(badKind), /unknown entry kind/);
+  const huge = bad.slice();
+  huge.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 6);
+  assert.throws(() => decodeOffer(huge), /exceeds 2\^53/);
+});
+
+Deno.test("human sizes, rates and durations use binary units", () => {
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes(5 * 1024 * 1024), "5.00 MiB");
+  assert.equal(formatBytes(1024 ** 3), "1.00 GiB");
+  assert.equal(formatRate(300 * 1024 * 1024), "300 MiB/s");
+  assert.equal(formatDuration(0.5), "0.50 s");
+  assert.equal(formatDuration(3725), "1h02m");
+});
+
+Deno.test("collectEntries() lists folders before contents and skips outward symlinks", async () => {
+  const base = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${base}/t/sub/empty`, { recursive: true });
+    await Deno.writeTextFile(`${base}/t/sub/f.txt`, "hello");
+    await Deno.symlink("f.txt", `${base}/t/sub/in`);
+    await Deno.symlink("/etc/hostname", `${base}/t/out`);
+    await Deno.symlink("../../", `${base}/t/sub/up`);
+    const walk = await collectEntries([`${base}/t/`]);
+    assert.deepEqual(
+      walk.entries.map((e) => `${e.kind}:${e.path}:${e.target}`),
+      ["2:t:", "2:t/sub:", "2:t/sub/empty:", "1:t/sub/f.txt:", "3:t/sub/in:f.txt"],
+    );
+    assert.deepEqual(walk.skipped.map((s) => s.path.slice(base.length)).sort(), [
+      "/t/out",
+      "/t/sub/up",
+    ]);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
