@@ -1,0 +1,234 @@
+// `sockit send` and `sockit recv` end to end: real processes, real files in temp folders,
+// loopback sockets.
+
+import assert from "node:assert/strict";
+import { freePort, waitForTcpPort } from "../bench/_harness.ts";
+import { peerTest, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+
+const MiB = 1024 * 1024;
+
+async function tempBase() {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  await Deno.mkdir(`${base}/src`);
+  await Deno.mkdir(`${base}/out`);
+  return {
+    base,
+    src: `${base}/src`,
+    out: `${base}/out`,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(base, { recursive: true });
+    },
+  };
+}
+
+async function listTree(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  const entries = [];
+  for await (const e of Deno.readDir(dir)) entries.push(e);
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const e of entries) {
+    const rel = prefix + e.name;
+    const info = await Deno.lstat(`${dir}/${e.name}`);
+    if (info.isSymlink) out.push(`${rel} -> ${await Deno.readLink(`${dir}/${e.name}`)}`);
+    else if (info.isDirectory) {
+      out.push(`${rel}/`);
+      out.push(...await listTree(`${dir}/${e.name}`, `${rel}/`));
+    } else out.push(`${rel} (${info.size})`);
+  }
+  return out;
+}
+
+function exitOf(proc: { status: Promise<Deno.CommandStatus> }): Promise<number> {
+  return withTimeout(proc.status, 20_000, "recv to exit").then((s) => s.code);
+}
+
+Deno.test("send and recv round-trip empty, one-byte and multi-MiB files byte for byte", async () => {
+  await using t = await tempBase();
+  const files: Record<string, Uint8Array> = {
+    "empty.bin": new Uint8Array(0),
+    "one.bin": new Uint8Array([0x2a]),
+    "random.bin": pseudoRandomBytes(5 * MiB + 7, 21),
+  };
+  for (const [name, data] of Object.entries(files)) await Deno.writeFile(`${t.src}/${name}`, data);
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit([
+    "send",
+    `127.0.0.1:${recv.port}`,
+    ...Object.keys(files).map((n) => `${t.src}/${n}`),
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await exitOf(recv), 0);
+  for (const [name, data] of Object.entries(files)) {
+    assert.deepEqual(await Deno.readFile(`${t.out}/${name}`), data, name);
+  }
+  // No partial files left behind.
+  assert.deepEqual(await listTree(t.out), [
+    "empty.bin (0)",
+    "one.bin (1)",
+    `random.bin (${5 * MiB + 7})`,
+  ]);
+  assert.match(run.stderr, /sent random\.bin \(5\.00 MiB in .*sha256 verified\)/);
+  assert.match(run.stderr, /3\/3 entries confirmed/);
+  assert.ok(
+    recv.stderr.some((l) => /received random\.bin \(5\.00 MiB .*sha256 verified\)/.test(l)),
+  );
+});
+
+Deno.test("a tree keeps nested and empty folders and inside links, and skips an outside link", async () => {
+  await using t = await tempBase();
+  const tree = `${t.src}/tree`;
+  await Deno.mkdir(`${tree}/a/b/c`, { recursive: true });
+  await Deno.mkdir(`${tree}/empty/nested-empty`, { recursive: true });
+  await Deno.writeTextFile(`${tree}/top.txt`, "top\n");
+  await Deno.writeFile(`${tree}/a/b/c/deep.bin`, pseudoRandomBytes(300_000, 4));
+  await Deno.chmod(`${tree}/top.txt`, 0o600);
+  const mtime = new Date("2020-01-02T03:04:05Z");
+  await Deno.utime(`${tree}/top.txt`, mtime, mtime);
+  await Deno.symlink("../../top.txt", `${tree}/a/b/inside-link`);
+  await Deno.symlink("/etc/hostname", `${tree}/outside-link`);
+  await Deno.symlink("../..", `${tree}/a/up-and-out`);
+
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${tree}/`, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await exitOf(recv), 0);
+  assert.deepEqual(await listTree(t.out), [
+    "tree/",
+    "tree/a/",
+    "tree/a/b/",
+    "tree/a/b/c/",
+    "tree/a/b/c/deep.bin (300000)",
+    "tree/a/b/inside-link -> ../../top.txt",
+    "tree/empty/",
+    "tree/empty/nested-empty/",
+    "tree/top.txt (4)",
+  ]);
+  assert.deepEqual(
+    await Deno.readFile(`${t.out}/tree/a/b/c/deep.bin`),
+    await Deno.readFile(`${tree}/a/b/c/deep.bin`),
+  );
+  const info = await Deno.stat(`${t.out}/tree/top.txt`);
+  assert.equal(info.mode! & 0o777, 0o600);
+  assert.equal(info.mtime?.getTime(), mtime.getTime());
+  const events = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const warnings = events.filter((e) => e.event === "warning").map((e) => e.message).join("\n");
+  assert.match(warnings, /outside-link: symlink points outside the sent tree/);
+  assert.match(warnings, /up-and-out: symlink points outside the sent tree/);
+  const summary = events.at(-1);
+  assert.equal(summary.event, "summary");
+  assert.equal(summary.ok, true);
+  assert.equal(summary.entries, 9);
+  assert.equal(summary.confirmed, 9);
+  assert.equal(summary.skipped, 2);
+  assert.equal(events[0].event, "warning");
+  assert.ok(events.some((e) => e.event === "start" && e.files === 2 && e.bytes === 300_004));
+});
+
+Deno.test("an existing name is refused by default, replaced with --overwrite, kept with --rename", async () => {
+  await using t = await tempBase();
+  await Deno.writeTextFile(`${t.src}/a.txt`, "new\n");
+  await Deno.writeTextFile(`${t.out}/a.txt`, "old\n");
+  {
+    await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+    const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/a.txt`]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /rejected file a\.txt: exists/);
+    assert.equal(await exitOf(recv), 1);
+    assert.equal(await Deno.readTextFile(`${t.out}/a.txt`), "old\n");
+  }
+  {
+    await using recv = await startSockit([
+      "recv",
+      "--port",
+      "0",
+      "--dir",
+      t.out,
+      "--once",
+      "--rename",
+    ]);
+    const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/a.txt`]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /sent a\.txt as a \(1\)\.txt/);
+    assert.equal(await exitOf(recv), 0);
+    assert.equal(await Deno.readTextFile(`${t.out}/a.txt`), "old\n");
+    assert.equal(await Deno.readTextFile(`${t.out}/a (1).txt`), "new\n");
+  }
+  {
+    await using recv = await startSockit([
+      "recv",
+      "--port",
+      "0",
+      "--dir",
+      t.out,
+      "--once",
+      "--overwrite",
+    ]);
+    const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/a.txt`]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await exitOf(recv), 0);
+    assert.equal(await Deno.readTextFile(`${t.out}/a.txt`), "new\n");
+  }
+  assert.deepEqual(await listTree(t.out), ["a (1).txt (4)", "a.txt (4)"]);
+  const both = await runSockit(["recv", "--overwrite", "--rename"]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /Choose one of --overwrite and --rename/);
+});
+
+Deno.test("recv serves several senders, and stops with exit 0 on SIGTERM", async () => {
+  await using t = await tempBase();
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--no-sync"]);
+  const runs = await Promise.all([1, 2, 3].map(async (i) => {
+    await Deno.writeFile(`${t.src}/f${i}.bin`, pseudoRandomBytes(MiB + i, i));
+    return await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/f${i}.bin`, "--no-verify"]);
+  }));
+  for (const run of runs) assert.equal(run.code, 0, run.stderr);
+  for (const i of [1, 2, 3]) {
+    assert.deepEqual(await Deno.readFile(`${t.out}/f${i}.bin`), pseudoRandomBytes(MiB + i, i));
+  }
+  assert.ok(recv.stderr.some((l) => /not verified: sender used --no-verify/.test(l)));
+  assert.equal((await recv.stop("SIGTERM")).code, 0);
+});
+
+Deno.test("send fails clearly when nothing listens or a path is missing", async () => {
+  await using t = await tempBase();
+  await Deno.writeTextFile(`${t.src}/x.txt`, "x");
+  const refused = await runSockit(["send", `127.0.0.1:${freePort()}`, `${t.src}/x.txt`]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /sockit send: .*(refused|Connection)/i);
+  const missing = await runSockit(["send", "127.0.0.1:9", `${t.src}/nope.txt`]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /Cannot send: .*nope\.txt/);
+  const usage = await runSockit(["send", "127.0.0.1:9"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /Missing PATH/);
+});
+
+peerTest("microsocks", "send --proxy goes through a SOCKS5 proxy (microsocks)", async () => {
+  await using t = await tempBase();
+  const data = pseudoRandomBytes(2 * MiB, 8);
+  await Deno.writeFile(`${t.src}/via-proxy.bin`, data);
+  const proxyPort = freePort();
+  const proxy = new Deno.Command("microsocks", {
+    args: ["-i", "127.0.0.1", "-p", String(proxyPort)],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitForTcpPort(proxyPort);
+    await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+    const run = await runSockit([
+      "send",
+      `127.0.0.1:${recv.port}`,
+      `${t.src}/via-proxy.bin`,
+      "--proxy",
+      `socks5://127.0.0.1:${proxyPort}`,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await exitOf(recv), 0);
+    assert.deepEqual(await Deno.readFile(`${t.out}/via-proxy.bin`), data);
+  } finally {
+    proxy.kill("SIGKILL");
+    await proxy.status;
+  }
+});
