@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { freePort, waitForTcpPort } from "../bench/_harness.ts";
 import { peerTest, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
+import { writeAll } from "../lib/net/write_all.ts";
 
 const MiB = 1024 * 1024;
 
@@ -37,6 +38,58 @@ async function listTree(dir: string, prefix = ""): Promise<string[]> {
     } else out.push(`${rel} (${info.size})`);
   }
   return out;
+}
+
+/** Writes `size` random bytes to `path`. */
+async function randomFile(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(65536);
+  for (let left = size; left > 0; left -= chunk.length) {
+    crypto.getRandomValues(chunk);
+    await writeAll(file, chunk.subarray(0, Math.min(chunk.length, left)));
+  }
+}
+
+/**
+ * A one-connection forwarder to `targetPort` that counts the bytes going upstream and calls
+ * `onThreshold` once `afterBytes` have passed (the test kills a process there).
+ */
+function tripwireForwarder(targetPort: number, afterBytes: number, onThreshold: () => void) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let passed = 0;
+  const done = (async () => {
+    const client = await listener.accept();
+    listener.close();
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    const pump = async (from: Deno.Conn, to: Deno.Conn, count: boolean) => {
+      const buf = new Uint8Array(65536);
+      try {
+        let n;
+        while ((n = await from.read(buf)) !== null) {
+          await writeAll(to, buf.subarray(0, n));
+          if (!count) continue;
+          const before = passed;
+          passed += n;
+          if (before < afterBytes && passed >= afterBytes) onThreshold();
+        }
+      } catch {
+        // One side died: that is the point of the test.
+      }
+      for (const c of [from, to]) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    };
+    await Promise.all([pump(client, upstream, true), pump(upstream, client, false)]);
+  })();
+  return { port: listener.addr.port, done, passed: () => passed };
+}
+
+function entryEvent(stdout: string) {
+  return stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.event === "entry");
 }
 
 function exitOf(proc: { status: Promise<Deno.CommandStatus> }): Promise<number> {
@@ -231,4 +284,60 @@ peerTest("microsocks", "send --proxy goes through a SOCKS5 proxy (microsocks)", 
     proxy.kill("SIGKILL");
     await proxy.status;
   }
+});
+
+Deno.test("a sender killed mid-transfer resumes: the second run sends about the remainder", async () => {
+  await using t = await tempBase();
+  const size = 64 * MiB;
+  await randomFile(`${t.src}/big.bin`, size);
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
+  let sender: Awaited<ReturnType<typeof startSockit>> | undefined;
+  const fwd = tripwireForwarder(recv.port, 16 * MiB, () => sender?.child.kill("SIGKILL"));
+  sender = await startSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`], {
+    ready: false,
+  });
+  assert.notEqual((await sender.status).code, 0);
+  await fwd.done;
+  await recv.waitForStderr(/session with .* ended: Sender closed the connection after/);
+  const partial = (await Deno.stat(`${t.out}/.big.bin.sockit-partial`)).size;
+  assert.ok(partial >= 8 * MiB && partial < size, `partial file has ${partial} bytes`);
+
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/big.bin`, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  const entry = entryEvent(run.stdout);
+  assert.equal(entry.resumedFrom, partial);
+  assert.equal(entry.sent, size - partial);
+  assert.deepEqual(
+    await Deno.readFile(`${t.out}/big.bin`),
+    await Deno.readFile(`${t.src}/big.bin`),
+  );
+  assert.deepEqual(await listTree(t.out), [`big.bin (${size})`]);
+});
+
+Deno.test("a receiver killed mid-transfer leaves a partial file that a new receiver resumes", async () => {
+  await using t = await tempBase();
+  const size = 48 * MiB;
+  await randomFile(`${t.src}/big.bin`, size);
+  {
+    await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
+    const fwd = tripwireForwarder(recv.port, 16 * MiB, () => recv.child.kill("SIGKILL"));
+    const first = await runSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`]);
+    assert.equal(first.code, 1);
+    await fwd.done;
+  }
+  assert.equal(await Deno.lstat(`${t.out}/big.bin`).catch(() => null), null);
+  const partial = (await Deno.stat(`${t.out}/.big.bin.sockit-partial`)).size;
+  assert.ok(partial > 0 && partial < size, `partial file has ${partial} bytes`);
+
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/big.bin`, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await exitOf(recv), 0);
+  const entry = entryEvent(run.stdout);
+  assert.equal(entry.resumedFrom, partial);
+  assert.equal(entry.sent, size - partial);
+  assert.deepEqual(
+    await Deno.readFile(`${t.out}/big.bin`),
+    await Deno.readFile(`${t.src}/big.bin`),
+  );
 });
