@@ -79,6 +79,10 @@ export interface SendReporter {
   summary(summary: SendSummary): void;
 }
 
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function describe(r: EntryResult): string {
   if (r.status === "confirmed") {
     const name = r.storedAs && r.storedAs !== r.path ? ` as ${r.storedAs}` : "";
@@ -116,7 +120,9 @@ export class LineReporter implements SendReporter {
   /** Logs what will be sent. */
   start(totals: { entries: number; files: number; bytes: number }): void {
     this.#log.info(
-      `sending ${totals.files} files (${formatBytes(totals.bytes)}), ${totals.entries} entries`,
+      `sending ${plural(totals.files, "file")} (${formatBytes(totals.bytes)}), ${
+        plural(totals.entries, "entry", "entries")
+      } in all`,
     );
   }
 
@@ -240,10 +246,11 @@ export class BarReporter implements SendReporter {
     const filePct = this.#fileSize > 0 ? Math.floor((this.#fileDone / this.#fileSize) * 100) : 100;
     let line = `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${Math.floor(frac * 100)}% ` +
       `${formatBytes(this.#doneBytes)}/${formatBytes(this.#totalBytes)} ${formatRate(rate)} ` +
-      `ETA ${formatDuration(eta)} | ${this.#fileName} ${filePct}%`;
+      `ETA ${formatDuration(eta)}${this.#fileName ? ` | ${this.#fileName} ${filePct}%` : ""}`;
     let columns = 100;
     try {
-      columns = Deno.consoleSize().columns;
+      const size = Deno.consoleSize().columns;
+      if (size >= 40) columns = size;
     } catch {
       // Not a console after all: keep the default width.
     }
