@@ -1,10 +1,306 @@
 /**
- * Benchmarks of the udp tool. Filled in by the udp issue.
+ * UDP echo benchmark: round trips per second with 64-byte datagrams from a fixed-window
+ * client (the same in-process client for every server), sockit's `udp-echo` against socat's
+ * echo one-liners side by side:
+ *
+ * - `socat -b65536 UDP-LISTEN:P,reuseaddr PIPE`: no fork, answers only the first peer;
+ * - `socat -b65535 UDP-RECVFROM:P,fork PIPE`: a process per datagram;
+ * - `socat UDP-LISTEN:P,fork PIPE`: a process per peer, 8 KiB buffer.
+ *
+ * Each server is also checked for datagram boundaries (five datagrams sent back to back, then
+ * one of 60,000 bytes, from the measuring socket) and the result is noted next to its row.
+ * Round trips are counted from bytes echoed / 64, so a server that merges datagrams is not
+ * penalised for it in the figure, only in the note. sockit runs with `--rate 0` (no per-source
+ * limit: the default 1000/s would be the figure otherwise).
  *
  * @module
  */
 
-import type { Scenario } from "./_harness.ts";
+import { type BenchRow, freeUdpPort, median, peerAvailable, type Scenario } from "./_harness.ts";
+import { delay, withTimeout } from "../lib/net/deadline.ts";
+import { startSockit } from "../tests/_helpers.ts";
+
+const PAYLOAD = 64;
+const WINDOW = 32;
+const RUN_MS = 2000;
+const WARMUP_MS = 300;
+const RUNS = 3;
+/** With no reply for this long, the window is taken as lost and refilled. */
+const STALL_MS = 20;
+
+/** One client socket talking to one echo server; kept for all runs (socat no-fork pins it). */
+class EchoClient {
+  #sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  #to: Deno.NetAddr;
+  #bytes = 0;
+  #replies = 0;
+  #oddReplies = 0;
+  #inflight = 0;
+  #wake: (() => void) | undefined;
+  #receiving: Promise<void>;
+  #sizes: number[] | undefined;
+
+  constructor(port: number) {
+    this.#to = { transport: "udp", hostname: "127.0.0.1", port };
+    this.#receiving = this.#receive();
+  }
+
+  async #receive(): Promise<void> {
+    const buf = new Uint8Array(65_536);
+    while (true) {
+      let n: number;
+      try {
+        n = (await this.#sock.receive(buf))[0].length;
+      } catch {
+        return;
+      }
+      this.#bytes += n;
+      this.#replies++;
+      if (n !== PAYLOAD) this.#oddReplies++;
+      this.#sizes?.push(n);
+      this.#inflight = Math.max(0, this.#inflight - Math.max(1, Math.round(n / PAYLOAD)));
+      const w = this.#wake;
+      this.#wake = undefined;
+      w?.();
+    }
+  }
+
+  #waitReply(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve(false);
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  }
+
+  /** Sends single datagrams until one comes back (the server is up), within 10 s. */
+  async ready(): Promise<void> {
+    const payload = new Uint8Array(PAYLOAD);
+    await withTimeout(
+      (async () => {
+        const before = this.#replies;
+        while (this.#replies === before) {
+          await this.#sock.send(payload, this.#to);
+          await this.#waitReply(100);
+        }
+      })(),
+      10_000,
+      `an echo from port ${this.#to.port}`,
+    );
+  }
+
+  /** Keeps `window` datagrams in flight for warm-up plus RUN_MS; resolves round trips/s. */
+  async roundTrips(window: number): Promise<number> {
+    const payload = new Uint8Array(PAYLOAD).fill(0x61);
+    this.#inflight = 0;
+    const start = performance.now();
+    let startBytes = -1;
+    let measuredFrom = 0;
+    while (true) {
+      const now = performance.now();
+      if (startBytes < 0 && now - start >= WARMUP_MS) {
+        startBytes = this.#bytes;
+        measuredFrom = now;
+      }
+      if (startBytes >= 0 && now - measuredFrom >= RUN_MS) {
+        return (this.#bytes - startBytes) / PAYLOAD / ((now - measuredFrom) / 1000);
+      }
+      while (this.#inflight < window) {
+        this.#inflight++;
+        await this.#sock.send(payload, this.#to);
+      }
+      if (!await this.#waitReply(STALL_MS)) this.#inflight = 0;
+    }
+  }
+
+  /** Replies so far that were not one 64-byte datagram (merged or cut), in words. */
+  oddReplies(): string {
+    return this.#oddReplies === 0
+      ? "every reply 64 B"
+      : `${this.#oddReplies} of ${this.#replies} replies were not 64 B (merged)`;
+  }
+
+  /** Five datagrams back to back, then one of 60,000 bytes: what came back, in words. */
+  async boundaries(): Promise<string> {
+    const sizes = [100, 200, 300, 400, 500];
+    const settle = async (expectBytes: number) => {
+      const deadline = performance.now() + 1000;
+      const got = () => (this.#sizes ?? []).reduce((a, b) => a + b, 0);
+      while (got() < expectBytes && performance.now() < deadline) await this.#waitReply(50);
+      // Stragglers of the measurement could still be in flight: allow a moment for them.
+      await delay(50);
+    };
+    await delay(100); // let the last measurement replies drain first
+    this.#sizes = [];
+    for (const n of sizes) await this.#sock.send(new Uint8Array(n), this.#to);
+    await settle(1500);
+    const five = this.#sizes;
+    this.#sizes = [];
+    await this.#sock.send(new Uint8Array(60_000), this.#to);
+    await settle(60_000);
+    const big = this.#sizes;
+    this.#sizes = undefined;
+    const fiveOk = five.join() === sizes.join();
+    const bigOk = big.length === 1 && big[0] === 60_000;
+    if (fiveOk && bigOk) return "kept boundaries";
+    const parts = [];
+    if (!fiveOk) parts.push(`5 datagrams came back as [${five.join(",")}]`);
+    if (!bigOk) parts.push(`60000 B came back as [${big.join(",")}]`);
+    return `BROKE boundaries: ${parts.join("; ")}`;
+  }
+
+  async close(): Promise<void> {
+    this.#sock.close();
+    await this.#receiving;
+  }
+}
+
+/** Kills `pid` and every process below it (socat's forked children outlive their parent). */
+function killTree(pid: number): void {
+  const children: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  for (const child of children) killTree(child);
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}
+
+interface Server extends AsyncDisposable {
+  port: number;
+}
+
+function startSocat(args: (port: number) => string[]): Server {
+  const port = freeUdpPort();
+  const child = new Deno.Command("socat", {
+    args: args(port),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return {
+    port,
+    async [Symbol.asyncDispose]() {
+      killTree(child.pid);
+      await child.status;
+    },
+  };
+}
+
+async function startEcho(): Promise<Server> {
+  const proc = await startSockit(["udp-echo", "--port", "0", "--rate", "0", "--quiet"]);
+  return { port: proc.port, [Symbol.asyncDispose]: () => proc[Symbol.asyncDispose]() };
+}
+
+/** Median round trips/s of RUNS runs, alternating between the two clients when given two. */
+async function compare(
+  a: EchoClient,
+  b: EchoClient | undefined,
+  window: number,
+): Promise<[number, number | undefined]> {
+  const ra: number[] = [];
+  const rb: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    ra.push(await a.roundTrips(window));
+    if (b) rb.push(await b.roundTrips(window));
+  }
+  return [median(ra), b ? median(rb) : undefined];
+}
+
+const PEERS = [
+  {
+    name: "socat -b65536 UDP-LISTEN,reuseaddr PIPE (no fork, one peer)",
+    args: (p: number) => ["-b65536", `UDP-LISTEN:${p},bind=127.0.0.1,reuseaddr`, "PIPE"],
+  },
+  {
+    name: "socat -b65535 UDP-RECVFROM,fork PIPE",
+    args: (p: number) => ["-b65535", `UDP-RECVFROM:${p},bind=127.0.0.1,fork`, "PIPE"],
+  },
+  {
+    name: "socat UDP-LISTEN,fork PIPE",
+    args: (p: number) => [`UDP-LISTEN:${p},bind=127.0.0.1,fork`, "PIPE"],
+  },
+];
+
+async function udpEchoRoundTrips(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  await using echo = await startEcho();
+  const sockit = new EchoClient(echo.port);
+  try {
+    await sockit.ready();
+    const sockitBoundaries = await sockit.boundaries();
+    console.error(`bench: udp-echo ${sockitBoundaries}`);
+    const haveSocat = peerAvailable("socat");
+    for (const [i, peer] of PEERS.entries()) {
+      const windows = i === 0 ? [WINDOW, 1] : [WINDOW];
+      for (const window of windows) {
+        const row: BenchRow = {
+          scenario: `UDP echo round trips, ${PAYLOAD} B, window ${window}`,
+          unit: "rt/s",
+          sockit: 0,
+          peerName: peer.name,
+          higherIsBetter: true,
+        };
+        if (!haveSocat) {
+          row.sockit = (await compare(sockit, undefined, window))[0];
+          row.note = `sockit ${sockitBoundaries}`;
+          rows.push(row);
+          continue;
+        }
+        await using server = startSocat(peer.args);
+        const client = new EchoClient(server.port);
+        try {
+          await client.ready();
+          [row.sockit, row.peer] = await compare(sockit, client, window);
+          row.note = `peer: ${await client.boundaries()}, ${client.oddReplies()}`;
+        } finally {
+          await client.close();
+        }
+        rows.push(row);
+      }
+    }
+    console.error(`bench: udp-echo over all runs: ${sockit.oddReplies()}`);
+  } finally {
+    await sockit.close();
+  }
+  // Many peers at once: the thing the no-fork socat cannot do.
+  {
+    const clients = [0, 1, 2, 3].map(() => new EchoClient(echo.port));
+    try {
+      await Promise.all(clients.map((c) => c.ready()));
+      const runs: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const each = await Promise.all(clients.map((c) => c.roundTrips(WINDOW / 4)));
+        runs.push(each.reduce((a, b) => a + b, 0));
+      }
+      rows.push({
+        scenario: `UDP echo round trips, ${PAYLOAD} B, 4 peers x window ${WINDOW / 4}`,
+        unit: "rt/s",
+        sockit: median(runs),
+        higherIsBetter: true,
+        note: "socat without fork answers only its first peer",
+      });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }
+  return rows;
+}
 
 /** The udp scenarios. */
-export const scenarios: Scenario[] = [];
+export const scenarios: Scenario[] = [{ name: "udp", run: udpEchoRoundTrips }];
