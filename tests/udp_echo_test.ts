@@ -113,6 +113,9 @@ Deno.test("udp-echo never answers a reflector source port and counts the drop", 
   await client.send(new Uint8Array([4]), to("127.0.0.1", echo.port));
   assert.deepEqual((await receive(client))[0], new Uint8Array([4]));
   assert.equal(await hasQueued(reflector), false, "the reflector port got an answer");
+  await echo.waitForStderr(
+    new RegExp(`dropped 3 bytes from 127\\.0\\.0\\.1:${port}: reflector-port`),
+  );
   const status = await echo.stop("SIGTERM");
   assert.equal(status.code, 0);
   const summary = echo.stderr.find((l) => /stopped; received/.test(l)) ?? "";

@@ -14,10 +14,15 @@ import {
   sizeOption,
 } from "../command.ts";
 import { Logger } from "../log.ts";
-import { formatAddress, parseAddress, parsePort } from "../net/address.ts";
+import { formatAddress, isLoopbackHost, parseAddress, parsePort } from "../net/address.ts";
 import { UsageError } from "../net/errors.ts";
 import { waitForShutdownSignal } from "../net/server.ts";
-import { formatEchoSummary, startUdpEcho, UDP_ECHO_DEFAULTS } from "./echo_server.ts";
+import {
+  type DropReason,
+  formatEchoSummary,
+  startUdpEcho,
+  UDP_ECHO_DEFAULTS,
+} from "./echo_server.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
 import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
 import { formatPingSummary } from "./ping_stats.ts";
@@ -29,6 +34,30 @@ export const STATS_INTERVAL_SECONDS = 10;
 function loggerFor(tool: string, values: OptionValues): Logger {
   return new Logger(tool, { quiet: values.quiet === true, verbose: values.verbose === true });
 }
+
+/** Joins `items` with commas into lines indented by `indent`, at most `width` wide. */
+function wrapList(items: string[], indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const item of items) {
+    const next = line ? `${line}, ${item}` : item;
+    if (indent + next.length + 1 > width && line) {
+      lines.push(`${line},`);
+      line = item;
+    } else {
+      line = next;
+    }
+  }
+  lines.push(line);
+  return lines.map((l) => " ".repeat(indent) + l).join("\n");
+}
+
+const DROP_REASONS: Record<DropReason, string> = {
+  "reflector-port": "its source port belongs to a service that answers anything",
+  "self": "it came from this server's own address",
+  "rate-limited": "its source is over --rate",
+  "oversize": "it filled the whole receive buffer",
+};
 
 const ECHO_USAGE = `Usage: sockit udp-echo [--host H] [--port P] [options]
 
@@ -43,7 +72,7 @@ Options:
   --burst N            datagrams a source may send back to back (default: the rate)
   --max-sources N      source addresses the rate limiter tracks (default 65536)
   --refuse-port P      also never answer source port P (repeatable); these are always refused:
-                       ${[...REFLECTOR_PORTS.keys()].join(", ")}
+${wrapList([...REFLECTOR_PORTS.keys()].map(String), 23, 96)}
   --stats              log a summary line every ${STATS_INTERVAL_SECONDS} s (always logged on exit)
   --stats-interval S   seconds between --stats lines
 
@@ -96,13 +125,19 @@ export const udpEchoCommand: Command = {
       const why = error instanceof Error ? error.message : String(error);
       throw new Error(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`);
     }
+    const announced = new Set<DropReason>();
     const server = startUdpEcho(conn, {
       ratePerSecond,
       burst,
       maxSources,
       refusedSourcePorts: [...REFLECTOR_PORTS.keys(), ...extraRefused],
-      onDrop: (reason, from, bytes) =>
-        log.debug(`dropped ${bytes} bytes from ${formatAddress(from)}: ${reason}`),
+      onDrop: (reason, from, bytes) => {
+        const line = `dropped ${bytes} bytes from ${formatAddress(from)}: ${reason}`;
+        // The first drop of each kind is worth a line; the rest are counted in the summary.
+        if (announced.has(reason)) return log.debug(line);
+        announced.add(reason);
+        log.info(`${line} (${DROP_REASONS[reason]}; further drops are counted, not logged)`);
+      },
       onError: (error, from) =>
         log.warn(
           `${from ? `cannot echo to ${formatAddress(from)}` : "cannot receive"}: ${
@@ -114,6 +149,12 @@ export const udpEchoCommand: Command = {
       ? `rate ${ratePerSecond}/s per source, burst ${burst}`
       : "no rate limit";
     log.listening(formatAddress(server.addr), limit);
+    if (!isLoopbackHost(server.addr.hostname)) {
+      log.warn(
+        `${server.addr.hostname} is reachable from other machines: every source is ` +
+          `answered up to the rate limit (${limit})`,
+      );
+    }
     const timer = periodicStats
       ? setInterval(() => log.info(formatEchoSummary(server.stats)), statsSeconds * 1000)
       : undefined;
