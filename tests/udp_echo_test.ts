@@ -162,16 +162,21 @@ Deno.test("udp-echo exits 2 with usage for a bad option value", async () => {
   assert.ok(echo.stderr.some((l) => /Cannot parse --rate 'fast'/.test(l)));
 });
 
-Deno.test("startUdpEcho refuses datagrams from its own address", async () => {
+Deno.test("startUdpEcho refuses datagrams from its own port (itself or a twin echo server)", async () => {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const server = startUdpEcho(conn);
   try {
     // A datagram whose source is the server itself would echo forever.
     await conn.send(new Uint8Array([1]), server.addr);
+    // A twin echo server on the same port elsewhere (here 127.0.0.2): a forged datagram
+    // between the two would bounce forever.
+    using twin = udpSocket("127.0.0.2", server.addr.port);
+    await twin.send(new Uint8Array([3]), server.addr);
     using client = udpSocket();
     await client.send(new Uint8Array([2]), server.addr);
     assert.deepEqual((await receive(client))[0], new Uint8Array([2]));
-    assert.equal(server.stats.refusedSelf, 1);
+    assert.equal(server.stats.refusedSamePort, 2);
+    assert.equal(await hasQueued(twin), false);
     assert.equal(server.stats.echoed, 1);
   } finally {
     await server.stop();

@@ -54,7 +54,7 @@ function wrapList(items: string[], indent: number, width: number): string {
 
 const DROP_REASONS: Record<DropReason, string> = {
   "reflector-port": "its source port belongs to a service that answers anything",
-  "self": "it came from this server's own address",
+  "same-port": "its source port is this server's port: itself or a twin echo server (a loop)",
   "rate-limited": "its source is over --rate",
   "oversize": "it filled the whole receive buffer",
 };

@@ -3,8 +3,8 @@
  * kept, any size up to the UDP maximum, over IPv4 or IPv6.
  *
  * Safety rules (the echo/chargen loops of CERT CA-1996-01, reflection attacks):
- * - datagrams from a {@linkcode REFLECTOR_PORTS} source port, or from the server's own
- *   address, are dropped and counted, never answered;
+ * - datagrams from a {@linkcode REFLECTOR_PORTS} source port, or from the server's own port
+ *   (itself, or a twin echo server elsewhere), are dropped and counted, never answered;
  * - each source address has a token bucket ({@linkcode SourceRateLimiter}); datagrams over
  *   its rate are dropped and counted.
  *
@@ -49,7 +49,7 @@ export interface UdpEchoOptions {
 }
 
 /** Why a datagram was not echoed. */
-export type DropReason = "reflector-port" | "self" | "rate-limited" | "oversize";
+export type DropReason = "reflector-port" | "same-port" | "rate-limited" | "oversize";
 
 /** Counters of a running echo server. */
 export interface UdpEchoStats {
@@ -63,8 +63,11 @@ export interface UdpEchoStats {
   bytesEchoed: number;
   /** Dropped: source port is a reflector port. */
   refusedReflector: number;
-  /** Dropped: the datagram came from the server's own address. */
-  refusedSelf: number;
+  /**
+   * Dropped: the source port is the server's own port. That is the server itself, or a twin
+   * echo server on another host (a forged datagram between two would loop forever).
+   */
+  refusedSamePort: number;
   /** Dropped: over the source's rate. */
   rateLimited: number;
   /** Dropped: filled the whole receive buffer, so it may have been cut. */
@@ -93,8 +96,6 @@ export interface UdpEchoServer {
 function sourceKey(hostname: string): string {
   return hostname.startsWith("::ffff:") && hostname.includes(".") ? hostname.slice(7) : hostname;
 }
-
-const WILDCARDS = new Set(["0.0.0.0", "::", "::0"]);
 
 /**
  * Echoes every datagram received on `conn` back to its sender until stopped.
@@ -129,16 +130,12 @@ export function startUdpEcho(
     echoed: 0,
     bytesEchoed: 0,
     refusedReflector: 0,
-    refusedSelf: 0,
+    refusedSamePort: 0,
     rateLimited: 0,
     oversize: 0,
     sendErrors: 0,
     receiveErrors: 0,
   };
-  const ownHost = sourceKey(addr.hostname);
-  const isSelf = (from: Deno.NetAddr) =>
-    from.port === addr.port &&
-    (sourceKey(from.hostname) === ownHost || WILDCARDS.has(addr.hostname));
   let stopping = false;
   const stopSignal = new AbortController();
 
@@ -172,9 +169,9 @@ export function startUdpEcho(
         drop("reflector-port", from, data.length);
         continue;
       }
-      if (isSelf(from)) {
-        stats.refusedSelf++;
-        drop("self", from, data.length);
+      if (from.port === addr.port) {
+        stats.refusedSamePort++;
+        drop("same-port", from, data.length);
         continue;
       }
       if (data.length >= buf.length) {
@@ -224,7 +221,7 @@ export function startUdpEcho(
 
 /** Total datagrams dropped on purpose (every reason but errors). */
 export function droppedCount(stats: UdpEchoStats): number {
-  return stats.refusedReflector + stats.refusedSelf + stats.rateLimited + stats.oversize;
+  return stats.refusedReflector + stats.refusedSamePort + stats.rateLimited + stats.oversize;
 }
 
 /**
@@ -236,7 +233,7 @@ export function droppedCount(stats: UdpEchoStats): number {
  * import { formatEchoSummary } from "./echo_server.ts";
  * const line = formatEchoSummary({
  *   received: 3, bytesReceived: 30, echoed: 2, bytesEchoed: 20, refusedReflector: 1,
- *   refusedSelf: 0, rateLimited: 0, oversize: 0, sendErrors: 0, receiveErrors: 0,
+ *   refusedSamePort: 0, rateLimited: 0, oversize: 0, sendErrors: 0, receiveErrors: 0,
  * });
  * console.assert(line.startsWith("received 3 datagrams (30 B), echoed 2 (20 B), dropped 1"));
  * ```
@@ -245,6 +242,6 @@ export function formatEchoSummary(stats: UdpEchoStats): string {
   return `received ${stats.received} datagrams (${stats.bytesReceived} B), ` +
     `echoed ${stats.echoed} (${stats.bytesEchoed} B), dropped ${droppedCount(stats)} ` +
     `(rate-limited ${stats.rateLimited}, reflector port ${stats.refusedReflector}, ` +
-    `self ${stats.refusedSelf}, oversize ${stats.oversize}), ` +
+    `same port ${stats.refusedSamePort}, oversize ${stats.oversize}), ` +
     `errors: send ${stats.sendErrors}, receive ${stats.receiveErrors}`;
 }
