@@ -291,11 +291,12 @@ Deno.test("a sender killed mid-transfer resumes: the second run sends about the 
   const size = 64 * MiB;
   await randomFile(`${t.src}/big.bin`, size);
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
-  let sender: Awaited<ReturnType<typeof startSockit>> | undefined;
-  const fwd = tripwireForwarder(recv.port, 16 * MiB, () => sender?.child.kill("SIGKILL"));
-  sender = await startSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`], {
+  const victim: { proc?: Awaited<ReturnType<typeof startSockit>> } = {};
+  const fwd = tripwireForwarder(recv.port, 16 * MiB, () => victim.proc?.child.kill("SIGKILL"));
+  const sender = await startSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`], {
     ready: false,
   });
+  victim.proc = sender;
   assert.notEqual((await sender.status).code, 0);
   await fwd.done;
   await recv.waitForStderr(/session with .* ended: Sender closed the connection after/);

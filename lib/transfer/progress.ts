@@ -61,6 +61,8 @@ export interface SendSummary {
   seconds: number;
   /** True when every offered entry was confirmed. */
   ok: boolean;
+  /** Why the session broke off, when it did. */
+  error?: string;
 }
 
 /** Receives the sender's events. */

@@ -611,7 +611,16 @@ class ReceiveSession {
           }
           const buf = bufs[which].subarray(0, header.length);
           which ^= 1;
-          await this.#reader.readFull(buf);
+          try {
+            await this.#reader.readFull(buf);
+          } catch (error) {
+            if (!(error instanceof UnexpectedEofError)) throw error;
+            throw new UnexpectedEofError(
+              `Sender closed the connection after ${formatBytes(received)} of ${offer.path} ` +
+                "(in the middle of a frame)",
+              { cause: error },
+            );
+          }
           received += header.length;
           this.summary.bytes += header.length;
           await settle();

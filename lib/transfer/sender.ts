@@ -24,6 +24,7 @@ import {
   readHello,
 } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
+import { formatBytes } from "./human.ts";
 import { IdleReader } from "./idle_reader.ts";
 import type { EntryResult, SendReporter, SendSummary } from "./progress.ts";
 import {
@@ -67,6 +68,15 @@ export interface SendOptions {
   replyTimeoutMs?: number;
   /** Bytes per Data frame, at most 1 MiB. @default {1048576} */
   chunkSize?: number;
+}
+
+/** The session broke off (connection lost, receiver silent or gone, protocol error). */
+export class SessionLostError extends Error {
+  /** Creates the error; the message names the entry, the bytes sent and the cause. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SessionLostError";
+  }
 }
 
 /** The receiver ended the session with an Error frame. */
@@ -349,21 +359,40 @@ export async function sendEntries(
       files: walk.entries.filter((e) => e.kind === EntryKind.File).length,
       bytes: summary.bytesTotal,
     });
-    for (const entry of walk.entries) {
-      const result = await session.send(entry);
-      if (result.status === "confirmed") summary.confirmed++;
-      else if (result.status === "rejected") summary.rejected++;
-      else summary.failed++;
-      reporter.entry(result);
+    const finish = () => {
+      summary.bytesSent = session.bytesSent;
+      summary.seconds = (performance.now() - started) / 1000;
+      summary.ok = summary.error === undefined && summary.confirmed === summary.entries;
+      reporter.summary(summary);
+    };
+    let current = "";
+    try {
+      for (const entry of walk.entries) {
+        current = entry.path;
+        const result = await session.send(entry);
+        if (result.status === "confirmed") summary.confirmed++;
+        else if (result.status === "rejected") summary.rejected++;
+        else summary.failed++;
+        reporter.entry(result);
+      }
+      current = "";
+      await session.bye();
+    } catch (error) {
+      const why = idle.timedOut
+        ? `receiver sent nothing for ${options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs} ms`
+        : error instanceof Error
+        ? error.message
+        : String(error);
+      summary.error = `${current ? `Cannot send ${current}: ` : ""}connection lost after ${
+        formatBytes(session.bytesSent)
+      } sent (${why}); run the same command again to resume`;
+      finish();
+      throw new SessionLostError(summary.error, { cause: error });
     }
-    await session.bye();
-    summary.bytesSent = session.bytesSent;
-    summary.seconds = (performance.now() - started) / 1000;
-    summary.ok = summary.confirmed === summary.entries;
-    reporter.summary(summary);
+    finish();
     return summary;
   } catch (error) {
-    if (idle.timedOut) {
+    if (idle.timedOut && !(error instanceof SessionLostError)) {
       throw new ProtocolError(
         `Receiver sent nothing for ${options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs} ms`,
         { cause: error },
