@@ -22,15 +22,15 @@ export const SOCKS5_DEFAULTS = {
   /** Concurrent client connections; more are closed at once (`--max-conns`). */
   maxConnections: 1024,
   /**
-   * Handshake buffer per connection. The longest SOCKS5 message is the RFC 1929 request
-   * (3 + 255 + 255 bytes); the buffer stays with the tunnel to hand over read-ahead bytes.
+   * Handshake buffer per connection. It bounds read-ahead, not message size (longer fields
+   * are read straight through); it stays with the tunnel to hand over read-ahead bytes.
    */
-  handshakeBufferSize: 1024,
+  handshakeBufferSize: 512,
   /**
    * First relay buffer per direction. Small, so an idle tunnel costs little; it doubles each
    * time a read fills it, up to `maxRelayBufferSize`.
    */
-  initialRelayBufferSize: 2048,
+  initialRelayBufferSize: 512,
   /** Largest relay buffer per direction. */
   maxRelayBufferSize: 256 * 1024,
   /** Largest UDP datagram relayed (the SOCKS header included). */

@@ -17,9 +17,8 @@
 
 import { lookup } from "node:dns/promises";
 import { BufferedReader, type Reader } from "../net/buffered_reader.ts";
-import { copyBidirectional, type CopyResult } from "../net/copy.ts";
+import { copyBidirectional, type CopyResult, type Duplex } from "../net/copy.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
-import { withTimeout } from "../net/deadline.ts";
 import { LimitError, ProtocolError, TimeoutError } from "../net/errors.ts";
 import { serve, type Server } from "../net/server.ts";
 import { writeAll } from "../net/write_all.ts";
@@ -46,6 +45,7 @@ import {
 import { DestinationRules } from "./rules.ts";
 import type { UserTable } from "./auth.ts";
 import { handleUdpAssociate } from "./udp.ts";
+import { Sweeper } from "./sweeper.ts";
 
 /** Options of {@linkcode startSocks5Server}; limits default to {@linkcode SOCKS5_DEFAULTS}. */
 export interface Socks5ServerOptions {
@@ -71,9 +71,9 @@ export interface Socks5ServerOptions {
   bindTimeoutMs?: number;
   /** Concurrent client connections. @default {1024} */
   maxConnections?: number;
-  /** Handshake buffer per connection, in bytes. @default {1024} */
+  /** Handshake buffer per connection, in bytes. @default {512} */
   handshakeBufferSize?: number;
-  /** First relay buffer per direction, in bytes. @default {2048} */
+  /** First relay buffer per direction, in bytes. @default {512} */
   initialRelayBufferSize?: number;
   /** Largest relay buffer per direction, in bytes. @default {262144} */
   maxRelayBufferSize?: number;
@@ -132,6 +132,8 @@ export interface SessionContext {
   opts: ResolvedOptions;
   /** The session's log record. */
   record: SessionRecord;
+  /** The server's shared deadline checker. */
+  sweeper: Sweeper;
 }
 
 /** Raised inside a phase when the session must end after the given reply was sent. */
@@ -185,7 +187,8 @@ export function startSocks5Server(
   const opts = resolveOptions(options);
   const log = opts.logger;
   let lastRefusalLog = 0;
-  return serve(listener, (conn) => handleClient(conn, opts), {
+  const sweeper = new Sweeper();
+  const server = serve(listener, (conn) => handleClient(conn, opts, sweeper), {
     maxConnections: opts.maxConnections,
     onRefused(conn) {
       const now = performance.now();
@@ -201,10 +204,23 @@ export function startSocks5Server(
       log?.error(`${who}${error instanceof Error ? error.message : String(error)}`);
     },
   });
+  return {
+    addr: server.addr,
+    active: server.active,
+    done: server.done,
+    async stop(stopOptions) {
+      await server.stop(stopOptions);
+      sweeper.clear();
+    },
+  };
 }
 
 /** Serves one client connection from greeting to the end of its tunnel, then logs it. */
-export async function handleClient(conn: Deno.TcpConn, opts: ResolvedOptions): Promise<void> {
+export async function handleClient(
+  conn: Deno.TcpConn,
+  opts: ResolvedOptions,
+  sweeper: Sweeper = new Sweeper(),
+): Promise<void> {
   const record: SessionRecord = {
     client: formatAddress(conn.remoteAddr),
     up: 0,
@@ -216,28 +232,19 @@ export async function handleClient(conn: Deno.TcpConn, opts: ResolvedOptions): P
     reader: new BufferedReader(conn, { bufferSize: opts.handshakeBufferSize }),
     opts,
     record,
+    sweeper,
   };
   try {
     conn.setNoDelay(true);
-    const version = await withTimeout(
-      readGreeting(ctx),
+    // One deadline for greeting, authentication and request; on expiry the socket is closed.
+    const request = await sweeper.deadline(
+      readHandshake(ctx),
       opts.handshakeTimeoutMs,
-      "the greeting",
+      "the handshake",
+      () => conn.close(),
     );
-    record.version = version;
-    if (version === Version.Socks4) {
-      await handleSocks4(ctx);
-      return;
-    }
-    const request = await withTimeout(
-      (async () => {
-        await negotiateMethod(ctx);
-        return await readRequest(ctx);
-      })(),
-      opts.handshakeTimeoutMs,
-      "the SOCKS5 handshake",
-    );
-    if (request.command === Command.Connect) await handleConnect(ctx, request.destination);
+    if ("socks4" in request) await handleSocks4(ctx, request.socks4);
+    else if (request.command === Command.Connect) await handleConnect(ctx, request.destination);
     else if (request.command === Command.Bind) await handleBind(ctx, request.destination);
     else await handleUdpAssociate(ctx, request.destination);
   } catch (error) {
@@ -250,6 +257,15 @@ export async function handleClient(conn: Deno.TcpConn, opts: ResolvedOptions): P
     }
     logSession(opts.logger, record);
   }
+}
+
+/** Greeting, then the SOCKS5 method negotiation and request, or the SOCKS4 request. */
+async function readHandshake(ctx: SessionContext): Promise<Request | { socks4: Socks4Request }> {
+  const version = await readGreeting(ctx);
+  ctx.record.version = version;
+  if (version === Version.Socks4) return { socks4: await readSocks4Request(ctx) };
+  await negotiateMethod(ctx);
+  return await readRequest(ctx);
 }
 
 function describe(error: unknown): string {
@@ -450,6 +466,14 @@ export function replyForConnectError(error: unknown): number {
   return Reply.HostUnreachable;
 }
 
+/** Options of {@linkcode dialAny}. */
+export interface DialOptions {
+  /** Deadline for all addresses together, in ms. */
+  timeoutMs: number;
+  /** Deadline checker to use. @default {a new one} */
+  sweeper?: Sweeper;
+}
+
 /**
  * Dials each address in turn, within one deadline for all of them, and resolves the first
  * connection; or the reply code for the last failure.
@@ -457,8 +481,10 @@ export function replyForConnectError(error: unknown): number {
 export async function dialAny(
   addresses: string[],
   port: number,
-  timeoutMs: number,
+  options: DialOptions,
 ): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
+  const { timeoutMs } = options;
+  const sweeper = options.sweeper ?? new Sweeper();
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (const address of addresses) {
@@ -466,7 +492,7 @@ export async function dialAny(
     if (left <= 0) break;
     const attempt = Deno.connect({ hostname: address, port });
     try {
-      const conn = await withTimeout(attempt, Math.ceil(left), `connect to ${address}`);
+      const conn = await sweeper.deadline(attempt, Math.ceil(left), `connect to ${address}`);
       return { conn, address };
     } catch (error) {
       attempt.then((c) => c.close(), () => {});
@@ -477,21 +503,66 @@ export async function dialAny(
   return { reply: replyForConnectError(lastError), why: describe(lastError) };
 }
 
-/** Relays the client connection and `target`, recording the bytes moved and the end. */
-async function relay(ctx: SessionContext, target: Deno.TcpConn, readA: Reader = ctx.reader) {
-  const { opts, record } = ctx;
+/**
+ * Relays the client connection and `target`, recording the bytes moved and how it ended. The
+ * idle and half-open caps are checked by the shared sweeper, not by a timer per tunnel: every
+ * write notes the time, and the first `closeWrite` (end of file one way) starts the
+ * half-open clock. Reads are not wrapped, so an idle tunnel holds nothing extra.
+ */
+async function relay(
+  ctx: SessionContext,
+  target: Deno.TcpConn,
+  readA: Reader = ctx.reader,
+): Promise<void> {
+  const { opts, record, conn } = ctx;
   target.setNoDelay(true);
-  const result: CopyResult = await copyBidirectional(ctx.conn, target, {
-    readA,
-    initialBufferSize: opts.initialRelayBufferSize,
-    maxBufferSize: opts.maxRelayBufferSize,
-    idleTimeoutMs: opts.idleTimeoutMs,
-    halfOpenTimeoutMs: opts.halfOpenTimeoutMs,
+  let last = performance.now();
+  let ended = 0;
+  let endedAt = 0;
+  const tracked = (c: Deno.TcpConn): Duplex => ({
+    read: (p) => c.read(p),
+    write: (p) => {
+      last = performance.now();
+      return c.write(p);
+    },
+    closeWrite: () => {
+      if (++ended === 1) endedAt = performance.now();
+      return c.closeWrite();
+    },
+    close: () => c.close(),
   });
-  record.up = result.aToB;
-  record.down = result.bToA;
-  if (result.end !== "done") {
-    record.note = result.end === "error" ? `relay: ${describe(result.error)}` : result.end;
+  const { idleTimeoutMs, halfOpenTimeoutMs } = opts;
+  const unwatch = ctx.sweeper.watch({
+    expired: (now) =>
+      (idleTimeoutMs > 0 && now - last > idleTimeoutMs) ||
+      (halfOpenTimeoutMs > 0 && ended === 1 && now - endedAt > halfOpenTimeoutMs),
+    expire() {
+      record.note = ended === 1 ? "half-open timeout" : "idle timeout";
+      for (const c of [conn, target]) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    },
+  });
+  try {
+    const result: CopyResult = await copyBidirectional(tracked(conn), tracked(target), {
+      readA,
+      readB: target,
+      initialBufferSize: opts.initialRelayBufferSize,
+      maxBufferSize: opts.maxRelayBufferSize,
+      idleTimeoutMs: 0,
+      halfOpenTimeoutMs: 0,
+    });
+    record.up = result.aToB;
+    record.down = result.bToA;
+    if (result.end !== "done") {
+      record.note ??= result.end === "error" ? `relay: ${describe(result.error)}` : result.end;
+    }
+  } finally {
+    unwatch();
   }
 }
 
@@ -503,7 +574,10 @@ export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Pro
   const { opts, record } = ctx;
   const resolved = await resolveDestination(dst.hostname, opts.rules);
   if ("reply" in resolved) return await fail(ctx, resolved.reply, resolved.why);
-  const dialled = await dialAny(resolved.addresses, dst.port, opts.connectTimeoutMs);
+  const dialled = await dialAny(resolved.addresses, dst.port, {
+    timeoutMs: opts.connectTimeoutMs,
+    sweeper: ctx.sweeper,
+  });
   if ("reply" in dialled) return await fail(ctx, dialled.reply, dialled.why);
   const target = dialled.conn;
   record.via = formatAddress({ hostname: dialled.address, port: dst.port });
@@ -565,14 +639,14 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
       const left = deadline - performance.now();
       if (left <= 0) return await fail(ctx, Reply.TtlExpired, "no peer connected in time");
       const accepted = listener.accept();
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let stop = () => {};
       const outcome = await Promise.race([
         accepted.then((c) => ({ peer: c })),
         watch.then((more) => (more ? new Promise<never>(() => {}) : { eof: true })),
-        new Promise<{ timeout: true }>((
-          r,
-        ) => (timer = setTimeout(() => r({ timeout: true }), left))),
-      ]).finally(() => clearTimeout(timer));
+        new Promise<{ timeout: true }>((r) => {
+          stop = ctx.sweeper.after(left, () => r({ timeout: true }));
+        }),
+      ]).finally(() => stop());
       if ("eof" in outcome) {
         record.note = "client closed before a peer connected";
         return;
@@ -608,45 +682,54 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
   });
 }
 
+/** A SOCKS4 or SOCKS4a request. */
+interface Socks4Request extends HostPort {
+  /** CD: 1 CONNECT, 2 BIND. */
+  command: number;
+}
+
 /**
- * SOCKS4 and SOCKS4a: `VN=4 | CD | DSTPORT | DSTIP | USERID NUL [| HOST NUL]`, CONNECT only.
- * Refused (0x5B) when users are configured, since SOCKS4 has no authentication.
+ * The SOCKS4 and SOCKS4a request after the version byte:
+ * `CD | DSTPORT | DSTIP | USERID NUL [| HOST NUL]`.
  */
-export async function handleSocks4(ctx: SessionContext): Promise<void> {
-  const { reader, conn, opts, record } = ctx;
+async function readSocks4Request(ctx: SessionContext): Promise<Socks4Request> {
+  const { reader } = ctx;
+  const command = await reader.readU8();
+  const port = await reader.readU16();
+  const ip = await reader.readExact(4);
+  await readNulTerminated(reader, "SOCKS4 user id");
+  let hostname = formatIP(ip);
+  // SOCKS4a: DSTIP 0.0.0.x with x != 0 means a host name follows.
+  if (ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0) {
+    hostname = await readNulTerminated(reader, "SOCKS4a host name");
+  }
+  return { command, hostname, port };
+}
+
+/**
+ * SOCKS4 and SOCKS4a, CONNECT only. Refused (0x5B) when users are configured, since SOCKS4
+ * has no authentication.
+ */
+export async function handleSocks4(ctx: SessionContext, head: Socks4Request): Promise<void> {
+  const { conn, opts, record } = ctx;
   const refuse = async (why: string) => {
     record.note = why;
     record.reply = Reply.NotAllowedByRuleset;
     await writeAll(conn, encodeSocks4Reply(Socks4Reply.RequestRejectedOrFailed)).catch(() => {});
   };
+  record.command = head.command === Command.Connect ? "CONNECT" : `command 0x${hex(head.command)}`;
+  record.destination = formatAddress(head);
   if (opts.users !== undefined && opts.users.size > 0) {
     return await refuse("SOCKS4 refused: authentication is required");
   }
-  const head = await withTimeout(
-    (async () => {
-      const command = await reader.readU8();
-      const port = await reader.readU16();
-      const ip = await reader.readExact(4);
-      await readNulTerminated(reader, "SOCKS4 user id");
-      let hostname = formatIP(ip);
-      // SOCKS4a: DSTIP 0.0.0.x with x != 0 means a host name follows.
-      if (ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0) {
-        hostname = await readNulTerminated(reader, "SOCKS4a host name");
-      }
-      return { command, hostname, port };
-    })(),
-    opts.handshakeTimeoutMs,
-    "the SOCKS4 request",
-  );
-  record.command = head.command === Command.Connect ? "CONNECT" : `command 0x${hex(head.command)}`;
-  record.destination = formatAddress(head);
   if (head.command !== Command.Connect) {
     return await refuse("SOCKS4 supports CONNECT only");
   }
   const resolved = await resolveDestination(head.hostname, opts.rules);
-  const dialled = "reply" in resolved
-    ? resolved
-    : await dialAny(resolved.addresses, head.port, opts.connectTimeoutMs);
+  const dialled = "reply" in resolved ? resolved : await dialAny(resolved.addresses, head.port, {
+    timeoutMs: opts.connectTimeoutMs,
+    sweeper: ctx.sweeper,
+  });
   if ("reply" in dialled) {
     record.note = dialled.why;
     record.reply = dialled.reply;

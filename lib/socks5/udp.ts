@@ -162,23 +162,21 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
     close();
   };
 
-  let timer: ReturnType<typeof setInterval> | undefined;
-  if (opts.idleTimeoutMs > 0) {
-    timer = setInterval(() => {
-      if (performance.now() - lastActivity > opts.idleTimeoutMs) {
-        close("idle timeout");
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
+  const unwatch = ctx.sweeper.watch({
+    expired: (now) => opts.idleTimeoutMs > 0 && now - lastActivity > opts.idleTimeoutMs,
+    expire() {
+      close("idle timeout");
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
       }
-    }, Math.max(10, Math.min(1000, opts.idleTimeoutMs / 4)));
-  }
+    },
+  });
   try {
     await Promise.all([pump(), control()]);
   } finally {
-    clearInterval(timer);
+    unwatch();
     close();
     if (dropped > 0) {
       record.note = `${record.note ? record.note + ", " : ""}${dropped} datagrams dropped`;
