@@ -267,6 +267,20 @@ export class BufferedReader implements Reader {
     }
   }
 
+  /**
+   * Removes and returns, as one view, every whole line already buffered (up to and including
+   * the last LF), or null when no whole line is buffered. No copy is made: the view stays
+   * valid until the next call that reads from the source. For parsers that scan many short
+   * lines at once.
+   */
+  takeLines(): Uint8Array | null {
+    const last = this.#buf.subarray(this.#start, this.#end).lastIndexOf(LF);
+    if (last < 0) return null;
+    const view = this.#buf.subarray(this.#start, this.#start + last + 1);
+    this.#start += last + 1;
+    return view;
+  }
+
   /** True when a whole line (up to an LF) is already buffered, so readLine will not wait. */
   hasBufferedLine(): boolean {
     return this.#buf.subarray(this.#start, this.#end).indexOf(LF) >= 0;

@@ -41,6 +41,12 @@ export const SESSION_DEFAULTS = {
 /** Largest single write the writer loop assembles from queued messages: 256 KiB. */
 export const WRITE_BATCH_SIZE = 256 * 1024;
 
+/**
+ * A queued message at least this big is written as it is rather than copied into a batch:
+ * 16 KiB. Copying only small messages keeps syscalls few without a second copy of bulk data.
+ */
+export const DIRECT_WRITE_BYTES = 16 * 1024;
+
 /** What a full outbox does: close the session, or drop the message and count it. */
 export type OverflowPolicy = "close" | "drop";
 
@@ -281,7 +287,7 @@ export class Session {
   #nextBatch(): Uint8Array {
     const q = this.#queue;
     const first = q[this.#queueHead];
-    if (first.length >= WRITE_BATCH_SIZE / 2 || this.#queueHead + 1 === q.length) {
+    if (first.length >= DIRECT_WRITE_BYTES || this.#queueHead + 1 === q.length) {
       this.#queueHead++;
       return first;
     }

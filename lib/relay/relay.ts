@@ -24,7 +24,8 @@ import {
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
-  encodeLineDeliverMany,
+  encodeLineDeliver,
+  encodeLineDeliverSpans,
   encodeLineNotice,
   encodeWelcomePayload,
   RELAY_PROTOCOL,
@@ -82,14 +83,14 @@ export interface RelayStats {
 
 /** How one mode encodes what the relay sends. */
 interface Codec {
-  deliver(from: string, room: string, messages: Uint8Array[]): Uint8Array;
+  deliver(from: string, room: string, data: Uint8Array): Uint8Array;
   notice(text: string): Uint8Array;
   welcome(name: string, room: string): Uint8Array;
   farewell(reason: string): Uint8Array;
 }
 
 const LINE_CODEC: Codec = {
-  deliver: (from, _room, messages) => encodeLineDeliverMany(from, messages),
+  deliver: (from, _room, data) => encodeLineDeliver(from, data),
   notice: encodeLineNotice,
   welcome: (name, room) =>
     encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
@@ -100,10 +101,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const FRAME_CODEC: Codec = {
-  deliver: (from, room, messages) =>
-    concatBytes(
-      ...messages.map((m) => encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, m))),
-    ),
+  deliver: (from, room, data) =>
+    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, data)),
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
   farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
@@ -125,8 +124,7 @@ const HELP_TEXT = [
   "/rooms (rooms and sizes), /quit (leave), /help; start a message with // to send a leading /",
 ].join(" ");
 
-/** Lines that arrived together are delivered as one buffer of at most this many bytes. */
-const BROADCAST_BATCH_BYTES = 64 * 1024;
+const LF_BYTES = new Uint8Array([0x0a]);
 
 /** How long a framed client has to send its hello, in ms. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -363,61 +361,89 @@ export class Relay {
   }
 
   /**
-   * Queues messages to every other member of the sender's room. Messages that arrived
-   * together go out together: they are encoded into one buffer, queued once per recipient.
+   * Queues `bytes`, which hold `count` encoded messages from `from`, to every other member of
+   * the sender's room: one buffer shared by all recipients, queued once per recipient.
    */
-  #broadcast(from: Client, messages: Uint8Array[]): void {
-    this.#stats.messagesIn += messages.length;
+  #broadcast(from: Client, bytes: Uint8Array, count: number): void {
+    this.#stats.messagesIn += count;
     const members = this.#rooms.get(from.room);
     if (!members || members.size < 2) return;
-    const bytes = this.#codec.deliver(from.name, from.room, messages);
     for (const m of members) {
       if (m === from) continue;
       if (m.session.send(bytes)) {
-        this.#stats.delivered += messages.length;
+        this.#stats.delivered += count;
       } else if (!m.session.closing) {
-        this.#stats.dropped += messages.length;
-        m.missed += messages.length;
+        this.#stats.dropped += count;
+        m.missed += count;
       }
     }
   }
 
+  /**
+   * Line mode. Every whole line already buffered is handled in one pass: the messages
+   * among them go out as one buffer per recipient, so lines that arrive together cost one
+   * queue entry each, not one per line.
+   */
   async #readLines(client: Client): Promise<void> {
     const reader = client.session.reader;
     const max = this.#opts.maxLineBytes;
-    const batch: Uint8Array[] = [];
-    let batchBytes = 0;
-    const flush = () => {
-      if (batch.length === 0) return;
-      this.#broadcast(client, batch.splice(0));
-      batchBytes = 0;
-    };
     while (true) {
-      // Lines already buffered join the batch; before waiting for the network, send it.
-      if (!reader.hasBufferedLine() || batchBytes >= BROADCAST_BATCH_BYTES) flush();
-      let line: Uint8Array | null;
-      try {
-        // A view into the read buffer: valid until the next read that has to wait, and the
-        // batch is flushed before any such read.
-        line = await reader.readLineView(max, { partialAtEof: true });
-      } catch (error) {
-        if (!(error instanceof LimitError)) throw error;
-        flush();
-        this.#tell(client, `line refused: longer than ${max} bytes`);
-        this.#log?.info(`${client.name}: refused a line longer than ${max} bytes`);
+      const block = reader.takeLines();
+      if (block !== null) {
+        if (!this.#handleLines(client, block)) return;
+        continue;
+      }
+      if (reader.buffered > max) {
+        this.#refuseLongLine(client);
         if (!(await reader.skipLine())) return;
         continue;
       }
-      if (line === null) return flush();
-      if (line[0] === 0x2f /* "/" */ && line[1] !== 0x2f) {
-        flush();
-        if (!this.#command(client, decoder.decode(line))) return;
-        continue;
+      if (!(await reader.fill())) {
+        // End of input: a last line without a newline still counts as a whole line.
+        const rest = reader.takeBuffered();
+        if (rest.length > 0) this.#handleLines(client, concatBytes(rest, LF_BYTES));
+        return;
       }
-      const message = line[0] === 0x2f ? line.subarray(1) : line;
-      batch.push(message);
-      batchBytes += message.length;
     }
+  }
+
+  /**
+   * Handles whole lines (each ending in LF) in `block`: commands run in order, runs of
+   * messages are broadcast together. Resolves false when the client asked to leave.
+   */
+  #handleLines(client: Client, block: Uint8Array): boolean {
+    const max = this.#opts.maxLineBytes;
+    const spans: number[] = [];
+    const flush = () => {
+      if (spans.length === 0) return;
+      this.#broadcast(client, encodeLineDeliverSpans(client.name, block, spans), spans.length / 2);
+      spans.length = 0;
+    };
+    let start = 0;
+    while (start < block.length) {
+      const lf = block.indexOf(0x0a, start);
+      let end = lf;
+      if (end > start && block[end - 1] === 0x0d) end--;
+      if (end - start > max) {
+        flush();
+        this.#refuseLongLine(client);
+      } else if (block[start] === 0x2f /* "/" */ && block[start + 1] !== 0x2f) {
+        flush();
+        if (!this.#command(client, decoder.decode(block.subarray(start, end)))) return false;
+      } else {
+        // "//text" sends "/text".
+        spans.push(block[start] === 0x2f ? start + 1 : start, end);
+      }
+      start = lf + 1;
+    }
+    flush();
+    return true;
+  }
+
+  #refuseLongLine(client: Client): void {
+    const max = this.#opts.maxLineBytes;
+    this.#tell(client, `line refused: longer than ${max} bytes`);
+    this.#log?.info(`${client.name}: refused a line longer than ${max} bytes`);
   }
 
   async #readFrames(client: Client): Promise<void> {
@@ -427,7 +453,7 @@ export class Relay {
       if (frame === null) return;
       switch (frame.type) {
         case RelayFrame.Message:
-          this.#broadcast(client, [frame.payload]);
+          this.#broadcast(client, this.#codec.deliver(client.name, client.room, frame.payload), 1);
           break;
         case RelayFrame.Command:
           if (!this.#command(client, decoder.decode(frame.payload))) return;
