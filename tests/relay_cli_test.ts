@@ -68,6 +68,23 @@ Deno.test("sockit chat --framed talks to a framed relay", async () => {
   await listener.waitForStdout(/^\[s\] \/slash$/);
 });
 
+Deno.test("sockit chat --proxy reaches the relay through sockit socks5", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  await using proxy = await startSockit(["socks5", "--port", "0", "--user", "u:p"]);
+  const { client } = await join(relay.port);
+  const r = await runSockit([
+    "chat",
+    `127.0.0.1:${relay.port}`,
+    "--name",
+    "viaproxy",
+    "--proxy",
+    `socks5://u:p@127.0.0.1:${proxy.port}`,
+  ], { stdin: "through the proxy\n" });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await client.readLineMatching(/^\[/), "[viaproxy] through the proxy");
+  client.close();
+});
+
 Deno.test("sockit chat --framed against a line relay fails with a clear error", async () => {
   await using relay = await startSockit(["relay", "--port", "0"]);
   const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--framed"], { stdin: "" });

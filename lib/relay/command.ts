@@ -20,6 +20,7 @@ import { Logger } from "../log.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
 import { Relay, type RelayStats } from "./relay.ts";
 import { runChat } from "./chat.ts";
+import { parseProxyUrl, socks5Connect } from "../socks5/client.ts";
 
 const D = RELAY_DEFAULTS;
 
@@ -109,7 +110,7 @@ export const relayCommand: Command = {
   },
 };
 
-const CHAT_USAGE = `Usage: sockit chat HOST:PORT [--name N] [--room R] [--framed]
+const CHAT_USAGE = `Usage: sockit chat HOST:PORT [--name N] [--room R] [--framed] [--proxy URL]
 
 Connects to a sockit relay (or any line relay), sends each line read from stdin and prints
 what arrives on stdout. At the end of stdin it sends /quit and exits once the relay closes.
@@ -120,6 +121,7 @@ Options:
   --name N     take this name (/nick N) once connected
   --room R     join this room (/join R) once connected
   --framed     speak the relay's framed protocol (relay started with --framed)
+  --proxy URL  connect through a SOCKS5 proxy: socks5://[user:pass@]host:port
 
 Example:
   printf 'hello\\nworld\\n' | sockit chat 127.0.0.1:7070 --name alice`;
@@ -134,6 +136,7 @@ export const chatCommand: Command = {
     name: { type: "string" },
     room: { type: "string" },
     framed: { type: "boolean" },
+    proxy: { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) {
@@ -144,9 +147,13 @@ export const chatCommand: Command = {
       );
     }
     const target = parseAddress(positionals[0]);
+    const proxyUrl = stringOption(values, "proxy");
+    const proxy = proxyUrl === undefined ? undefined : parseProxyUrl(proxyUrl);
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname: target.hostname, port: target.port });
+      conn = proxy
+        ? await socks5Connect(proxy, target)
+        : await Deno.connect({ hostname: target.hostname, port: target.port });
     } catch (error) {
       throw new Error(
         `Cannot connect to ${formatAddress(target)}: ${(error as Error).message}`,
