@@ -18,8 +18,16 @@ const NODE_IO = { sanitizeOps: false, sanitizeResources: false };
 
 function startProxy(options: { bindTimeoutMs?: number } = {}) {
   const lines: string[] = [];
+  let waiter: { re: RegExp; resolve: (line: string) => void } | undefined;
   const logger = new Logger("socks5", {
-    sink: { writeSync: (p) => (lines.push(dec(p).trimEnd()), p.length) },
+    sink: {
+      writeSync(p) {
+        const line = dec(p).trimEnd();
+        lines.push(line);
+        if (waiter?.re.test(line)) waiter.resolve(line);
+        return p.length;
+      },
+    },
   });
   const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
     logger,
@@ -28,6 +36,16 @@ function startProxy(options: { bindTimeoutMs?: number } = {}) {
   return {
     port: server.addr.port,
     lines,
+    /** Resolves the first log line matching `re`. */
+    waitForLog(re: RegExp): Promise<string> {
+      const found = lines.find((l) => re.test(l));
+      if (found) return Promise.resolve(found);
+      return withTimeout(
+        new Promise<string>((resolve) => (waiter = { re, resolve })),
+        EVENT_TIMEOUT_MS,
+        `log line ${re}`,
+      );
+    },
     async [Symbol.asyncDispose]() {
       await server.stop({ timeoutMs: 2000 });
     },
@@ -234,7 +252,9 @@ Deno.test({
     assert.deepEqual(echo.seen, ["hello", big]);
 
     udp.close();
+    // Closing the control connection ends the association, logged with its drops.
     info.socket.destroy();
+    await proxy.waitForLog(/UDP ASSOCIATE .*reply=0x00 .*\[2 datagrams dropped\]/);
   },
 });
 

@@ -505,3 +505,54 @@ Deno.test("socks5: --users FILE is read, and the proxy then requires a password"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("socks5: an idle tunnel is closed after the idle timeout", async () => {
+  await using echo = startEcho();
+  await using proxy = startProxy({ idleTimeoutMs: 150 });
+  const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
+    hostname: "127.0.0.1",
+    port: echo.port,
+  });
+  const reader = new BufferedReader(conn);
+  await conn.write(enc("still here\n"));
+  assert.equal(dec((await reader.readLine(100))!), "still here");
+  // Then silence: the proxy closes the tunnel.
+  assert.equal(await withTimeout(reader.readLine(100), EVENT_TIMEOUT_MS, "EOF"), null);
+  conn.close();
+  await proxy.waitForLog(/reply=0x00 .*\[idle timeout\]/);
+});
+
+Deno.test("socks5: a half-open tunnel is closed after the half-open cap", async () => {
+  // A target that never closes its side.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  await using proxy = startProxy({ halfOpenTimeoutMs: 150 });
+  const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const target = await accepted;
+  await conn.closeWrite();
+  // The target sees EOF, keeps its side open; the proxy gives up and the client sees EOF.
+  assert.equal(await target.read(new Uint8Array(8)), null);
+  const eof = await withTimeout(conn.read(new Uint8Array(8)), EVENT_TIMEOUT_MS, "EOF");
+  assert.equal(eof, null);
+  await proxy.waitForLog(/\[half-open timeout\]/);
+  conn.close();
+  target.close();
+  listener.close();
+});
+
+Deno.test("socks5: connections over --max-conns are closed at once, others still served", async () => {
+  await using echo = startEcho();
+  await using proxy = startProxy({ maxConnections: 1 });
+  const via = parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`);
+  const first = await socks5Connect(via, { hostname: "127.0.0.1", port: echo.port });
+  await using second = await TestClient.connect(proxy.port);
+  assert.equal((await second.readToEnd()).length, 0);
+  await proxy.waitForLog(/refused 127\.0\.0\.1:\d+: 1 connections open/);
+  first.close();
+  await proxy.waitForLog(/CONNECT 127\.0\.0\.1/);
+  const third = await socks5Connect(via, { hostname: "127.0.0.1", port: echo.port });
+  third.close();
+});

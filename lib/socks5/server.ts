@@ -134,6 +134,8 @@ export interface SessionContext {
   record: SessionRecord;
   /** The server's shared deadline checker. */
   sweeper: Sweeper;
+  /** Set once the relay closed the client connection (so it is not closed twice). */
+  closed: boolean;
 }
 
 /** Raised inside a phase when the session must end after the given reply was sent. */
@@ -233,6 +235,7 @@ export async function handleClient(
     opts,
     record,
     sweeper,
+    closed: false,
   };
   try {
     conn.setNoDelay(true);
@@ -250,10 +253,12 @@ export async function handleClient(
   } catch (error) {
     record.note ??= describe(error);
   } finally {
-    try {
-      conn.close();
-    } catch {
-      // Closed by the relay.
+    if (!ctx.closed) {
+      try {
+        conn.close();
+      } catch {
+        // Closed by a deadline.
+      }
     }
     logSession(opts.logger, record);
   }
@@ -556,6 +561,7 @@ async function relay(
       idleTimeoutMs: 0,
       halfOpenTimeoutMs: 0,
     });
+    ctx.closed = true;
     record.up = result.aToB;
     record.down = result.bToA;
     if (result.end !== "done") {
