@@ -28,6 +28,9 @@ import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
 import { formatPingSummary } from "./ping_stats.ts";
 import { MAX_UDP_PAYLOAD_IPV6, PROBE_HEADER_SIZE } from "./probe.ts";
 
+/** udp-ping logs the first this many failed sends, then stays quiet about them. */
+export const MAX_SEND_ERROR_LINES = 5;
+
 /** Seconds between `--stats` summary lines unless `--stats-interval` says otherwise. */
 export const STATS_INTERVAL_SECONDS = 10;
 
@@ -270,15 +273,13 @@ export const udpPingCommand: Command = {
     const perReply = !json && !flood && values.quiet !== true;
     const targetText = formatAddress(target);
 
+    // SIGINT/SIGTERM end the run early; the summary still prints (main exits afterwards).
     const abort = new AbortController();
-    let interrupted = false;
-    void waitForShutdownSignal().then(() => {
-      interrupted = true;
-      abort.abort();
-    });
+    void waitForShutdownSignal().then(() => abort.abort());
     if (!json && values.quiet !== true) {
       console.log(`UDP-PING ${targetText}: ${size}-byte probes`);
     }
+    let sendErrors = 0;
     let summary;
     try {
       summary = await udpPing(target, {
@@ -292,6 +293,9 @@ export const udpPingCommand: Command = {
         signal: abort.signal,
         onEvent: (event) => {
           if (event.kind === "send-error") {
+            // A few lines say what is wrong; thousands would only bury the summary.
+            if (++sendErrors > MAX_SEND_ERROR_LINES) return;
+            if (sendErrors === MAX_SEND_ERROR_LINES) log.warn("further send errors not logged");
             log.warn(
               `cannot send probe ${event.seq}: ${
                 event.error instanceof Error ? event.error.message : event.error
@@ -305,9 +309,6 @@ export const udpPingCommand: Command = {
     } catch (error) {
       if (error instanceof RangeError) throw new UsageError(error.message);
       throw error;
-    } finally {
-      // Leave no signal listener behind when the run ended by itself.
-      if (!interrupted) abort.abort();
     }
     console.log(
       json ? JSON.stringify(summary) : (perReply ? "\n" : "") + formatPingSummary(summary),
