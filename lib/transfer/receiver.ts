@@ -18,7 +18,6 @@
  */
 
 import { statfs } from "node:fs/promises";
-import { createHash, type Hash } from "node:crypto";
 import { BufferedReader } from "../net/buffered_reader.ts";
 import { ProtocolError, UnexpectedEofError } from "../net/errors.ts";
 import {
@@ -32,6 +31,14 @@ import {
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
 import { formatBytes, formatDuration, formatRate } from "./human.ts";
+import {
+  allocateChunk,
+  type ChunkHasher,
+  InlineHasher,
+  PARALLEL_HASH_MIN_BYTES,
+  RING_SLOTS,
+  startHasher,
+} from "./hasher.ts";
 import { IdleReader } from "./idle_reader.ts";
 import {
   decodeEnd,
@@ -167,12 +174,17 @@ async function syncFolder(dir: string): Promise<void> {
   }
 }
 
-async function hashFilePrefix(file: Deno.FsFile, hash: Hash, length: number, buf: Uint8Array) {
+async function hashFilePrefix(
+  file: Deno.FsFile,
+  hasher: ChunkHasher,
+  length: number,
+  buf: Uint8Array,
+): Promise<void> {
   let left = length;
   while (left > 0) {
     const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
     if (n === null) throw new Error("partial file shrank while hashing it");
-    hash.update(buf.subarray(0, n));
+    await hasher.update(buf.subarray(0, n));
     left -= n;
   }
 }
@@ -192,7 +204,9 @@ class ReceiveSession {
   #opts: SessionSettings;
   #log: Logger | undefined;
   #inUse: Set<string>;
-  #buffers: [Uint8Array, Uint8Array] | null = null;
+  #buffers: Uint8Array[] | null = null;
+  #inline = new InlineHasher();
+  #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
   summary: ReceiveSummary;
 
@@ -222,9 +236,21 @@ class ReceiveSession {
     };
   }
 
-  get #bufs(): [Uint8Array, Uint8Array] {
-    this.#buffers ??= [new Uint8Array(MAX_DATA_PAYLOAD), new Uint8Array(MAX_DATA_PAYLOAD)];
+  get #ring(): Uint8Array[] {
+    this.#buffers ??= Array.from({ length: RING_SLOTS }, () => allocateChunk(MAX_DATA_PAYLOAD));
     return this.#buffers;
+  }
+
+  /** The hasher for a file of `size` bytes: on the worker thread for big files. */
+  async #hasherFor(size: number): Promise<ChunkHasher> {
+    if (size < PARALLEL_HASH_MIN_BYTES) return this.#inline;
+    this.#worker ??= startHasher();
+    return await this.#worker;
+  }
+
+  /** Stops the hash worker, if one was started. */
+  async close(): Promise<void> {
+    if (this.#worker) (await this.#worker)[Symbol.dispose]();
   }
 
   async #send(type: number, payload?: Uint8Array): Promise<void> {
@@ -375,14 +401,15 @@ class ReceiveSession {
   async #openPartial(
     offer: Offer,
     partial: string,
-  ): Promise<{ file: Deno.FsFile; offset: number; prefix: Hash }> {
+    hasher: ChunkHasher,
+  ): Promise<{ file: Deno.FsFile; offset: number }> {
     let info = await lstatOrNull(partial);
     if (info !== null && !info.isFile) {
       // Something else took the partial name (a link, a folder): never write through it.
       await Deno.remove(partial);
       info = null;
     }
-    const prefix = createHash("sha256");
+    await hasher.reset();
     if (info === null) {
       const file = await Deno.open(partial, {
         read: true,
@@ -390,13 +417,13 @@ class ReceiveSession {
         createNew: true,
         mode: 0o600,
       });
-      return { file, offset: 0, prefix };
+      return { file, offset: 0 };
     }
     const file = await Deno.open(partial, { read: true, write: true });
     try {
       const offset = info.size <= offer.size ? info.size : 0;
-      if (offset > 0) await hashFilePrefix(file, prefix, offset, this.#bufs[0]);
-      return { file, offset, prefix };
+      if (offset > 0) await hashFilePrefix(file, hasher, offset, this.#ring[0]);
+      return { file, offset };
     } catch (error) {
       file.close();
       throw error;
@@ -411,9 +438,10 @@ class ReceiveSession {
     partial: string,
   ): Promise<void> {
     const started = performance.now();
-    let opened: { file: Deno.FsFile; offset: number; prefix: Hash };
+    let opened: { file: Deno.FsFile; offset: number };
+    const hasher = await this.#hasherFor(offer.size);
     try {
-      opened = await this.#openPartial(offer, partial);
+      opened = await this.#openPartial(offer, partial, hasher);
     } catch (error) {
       const refusal = this.#toRefusal(error);
       await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
@@ -427,7 +455,6 @@ class ReceiveSession {
     };
     try {
       const { offset } = opened;
-      let hash = opened.prefix;
       const need = offer.size - offset;
       const free = need > 0 ? await freeSpace(dir) : null;
       if (free !== null && free < need) {
@@ -439,9 +466,7 @@ class ReceiveSession {
         this.#refused(offer, refusal, false);
         return;
       }
-      const prefixHash = offset > 0
-        ? new Uint8Array(hash.copy().digest())
-        : new Uint8Array(SHA256_BYTES);
+      const prefixHash = offset > 0 ? await hasher.peek() : new Uint8Array(SHA256_BYTES);
       await this.#send(TransferFrame.Accept, encodeAccept({ offset, prefixHash }));
 
       const startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
@@ -459,7 +484,7 @@ class ReceiveSession {
           `Cannot receive ${offer.path}: Start at ${start}, offered ${offset}`,
         );
       }
-      if (start === 0 && offset > 0) hash = createHash("sha256");
+      if (start === 0 && offset > 0) await hasher.reset();
       await file.truncate(start);
       await file.seek(start, Deno.SeekMode.Start);
 
@@ -467,7 +492,7 @@ class ReceiveSession {
         offer,
         file,
         offer.size - start,
-        offer.verify ? hash : null,
+        offer.verify ? hasher : null,
       );
       if (outcome.aborted !== undefined) {
         this.summary.failed++;
@@ -490,7 +515,7 @@ class ReceiveSession {
           );
         }
         if (offer.verify) {
-          const mine = new Uint8Array(hash.digest());
+          const mine = await hasher.digest();
           const theirs = outcome.digest!;
           if (!mine.every((b, i) => b === theirs[i])) {
             closeFile();
@@ -506,10 +531,16 @@ class ReceiveSession {
           const mtime = new Date(offer.mtimeMs);
           await file.utime(mtime, mtime);
         }
+        const dataDone = performance.now();
         if (this.#opts.sync) await file.syncData();
         closeFile();
         const stored = await this.#place(partial, dir, name);
         if (this.#opts.sync) await syncFolder(dir);
+        this.#log?.debug(
+          `${offer.path}: data ${((dataDone - started) / 1000).toFixed(2)} s, sync and rename ${
+            ((performance.now() - dataDone) / 1000).toFixed(2)
+          } s`,
+        );
         const rel = relName(components, stored);
         await this.#send(TransferFrame.Confirm, encodeText(rel));
         this.summary.confirmed++;
@@ -577,23 +608,20 @@ class ReceiveSession {
     offer: Offer,
     file: Deno.FsFile,
     expected: number,
-    hash: Hash | null,
+    hasher: ChunkHasher | null,
   ): Promise<{ received: number; digest?: Uint8Array; aborted?: string; writeError?: string }> {
-    const bufs = this.#bufs;
-    let which = 0;
+    const ring = this.#ring;
+    const busy: Promise<unknown>[] = ring.map(() => Promise.resolve());
+    let slotIndex = 0;
     let received = 0;
-    let pending: Promise<void> | null = null;
     let writeError: string | undefined;
+    // Disk writes run one after another; a failure is remembered and later chunks skipped.
+    let writing: Promise<void> = Promise.resolve();
     let unsynced = 0;
     let flushing: Promise<void> | null = null;
-    const settle = async () => {
-      if (pending === null) return;
-      try {
-        await pending;
-      } catch (error) {
-        writeError ??= error instanceof Error ? error.message : String(error);
-      }
-      pending = null;
+    const drain = async () => {
+      await Promise.all(busy);
+      await writing;
     };
     try {
       while (true) {
@@ -609,8 +637,9 @@ class ReceiveSession {
               `Cannot receive ${offer.path}: more data than the ${offer.size} bytes offered`,
             );
           }
-          const buf = bufs[which].subarray(0, header.length);
-          which ^= 1;
+          const slot = slotIndex++ % ring.length;
+          await busy[slot];
+          const buf = ring[slot].subarray(0, header.length);
           try {
             await this.#reader.readFull(buf);
           } catch (error) {
@@ -623,20 +652,28 @@ class ReceiveSession {
           }
           received += header.length;
           this.summary.bytes += header.length;
-          await settle();
-          if (writeError === undefined) {
-            pending = writeAll(file, buf);
-            pending.catch(() => {});
-            unsynced += header.length;
-            if (this.#opts.sync && unsynced >= SYNC_BEHIND_BYTES && flushing === null) {
-              // Flush-behind: start writing back what is on disk so far, so the final
-              // fsync finds little left to do. Errors surface in the final fsync.
-              unsynced = 0;
-              flushing = file.syncData().catch(() => {}).finally(() => (flushing = null));
+          writing = writing.then(async () => {
+            if (writeError !== undefined) return;
+            try {
+              await writeAll(file, buf);
+            } catch (error) {
+              writeError = error instanceof Error ? error.message : String(error);
             }
+          });
+          unsynced += header.length;
+          if (this.#opts.sync && unsynced >= SYNC_BEHIND_BYTES && flushing === null) {
+            // Flush-behind: start writing back what is on disk so far, so the final
+            // fsync finds little left to do. Errors surface in the final fsync.
+            unsynced = 0;
+            flushing = writing.then(() => file.syncData()).catch(() => {}).finally(() => {
+              flushing = null;
+            });
           }
-          // The disk write (on Deno's I/O thread) reads `buf` while this thread hashes it.
-          hash?.update(buf);
+          // The disk write (on Deno's I/O thread) and the hash (on the worker) read `buf`
+          // while this thread reads the next frame into another slot.
+          const hashed = hasher?.update(buf);
+          busy[slot] = hashed ? Promise.all([writing, hashed]) : writing;
+          busy[slot].catch(() => {});
           continue;
         }
         if (header.length > MAX_CONTROL_PAYLOAD) {
@@ -652,11 +689,11 @@ class ReceiveSession {
               } a SHA-256 the offer ${offer.verify ? "promised" : "did not promise"}`,
             );
           }
-          await settle();
+          await drain();
           return { received, digest: digest ?? undefined, writeError };
         }
         if (header.type === TransferFrame.Abort) {
-          await settle();
+          await drain();
           return { received, aborted: decodeTextPayload(payload) };
         }
         if (header.type === ControlFrame.Error) {
@@ -667,7 +704,8 @@ class ReceiveSession {
         );
       }
     } finally {
-      await settle();
+      await Promise.allSettled(busy);
+      await writing;
       await flushing;
     }
   }
@@ -719,6 +757,7 @@ export async function receiveSession(
     }
   } finally {
     idle.dispose();
+    await session.close();
   }
   const s = session.summary;
   s.ok = s.complete && s.confirmed === s.entries;

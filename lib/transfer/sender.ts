@@ -11,7 +11,6 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
 import { BufferedReader } from "../net/buffered_reader.ts";
 import { ProtocolError } from "../net/errors.ts";
 import {
@@ -24,6 +23,14 @@ import {
   readHello,
 } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
+import {
+  allocateChunk,
+  type ChunkHasher,
+  InlineHasher,
+  PARALLEL_HASH_MIN_BYTES,
+  RING_SLOTS,
+  startHasher,
+} from "./hasher.ts";
 import { formatBytes } from "./human.ts";
 import { IdleReader } from "./idle_reader.ts";
 import type { EntryResult, SendReporter, SendSummary } from "./progress.ts";
@@ -123,7 +130,9 @@ class SendSession {
   #reader: BufferedReader;
   #opts: Required<Omit<SendOptions, "reporter">>;
   #reporter: SendReporter;
-  #buffers: [Uint8Array, Uint8Array];
+  #ring: Uint8Array[];
+  #inline = new InlineHasher();
+  #worker: Promise<ChunkHasher> | null = null;
   bytesSent = 0;
 
   constructor(conn: Deno.Conn, reader: BufferedReader, options: SendOptions) {
@@ -136,7 +145,7 @@ class SendSession {
     };
     this.#reporter = options.reporter ?? SILENT;
     const size = FRAME_HEADER_SIZE + this.#opts.chunkSize;
-    this.#buffers = [new Uint8Array(size), new Uint8Array(size)];
+    this.#ring = Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
   }
 
   async #reply(allowed: number[], what: string): Promise<Frame> {
@@ -208,24 +217,24 @@ class SendSession {
     const accept = decodeAccept(answer.payload);
 
     using file = await Deno.open(entry.source, { read: true });
-    let hash: Hash | null = verify ? createHash("sha256") : null;
+    const resumable = accept.offset > 0 && accept.offset <= entry.size;
+    const hasher = verify || resumable ? await this.#hasherFor(entry.size) : null;
+    await hasher?.reset();
     let start = 0;
-    if (accept.offset > 0 && accept.offset <= entry.size) {
-      const prefix = hash ?? createHash("sha256");
-      if (await this.#hashPrefix(file, prefix, accept.offset)) {
-        const mine = prefix.copy().digest();
-        if (equalBytes(new Uint8Array(mine), accept.prefixHash)) start = accept.offset;
+    if (resumable) {
+      if (await this.#hashPrefix(file, hasher!, accept.offset)) {
+        if (equalBytes(await hasher!.peek(), accept.prefixHash)) start = accept.offset;
       }
       if (start === 0) {
         await file.seek(0, Deno.SeekMode.Start);
-        hash = verify ? createHash("sha256") : null;
+        await hasher!.reset();
       }
     }
     result.resumedFrom = start;
     await writeAll(this.#conn, encodeFrame(TransferFrame.Start, encodeStart(start)));
     this.#reporter.fileStart(entry.path, entry.size, start);
 
-    const shortBy = await this.#stream(file, entry.size - start, hash, result);
+    const shortBy = await this.#stream(file, entry.size - start, verify ? hasher : null, result);
     if (shortBy > 0) {
       const message = `source shrank while sending: ${shortBy} bytes missing`;
       await writeAll(this.#conn, encodeFrame(TransferFrame.Abort, encodeText(message)));
@@ -234,7 +243,7 @@ class SendSession {
       result.message = message;
       return finish();
     }
-    const digest = hash ? new Uint8Array(hash.digest()) : new Uint8Array(0);
+    const digest = verify ? await hasher!.digest() : new Uint8Array(0);
     await writeAll(this.#conn, encodeFrame(TransferFrame.End, digest));
     const outcome = await this.#reply(
       [TransferFrame.Confirm, TransferFrame.Failed],
@@ -246,37 +255,59 @@ class SendSession {
     return finish();
   }
 
+  /** The hasher for a file of `size` bytes: on the worker thread for big files. */
+  async #hasherFor(size: number): Promise<ChunkHasher> {
+    if (size < PARALLEL_HASH_MIN_BYTES) return this.#inline;
+    this.#worker ??= startHasher();
+    return await this.#worker;
+  }
+
   /** Hashes the first `length` bytes of `file`; false when the file is shorter. */
-  async #hashPrefix(file: Deno.FsFile, hash: Hash, length: number): Promise<boolean> {
-    const buf = this.#buffers[0];
+  async #hashPrefix(file: Deno.FsFile, hasher: ChunkHasher, length: number): Promise<boolean> {
+    const ring = this.#ring;
+    const busy: Promise<void>[] = ring.map(() => Promise.resolve());
     let left = length;
-    while (left > 0) {
-      const n = await readFileFull(file, buf.subarray(0, Math.min(buf.length, left)));
-      if (n === 0) return false;
-      hash.update(buf.subarray(0, n));
-      left -= n;
+    let i = 0;
+    try {
+      while (left > 0) {
+        const slot = i++ % ring.length;
+        await busy[slot];
+        const buf = ring[slot];
+        const n = await readFileFull(file, buf.subarray(0, Math.min(buf.length, left)));
+        if (n === 0) return false;
+        busy[slot] = hasher.update(buf.subarray(0, n));
+        busy[slot].catch(() => {});
+        left -= n;
+      }
+      await Promise.all(busy);
+      return true;
+    } finally {
+      await Promise.allSettled(busy);
     }
-    return true;
   }
 
   /**
-   * Streams `length` bytes of `file` as Data frames; the disk read and hash of one chunk
-   * overlap with the socket write of the previous one. Resolves how many bytes were missing
-   * (0 when the file had them all).
+   * Streams `length` bytes of `file` as Data frames through a ring of reused buffers: the
+   * disk read of one chunk, the socket write of another and (on the worker thread) the hash
+   * of a third run at the same time. Writes stay in order. Resolves how many bytes were
+   * missing (0 when the file had them all).
    */
   async #stream(
     file: Deno.FsFile,
     length: number,
-    hash: Hash | null,
+    hasher: ChunkHasher | null,
     result: EntryResult,
   ): Promise<number> {
-    let pending: Promise<void> | null = null;
+    const ring = this.#ring;
+    const busy: Promise<unknown>[] = ring.map(() => Promise.resolve());
+    let writing: Promise<void> = Promise.resolve();
     let left = length;
-    let which = 0;
+    let i = 0;
     try {
       while (left > 0) {
-        const buf = this.#buffers[which];
-        which ^= 1;
+        const slot = i++ % ring.length;
+        await busy[slot];
+        const buf = ring[slot];
         const want = Math.min(this.#opts.chunkSize, left);
         const n = await readFileFull(
           file,
@@ -285,21 +316,28 @@ class SendSession {
         if (n === 0) break;
         buf[0] = TransferFrame.Data;
         new DataView(buf.buffer).setUint32(1, n);
-        if (pending) await pending;
-        pending = writeAll(this.#conn, buf.subarray(0, FRAME_HEADER_SIZE + n));
-        // Awaited on the next turn; until then, keep a failure from counting as unhandled.
-        pending.catch(() => {});
-        hash?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
+        const frame = buf.subarray(0, FRAME_HEADER_SIZE + n);
+        writing = writing.then(() => writeAll(this.#conn, frame));
+        const hashed = hasher?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
+        busy[slot] = hashed ? Promise.all([writing, hashed]) : writing;
+        // Awaited when the slot comes round again; until then a failure is not unhandled.
+        busy[slot].catch(() => {});
         left -= n;
         result.sent += n;
         this.bytesSent += n;
         this.#reporter.progress(n);
         if (n < want) break;
       }
+      await Promise.all(busy);
     } finally {
-      if (pending) await pending;
+      await Promise.allSettled(busy);
     }
     return left;
+  }
+
+  /** Stops the hash worker, if one was started. */
+  async close(): Promise<void> {
+    if (this.#worker) (await this.#worker)[Symbol.dispose]();
   }
 
   async bye(): Promise<void> {
@@ -336,12 +374,14 @@ export async function sendEntries(
   const reporter = options.reporter ?? SILENT;
   const started = performance.now();
   const idle = new IdleReader(conn, options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs);
+  let closeSession = () => Promise.resolve();
   try {
     const reader = new BufferedReader(idle);
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
     await readHello(reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
     const session = new SendSession(conn, reader, options);
+    closeSession = () => session.close();
     const summary: SendSummary = {
       entries: walk.entries.length,
       confirmed: 0,
@@ -401,5 +441,6 @@ export async function sendEntries(
     throw error;
   } finally {
     idle.dispose();
+    await closeSession();
   }
 }
