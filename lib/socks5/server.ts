@@ -116,9 +116,11 @@ export interface SessionRecord {
   start: number;
 }
 
-/** A request after the handshake. */
-interface Request {
+/** A SOCKS5 request after the handshake. */
+export interface Socks5Request {
+  /** CMD: 1 CONNECT, 2 BIND, 3 UDP ASSOCIATE. */
   command: number;
+  /** DST.ADDR and DST.PORT. */
   destination: SocksAddress;
 }
 
@@ -265,7 +267,9 @@ export async function handleClient(
 }
 
 /** Greeting, then the SOCKS5 method negotiation and request, or the SOCKS4 request. */
-async function readHandshake(ctx: SessionContext): Promise<Request | { socks4: Socks4Request }> {
+async function readHandshake(
+  ctx: SessionContext,
+): Promise<Socks5Request | { socks4: Socks4Request }> {
   const version = await readGreeting(ctx);
   ctx.record.version = version;
   if (version === Version.Socks4) return { socks4: await readSocks4Request(ctx) };
@@ -389,7 +393,7 @@ export async function authenticate(ctx: SessionContext): Promise<void> {
  * Phase 4: `VER | CMD | RSV | ATYP | DST.ADDR | DST.PORT`. An unknown or disabled command gets
  * 0x07, an unknown address type 0x08, a version other than 5 a general failure.
  */
-export async function readRequest(ctx: SessionContext): Promise<Request> {
+export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
   const { reader, opts, record } = ctx;
   const version = await reader.readU8();
   const command = await reader.readU8();
@@ -421,8 +425,8 @@ export async function readRequest(ctx: SessionContext): Promise<Request> {
   return { command, destination };
 }
 
-/** Result of {@linkcode resolveDestination}. */
-type Resolution = { addresses: string[] } | { reply: number; why: string };
+/** Result of {@linkcode resolveDestination}: the addresses to try, or the reply to send. */
+export type Resolution = { addresses: string[] } | { reply: number; why: string };
 
 /**
  * Resolves a destination to the IP literals the rules allow: every address of a name, IPv4
@@ -466,6 +470,7 @@ export function replyForConnectError(error: unknown): number {
   const message = error instanceof Error ? error.message : "";
   if (/host is unreachable|no route to host/i.test(message)) return Reply.HostUnreachable;
   if (/network is unreachable/i.test(message)) return Reply.NetworkUnreachable;
+  if (/too many open files/i.test(message)) return Reply.GeneralFailure;
   if (/refused/i.test(message)) return Reply.ConnectionRefused;
   if (/timed out/i.test(message)) return Reply.TtlExpired;
   return Reply.HostUnreachable;
@@ -689,7 +694,7 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
 }
 
 /** A SOCKS4 or SOCKS4a request. */
-interface Socks4Request extends HostPort {
+export interface Socks4Request extends HostPort {
   /** CD: 1 CONNECT, 2 BIND. */
   command: number;
 }
