@@ -556,3 +556,23 @@ Deno.test("socks5: connections over --max-conns are closed at once, others still
   const third = await socks5Connect(via, { hostname: "127.0.0.1", port: echo.port });
   third.close();
 });
+
+Deno.test("socks5: --advertise puts its address in the BIND reply", async () => {
+  await using proxy = startProxy({ advertise: "192.0.2.7" });
+  await using client = await TestClient.connect(proxy.port);
+  await client.write(
+    new Uint8Array([...GREETING_NO_AUTH, 0x05, 0x02, 0x00, 0x01, 0, 0, 0, 0, 0, 0]),
+  );
+  await client.readBytes(2);
+  const first = await readReply(client);
+  assert.equal(first.rep, Reply.Succeeded);
+  assert.equal(first.host, "192.0.2.7");
+  // The listener itself is on the control connection's local address.
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: first.port });
+  const second = await readReply(client);
+  assert.equal(second.rep, Reply.Succeeded);
+  assert.equal(second.port, peer.localAddr.port);
+  await peer.write(enc("bound\n"));
+  assert.equal(await client.readLine(), "bound");
+  peer.close();
+});
