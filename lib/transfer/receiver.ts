@@ -485,7 +485,9 @@ class ReceiveSession {
         );
       }
       if (start === 0 && offset > 0) await hasher.reset();
-      await file.truncate(start);
+      // Truncating only when needed: on ext4 a truncate makes close() start writeback of
+      // the whole file (auto_da_alloc), which --no-sync is meant to avoid.
+      if (start !== offset || (await file.stat()).size !== start) await file.truncate(start);
       await file.seek(start, Deno.SeekMode.Start);
 
       const outcome = await this.#receiveData(
