@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { Logger } from "../lib/log.ts";
-import { dialAny } from "../lib/socks5/server.ts";
+import { dialAny } from "../lib/socks5/dial.ts";
 import {
   DestinationRules,
   parseProxyUrl,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Socks5ServerOptions } from "./server.ts";
+import type { Socks5ServerOptions } from "./options.ts";
 
 /** Defaults of the SOCKS5 server's limits and timeouts. */
 export const SOCKS5_DEFAULTS = {

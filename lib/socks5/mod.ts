@@ -40,5 +40,6 @@ export {
 export { SOCKS5_DEFAULTS } from "./limits.ts";
 export { DestinationRules, type DestinationRulesOptions, PRIVATE_RANGES } from "./rules.ts";
 export { UserTable } from "./auth.ts";
-export { type Socks5ServerOptions, startSocks5Server } from "./server.ts";
+export { type Socks5ServerOptions } from "./options.ts";
+export { startSocks5Server } from "./server.ts";
 export { socks5Command } from "./command.ts";

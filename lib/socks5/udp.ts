@@ -18,7 +18,8 @@ import { lookup } from "node:dns/promises";
 import { formatAddress } from "../net/address.ts";
 import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
 import { parseIP } from "./ip.ts";
-import { canonicalIP, sendReply, type SessionContext, SessionEnd } from "./server.ts";
+import { canonicalIP } from "./dial.ts";
+import { sendReply, type SessionContext, SessionEnd } from "./session.ts";
 
 /** Largest payload of a UDP datagram over IPv4. */
 const MAX_UDP_PAYLOAD = 65_507;

@@ -1,0 +1,185 @@
+/**
+ * One client session: its context (connection, reader, options, log record), the reply and
+ * failure helpers every phase uses, the relay that follows a successful request, and the
+ * session's single log line.
+ *
+ * @module
+ */
+
+import type { BufferedReader, Reader } from "../net/buffered_reader.ts";
+import { copyBidirectional, type CopyResult, type Duplex } from "../net/copy.ts";
+import type { HostPort } from "../net/address.ts";
+import { writeAll } from "../net/write_all.ts";
+import type { Logger } from "../log.ts";
+import type { ResolvedOptions } from "./options.ts";
+import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";
+import type { Sweeper } from "./sweeper.ts";
+
+/** What one session did, for its log line. */
+export interface SessionRecord {
+  /** Client address. */
+  client: string;
+  /** Authenticated user. */
+  user?: string;
+  /** Protocol version spoken (4 or 5). */
+  version?: number;
+  /** Command name. */
+  command?: string;
+  /** Requested destination. */
+  destination?: string;
+  /** Address actually dialled / bound / accepted. */
+  via?: string;
+  /** Reply code sent (SOCKS5 numbering; SOCKS4 replies are noted as such). */
+  reply?: number;
+  /** Bytes client -> destination. */
+  up: number;
+  /** Bytes destination -> client. */
+  down: number;
+  /** Why the session ended early, or how the relay ended. */
+  note?: string;
+  /** performance.now() at accept. */
+  start: number;
+}
+
+/** Everything a phase needs: the client connection, its reader, options, and the record. */
+export interface SessionContext {
+  /** The client connection. */
+  conn: Deno.TcpConn;
+  /** Reader over the client connection (holds read-ahead bytes). */
+  reader: BufferedReader;
+  /** Resolved options. */
+  opts: ResolvedOptions;
+  /** The session's log record. */
+  record: SessionRecord;
+  /** The server's shared deadline checker. */
+  sweeper: Sweeper;
+  /** Set once the relay closed the client connection (so it is not closed twice). */
+  closed: boolean;
+}
+
+/** Raised inside a phase when the session must end after the given reply was sent. */
+export class SessionEnd extends Error {
+  /** Creates it; `message` is already in the session's log record. */
+  constructor(message: string) {
+    super(message);
+    this.name = "SessionEnd";
+  }
+}
+
+/** One line for an error; a closed socket reads "connection closed". */
+export function describeError(error: unknown): string {
+  if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
+    return "connection closed";
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function human(n: number): string {
+  if (n < 1024) return `${n}B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)}KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)}MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)}GiB`;
+}
+
+/** Formats and writes the session's one log line. */
+export function logSession(log: Logger | undefined, r: SessionRecord): void {
+  if (!log) return;
+  const parts = [r.client];
+  if (r.version === Version.Socks4) parts.push("socks4");
+  if (r.user !== undefined) parts.push(`user=${r.user}`);
+  parts.push(r.command ?? "-");
+  if (r.destination) parts.push(r.destination + (r.via ? ` via ${r.via}` : ""));
+  if (r.reply !== undefined) {
+    parts.push(`reply=0x${hex(r.reply)} (${REPLY_NAMES[r.reply] ?? "?"})`);
+  }
+  parts.push(`up=${human(r.up)} down=${human(r.down)}`);
+  parts.push(`${((performance.now() - r.start) / 1000).toFixed(2)}s`);
+  if (r.note) parts.push(`[${r.note}]`);
+  log.info(parts.join(" "));
+}
+
+/** Writes a SOCKS5 reply and records its code; a write failure is recorded, not thrown. */
+export async function sendReply(
+  ctx: SessionContext,
+  reply: number,
+  bound?: HostPort,
+): Promise<void> {
+  ctx.record.reply = reply;
+  try {
+    await writeAll(ctx.conn, encodeReply(reply, bound));
+  } catch (error) {
+    ctx.record.note ??= `cannot send reply: ${describeError(error)}`;
+    throw new SessionEnd(ctx.record.note);
+  }
+}
+
+/** Sends a failure reply and ends the session with `why` in the log. */
+export async function fail(ctx: SessionContext, reply: number, why: string): Promise<never> {
+  ctx.record.note = why;
+  await sendReply(ctx, reply);
+  throw new SessionEnd(why);
+}
+
+/**
+ * Relays the client connection and `target`, recording the bytes moved and how it ended. The
+ * idle and half-open caps are checked by the shared sweeper, not by a timer per tunnel: every
+ * write notes the time, and the first `closeWrite` (end of file one way) starts the
+ * half-open clock. Reads are not wrapped, so an idle tunnel holds nothing extra.
+ */
+export async function relay(
+  ctx: SessionContext,
+  target: Deno.TcpConn,
+  readA: Reader = ctx.reader,
+): Promise<void> {
+  const { opts, record, conn } = ctx;
+  target.setNoDelay(true);
+  let last = performance.now();
+  let ended = 0;
+  let endedAt = 0;
+  const tracked = (c: Deno.TcpConn): Duplex => ({
+    read: (p) => c.read(p),
+    write: (p) => {
+      last = performance.now();
+      return c.write(p);
+    },
+    closeWrite: () => {
+      if (++ended === 1) endedAt = performance.now();
+      return c.closeWrite();
+    },
+    close: () => c.close(),
+  });
+  const { idleTimeoutMs, halfOpenTimeoutMs } = opts;
+  const unwatch = ctx.sweeper.watch({
+    expired: (now) =>
+      (idleTimeoutMs > 0 && now - last > idleTimeoutMs) ||
+      (halfOpenTimeoutMs > 0 && ended === 1 && now - endedAt > halfOpenTimeoutMs),
+    expire() {
+      record.note = ended === 1 ? "half-open timeout" : "idle timeout";
+      for (const c of [conn, target]) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    },
+  });
+  try {
+    const result: CopyResult = await copyBidirectional(tracked(conn), tracked(target), {
+      readA,
+      readB: target,
+      initialBufferSize: opts.initialRelayBufferSize,
+      maxBufferSize: opts.maxRelayBufferSize,
+      idleTimeoutMs: 0,
+      halfOpenTimeoutMs: 0,
+    });
+    ctx.closed = true;
+    record.up = result.aToB;
+    record.down = result.bToA;
+    if (result.end !== "done") {
+      record.note ??= result.end === "error" ? `relay: ${describeError(result.error)}` : result.end;
+    }
+  } finally {
+    unwatch();
+  }
+}
