@@ -211,10 +211,10 @@ Deno.test({
       wake();
     });
     await new Promise<void>((r) => udp.bind(0, "127.0.0.1", r));
-    const send = (data: string, frameNumber = 0) =>
+    const send = (data: string, frameNumber = 0, host = "127.0.0.1") =>
       new Promise<void>((resolve, reject) => {
         const frame = SocksClient.createUDPFrame({
-          remoteHost: { host: "127.0.0.1", port: echo.port },
+          remoteHost: { host, port: echo.port },
           data: Buffer.from(data),
           frameNumber,
         });
@@ -249,7 +249,10 @@ Deno.test({
     await send(big);
     const r = await nextReply();
     assert.equal(r.data.length, big.length);
-    assert.deepEqual(echo.seen, ["hello", big]);
+    // A destination by name (ATYP 3): the reply comes back from its address.
+    await send("by name", 0, "localhost");
+    assert.deepEqual(await nextReply(), { host: "127.0.0.1", port: echo.port, data: "by name" });
+    assert.deepEqual(echo.seen, ["hello", big, "by name"]);
 
     udp.close();
     // Closing the control connection ends the association, logged with its drops.
