@@ -55,12 +55,12 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
           stop = ctx.sweeper.after(left, () => r({ timeout: true }));
         }),
       ]).finally(() => stop());
+      if (!("peer" in outcome)) accepted.then((c) => c.close(), () => {});
       if ("eof" in outcome) {
         record.note = "client closed before a peer connected";
         return;
       }
       if ("timeout" in outcome) {
-        accepted.then((c) => c.close(), () => {});
         return await fail(ctx, Reply.TtlExpired, "no peer connected in time");
       }
       const from = canonicalIP(outcome.peer.remoteAddr.hostname);

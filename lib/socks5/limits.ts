@@ -37,4 +37,12 @@ export const SOCKS5_DEFAULTS = {
   maxDatagramSize: 65_535,
   /** Distinct destinations one UDP association may send to (replies come only from them). */
   maxUdpPeers: 1024,
+  /**
+   * After a failure, the client's unread bytes are drained for up to this long (and up to
+   * `lingerBytes`) before the close, so that the close does not reset the connection and
+   * destroy the reply on its way. In ms.
+   */
+  lingerMs: 1000,
+  /** Bytes drained after a failure at most. */
+  lingerBytes: 64 * 1024,
 } as const satisfies Partial<Socks5ServerOptions>;

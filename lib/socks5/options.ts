@@ -44,6 +44,10 @@ export interface Socks5ServerOptions {
   maxDatagramSize?: number;
   /** Destinations per UDP association. @default {1024} */
   maxUdpPeers?: number;
+  /** After a failure, drain unread client bytes this long before closing, in ms. @default {1000} */
+  lingerMs?: number;
+  /** After a failure, drain at most this many bytes. @default {65536} */
+  lingerBytes?: number;
   /** Where session lines go; none logs nothing. */
   logger?: Logger;
 }
@@ -74,5 +78,7 @@ export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
     maxRelayBufferSize: options.maxRelayBufferSize ?? d.maxRelayBufferSize,
     maxDatagramSize: options.maxDatagramSize ?? d.maxDatagramSize,
     maxUdpPeers: options.maxUdpPeers ?? d.maxUdpPeers,
+    lingerMs: options.lingerMs ?? d.lingerMs,
+    lingerBytes: options.lingerBytes ?? d.lingerBytes,
   };
 }

@@ -26,7 +26,13 @@ import { handleConnect } from "./connect.ts";
 import { negotiateMethod, readGreeting, readRequest, type Socks5Request } from "./handshake.ts";
 import { type ResolvedOptions, resolveOptions, type Socks5ServerOptions } from "./options.ts";
 import { Command, Version } from "./protocol.ts";
-import { describeError, logSession, type SessionContext, type SessionRecord } from "./session.ts";
+import {
+  describeError,
+  lingerClose,
+  logSession,
+  type SessionContext,
+  type SessionRecord,
+} from "./session.ts";
 import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts";
 import { Sweeper } from "./sweeper.ts";
 import { handleUdpAssociate } from "./udp.ts";
@@ -113,13 +119,7 @@ export async function handleClient(
   } catch (error) {
     record.note ??= describeError(error);
   } finally {
-    if (!ctx.closed) {
-      try {
-        conn.close();
-      } catch {
-        // Closed by a deadline.
-      }
-    }
+    if (!ctx.closed) await lingerClose(ctx);
     logSession(opts.logger, record);
   }
 }

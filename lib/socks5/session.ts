@@ -98,7 +98,7 @@ export function logSession(log: Logger | undefined, r: SessionRecord): void {
   log.info(parts.join(" "));
 }
 
-/** Writes a SOCKS5 reply and records its code; a write failure is recorded, not thrown. */
+/** Writes a SOCKS5 reply and records its code; a write failure is logged and ends the session. */
 export async function sendReply(
   ctx: SessionContext,
   reply: number,
@@ -118,6 +118,33 @@ export async function fail(ctx: SessionContext, reply: number, why: string): Pro
   ctx.record.note = why;
   await sendReply(ctx, reply);
   throw new SessionEnd(why);
+}
+
+/**
+ * Closes the client connection after a failure without destroying the reply: shut down the
+ * write side (the client reads the reply, then end of file), drain what the client still
+ * sends for up to `lingerMs` / `lingerBytes` (closing a socket with unread bytes would send a
+ * reset, and a reset can discard the reply before the client reads it), then close.
+ */
+export async function lingerClose(ctx: SessionContext): Promise<void> {
+  const { conn, reader, opts } = ctx;
+  try {
+    await conn.closeWrite();
+    const drain = async () => {
+      const buf = new Uint8Array(4096);
+      let total = 0;
+      let n;
+      while (total < opts.lingerBytes && (n = await reader.read(buf)) !== null) total += n;
+    };
+    await ctx.sweeper.deadline(drain(), opts.lingerMs, "the client to close", () => conn.close());
+  } catch {
+    // Already closed, reset, or the linger time is up: close below either way.
+  }
+  try {
+    conn.close();
+  } catch {
+    // Closed by the deadline.
+  }
 }
 
 /**
