@@ -17,7 +17,7 @@
 import { lookup } from "node:dns/promises";
 import { formatAddress } from "../net/address.ts";
 import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
-import { parseIP } from "./ip.ts";
+import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
 import { canonicalIP } from "./dial.ts";
 import { sendReply, type SessionContext, SessionEnd } from "./session.ts";
 
@@ -73,9 +73,11 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
 
   /** The first allowed address of the socket's family for `hostname`, or undefined. */
   const resolve = async (hostname: string): Promise<string | undefined> => {
-    if (parseIP(hostname)) {
-      const fam6 = hostname.includes(":");
-      return fam6 === v6 && opts.rules.allows(hostname) ? hostname : undefined;
+    const literal = parseIP(hostname);
+    if (literal) {
+      // An IPv4-mapped IPv6 address goes out as the IPv4 address it carries.
+      const ip = formatIP(unmapIPv4(literal));
+      return ip.includes(":") === v6 && opts.rules.allows(ip) ? ip : undefined;
     }
     if (names.has(hostname)) return names.get(hostname);
     let pick: string | undefined;
