@@ -576,3 +576,23 @@ Deno.test("socks5: --advertise puts its address in the BIND reply", async () => 
   assert.equal(await client.readLine(), "bound");
   peer.close();
 });
+
+Deno.test("socks5: greeting, credentials, request and data in one write work with users", async () => {
+  await using echo = startEcho();
+  await using proxy = startProxy({ users: UserTable.fromSpecs(["dan:pw"]) });
+  await using client = await TestClient.connect(proxy.port);
+  await client.write(
+    new Uint8Array([
+      ...[0x05, 0x01, 0x02],
+      ...[0x01, 3, ...enc("dan"), 2, ...enc("pw")],
+      ...connectRequest(echo.port),
+      ...enc("optimistic\n"),
+    ]),
+  );
+  assert.deepEqual(await client.readBytes(2), new Uint8Array([0x05, 0x02]));
+  assert.deepEqual(await client.readBytes(2), new Uint8Array([0x01, 0x00]));
+  assert.equal((await readReply(client)).rep, Reply.Succeeded);
+  assert.equal(await client.readLine(), "optimistic");
+  client.close();
+  await proxy.waitForLog(/user=dan CONNECT/);
+});
