@@ -20,6 +20,14 @@ import {
 } from "../lib/transfer/safe_path.ts";
 import { formatBytes, formatDuration, formatRate } from "../lib/transfer/human.ts";
 import { collectEntries } from "../lib/transfer/walk.ts";
+import {
+  allocateChunk,
+  InlineHasher,
+  useHashWorker,
+  WorkerHasher,
+} from "../lib/transfer/hasher.ts";
+import { createHash } from "node:crypto";
+import { pseudoRandomBytes } from "./_helpers.ts";
 import { ProtocolError } from "../lib/net/errors.ts";
 
 // Every kind of hostile name the receiver must refuse.
@@ -165,4 +173,28 @@ Deno.test("collectEntries() lists folders before contents and skips outward syml
   } finally {
     await Deno.remove(base, { recursive: true });
   }
+});
+
+Deno.test("the worker hasher and the inline hasher agree with node:crypto, prefix and whole", async () => {
+  const data = pseudoRandomBytes(3 * 1024 * 1024 + 11, 17);
+  const expected = new Uint8Array(createHash("sha256").update(data).digest());
+  const prefix = new Uint8Array(createHash("sha256").update(data.subarray(0, 1 << 20)).digest());
+  using worker = await WorkerHasher.start();
+  using inline = new InlineHasher();
+  for (const hasher of [worker, inline]) {
+    await hasher.update(allocateChunk(5)); // dropped by the reset below
+    await hasher.reset();
+    const chunk = allocateChunk(1 << 20);
+    for (let off = 0; off < data.length; off += chunk.length) {
+      const part = data.subarray(off, off + chunk.length);
+      chunk.set(part);
+      await hasher.update(chunk.subarray(0, part.length));
+      if (off === 0) assert.deepEqual(await hasher.peek(), prefix);
+    }
+    assert.deepEqual(await hasher.digest(), expected);
+  }
+  await assert.rejects(worker.update(new Uint8Array(4)), TypeError);
+  assert.equal(useHashWorker(1 << 30, 8), true);
+  assert.equal(useHashWorker(1 << 30, 2), false);
+  assert.equal(useHashWorker(1024, 8), false);
 });

@@ -34,10 +34,11 @@ import { formatBytes, formatDuration, formatRate } from "./human.ts";
 import {
   allocateChunk,
   type ChunkHasher,
+  type HashWorkerMode,
   InlineHasher,
-  PARALLEL_HASH_MIN_BYTES,
   RING_SLOTS,
   startHasher,
+  useHashWorker,
 } from "./hasher.ts";
 import { IdleReader } from "./idle_reader.ts";
 import {
@@ -112,6 +113,8 @@ export interface ReceiveOptions {
    * same name is refused as busy. Share one set between concurrent sessions.
    */
   inUse?: Set<string>;
+  /** Hash on a worker thread: by size and core count, always, or never. @default {"auto"} */
+  hashWorker?: HashWorkerMode;
 }
 
 /** What one session did. */
@@ -205,6 +208,7 @@ class ReceiveSession {
   #log: Logger | undefined;
   #inUse: Set<string>;
   #buffers: Uint8Array[] | null = null;
+  #hashWorker: HashWorkerMode;
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
@@ -220,6 +224,7 @@ class ReceiveSession {
       sync: options.sync ?? RECEIVE_DEFAULTS.sync,
       maxFileSize: options.maxFileSize ?? RECEIVE_DEFAULTS.maxFileSize,
     };
+    this.#hashWorker = options.hashWorker ?? "auto";
     this.#log = options.logger;
     this.#inUse = options.inUse ?? new Set();
     this.#peer = peer;
@@ -243,7 +248,7 @@ class ReceiveSession {
 
   /** The hasher for a file of `size` bytes: on the worker thread for big files. */
   async #hasherFor(size: number): Promise<ChunkHasher> {
-    if (size < PARALLEL_HASH_MIN_BYTES) return this.#inline;
+    if (!useHashWorker(size, undefined, this.#hashWorker)) return this.#inline;
     this.#worker ??= startHasher();
     return await this.#worker;
   }

@@ -26,10 +26,11 @@ import { writeAll } from "../net/write_all.ts";
 import {
   allocateChunk,
   type ChunkHasher,
+  type HashWorkerMode,
   InlineHasher,
-  PARALLEL_HASH_MIN_BYTES,
   RING_SLOTS,
   startHasher,
+  useHashWorker,
 } from "./hasher.ts";
 import { formatBytes } from "./human.ts";
 import { IdleReader } from "./idle_reader.ts";
@@ -75,6 +76,8 @@ export interface SendOptions {
   replyTimeoutMs?: number;
   /** Bytes per Data frame, at most 1 MiB. @default {1048576} */
   chunkSize?: number;
+  /** Hash on a worker thread: by size and core count, always, or never. @default {"auto"} */
+  hashWorker?: HashWorkerMode;
 }
 
 /** The session broke off (connection lost, receiver silent or gone, protocol error). */
@@ -128,9 +131,10 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 class SendSession {
   #conn: Deno.Conn;
   #reader: BufferedReader;
-  #opts: Required<Omit<SendOptions, "reporter">>;
+  #opts: Required<Omit<SendOptions, "reporter" | "hashWorker">>;
   #reporter: SendReporter;
   #ring: Uint8Array[];
+  #hashWorker: HashWorkerMode;
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
   bytesSent = 0;
@@ -144,6 +148,7 @@ class SendSession {
       chunkSize: Math.min(MAX_DATA_PAYLOAD, options.chunkSize ?? SEND_DEFAULTS.chunkSize),
     };
     this.#reporter = options.reporter ?? SILENT;
+    this.#hashWorker = options.hashWorker ?? "auto";
     const size = FRAME_HEADER_SIZE + this.#opts.chunkSize;
     this.#ring = Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
   }
@@ -257,7 +262,7 @@ class SendSession {
 
   /** The hasher for a file of `size` bytes: on the worker thread for big files. */
   async #hasherFor(size: number): Promise<ChunkHasher> {
-    if (size < PARALLEL_HASH_MIN_BYTES) return this.#inline;
+    if (!useHashWorker(size, undefined, this.#hashWorker)) return this.#inline;
     this.#worker ??= startHasher();
     return await this.#worker;
   }
