@@ -146,3 +146,29 @@ export function median(values: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+/**
+ * A TCP sink on 127.0.0.1 that reads and discards; `next()` resolves the byte count of the
+ * next connection that sent anything (readiness probes that send nothing are ignored).
+ */
+export function startSink(): { port: number; close(): void; next(): Promise<number> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const resolvers: ((n: number) => void)[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(256 * 1024);
+        let total = 0;
+        let n;
+        while ((n = await conn.read(buf)) !== null) total += n;
+        conn.close();
+        if (total > 0) resolvers.shift()?.(total);
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    close: () => listener.close(),
+    next: () => new Promise<number>((r) => resolvers.push(r)),
+  };
+}

@@ -12,38 +12,13 @@ import {
   peerAvailable,
   type Scenario,
   spawnPeer,
+  startSink,
   waitForTcpPort,
 } from "./_harness.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 
 const TOTAL_BYTES = 1024 * 1024 * 1024;
 const RUNS = 3;
-
-/** A sink that reads and discards; resolves the bytes received per connection. */
-function startSink(): { port: number; close(): void; next(): Promise<number> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const resolvers: ((n: number) => void)[] = [];
-  (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const buf = new Uint8Array(256 * 1024);
-        let total = 0;
-        let n;
-        while ((n = await conn.read(buf)) !== null) total += n;
-        conn.close();
-        // Readiness probes connect and close at once: only real pushes count.
-        if (total > 0) resolvers.shift()?.(total);
-      })();
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    close: () => listener.close(),
-    next() {
-      return new Promise<number>((r) => resolvers.push(r));
-    },
-  };
-}
 
 /** Pushes TOTAL_BYTES to `port` and resolves MiB/s measured until the sink has them all. */
 async function pushThrough(port: number, sink: ReturnType<typeof startSink>): Promise<number> {

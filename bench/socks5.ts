@@ -20,6 +20,7 @@ import {
   peerAvailable,
   type Scenario,
   spawnPeer,
+  startSink,
   waitForTcpPort,
 } from "./_harness.ts";
 import { writeAll } from "../lib/net/write_all.ts";
@@ -110,29 +111,6 @@ const DANTE: Contender = {
     };
   },
 };
-
-/** A sink that reads and discards; resolves the bytes received per connection. */
-function startSink() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const resolvers: ((n: number) => void)[] = [];
-  (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const buf = new Uint8Array(256 * 1024);
-        let total = 0;
-        let n;
-        while ((n = await conn.read(buf)) !== null) total += n;
-        conn.close();
-        if (total > 0) resolvers.shift()?.(total);
-      })().catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    close: () => listener.close(),
-    next: () => new Promise<number>((r) => resolvers.push(r)),
-  };
-}
 
 /** A TCP echo server with reused buffers. */
 function startEcho() {

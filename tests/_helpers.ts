@@ -9,6 +9,7 @@
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { writeAll } from "../lib/net/write_all.ts";
+import { Logger } from "../lib/log.ts";
 
 /** Root folder of the project. */
 export const ROOT: string = new URL("..", import.meta.url).pathname;
@@ -365,4 +366,98 @@ export function trickleReader(
       return Promise.resolve(n);
     },
   };
+}
+
+/** A {@linkcode Logger} whose lines are kept in memory, with a way to wait for one. */
+export interface CapturedLog {
+  /** The logger to hand to a server. */
+  logger: Logger;
+  /** Lines logged so far (without the trailing newline). */
+  lines: string[];
+  /** Resolves the first line matching `re`, already logged or coming, within the test timeout. */
+  waitForLog(re: RegExp): Promise<string>;
+}
+
+/** Makes a logger for `tool` that records its lines, for in-process servers under test. */
+export function captureLog(tool: string): CapturedLog {
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+  const logger = new Logger(tool, {
+    sink: {
+      writeSync(p) {
+        const line = decoder.decode(p).trimEnd();
+        lines.push(line);
+        for (const w of waiters.splice(0)) {
+          if (w.re.test(line)) w.resolve(line);
+          else waiters.push(w);
+        }
+        return p.length;
+      },
+    },
+  });
+  return {
+    logger,
+    lines,
+    waitForLog(re: RegExp): Promise<string> {
+      const found = lines.find((l) => re.test(l));
+      if (found) return Promise.resolve(found);
+      return withTimeout(
+        new Promise<string>((resolve) => waiters.push({ re, resolve })),
+        EVENT_TIMEOUT_MS,
+        `log line ${re}`,
+      );
+    },
+  };
+}
+
+/** A TCP server for tests, on a free loopback port; closes its connections on dispose. */
+export interface TcpTestServer extends AsyncDisposable {
+  /** The port it listens on. */
+  port: number;
+}
+
+/**
+ * Serves every connection with `handler` on 127.0.0.1 (errors are ignored, the connection is
+ * closed after the handler). Used for echo, greeter and sink servers in tests.
+ */
+export function startTcpTestServer(handler: (conn: Deno.TcpConn) => Promise<void>): TcpTestServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.TcpConn>();
+  const done = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      handler(conn).catch(() => {}).finally(() => {
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch {
+          // The handler closed it.
+        }
+      });
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await done;
+    },
+  };
+}
+
+/** An echo server: writes back what it reads, half-closes at end of input. */
+export function startEchoServer(): TcpTestServer {
+  return startTcpTestServer(async (conn) => {
+    const buf = new Uint8Array(65536);
+    let n;
+    while ((n = await conn.read(buf)) !== null) await writeAll(conn, buf.subarray(0, n));
+    await conn.closeWrite();
+  });
 }

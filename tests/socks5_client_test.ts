@@ -10,7 +10,8 @@ import {
   Socks5Error,
   startSocks5Server,
 } from "../lib/socks5/mod.ts";
-import { EVENT_TIMEOUT_MS, peerTest } from "./_helpers.ts";
+import { EVENT_TIMEOUT_MS, peerTest, startTcpTestServer } from "./_helpers.ts";
+import { writeAll } from "../lib/net/write_all.ts";
 
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -38,30 +39,12 @@ Deno.test("parseProxyUrl() names the bad part", () => {
 
 /** A TCP server that greets each connection with a line, then echoes what it reads. */
 function startGreeter() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const done = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        await conn.write(new TextEncoder().encode("hello\n"));
-        const buf = new Uint8Array(1024);
-        let n;
-        while ((n = await conn.read(buf)) !== null) await conn.write(buf.subarray(0, n));
-      })().catch(() => {}).finally(() => {
-        conns.delete(conn);
-        conn.close();
-      });
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of conns) c.close();
-      await done;
-    },
-  };
+  return startTcpTestServer(async (conn) => {
+    await writeAll(conn, new TextEncoder().encode("hello\n"));
+    const buf = new Uint8Array(1024);
+    let n;
+    while ((n = await conn.read(buf)) !== null) await writeAll(conn, buf.subarray(0, n));
+  });
 }
 
 /** Calls `fn` until it stops failing with ConnectionRefused (a peer still starting). */

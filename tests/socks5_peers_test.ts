@@ -6,51 +6,14 @@ import { Buffer } from "node:buffer";
 import { type EventEmitter, once as eventOnce } from "node:events";
 import { SocksClient, type SocksClientOptions, type SocksRemoteHost } from "npm:socks@2";
 import { withTimeout } from "../lib/net/deadline.ts";
-import { Logger } from "../lib/log.ts";
-import { startSocks5Server } from "../lib/socks5/mod.ts";
 import { EVENT_TIMEOUT_MS } from "./_helpers.ts";
+import { startTestProxy } from "./_socks5.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /** Node's sockets keep timers and ops a little past close; these tests do not leak them. */
 const NODE_IO = { sanitizeOps: false, sanitizeResources: false };
-
-function startProxy(options: { bindTimeoutMs?: number } = {}) {
-  const lines: string[] = [];
-  let waiter: { re: RegExp; resolve: (line: string) => void } | undefined;
-  const logger = new Logger("socks5", {
-    sink: {
-      writeSync(p) {
-        const line = dec(p).trimEnd();
-        lines.push(line);
-        if (waiter?.re.test(line)) waiter.resolve(line);
-        return p.length;
-      },
-    },
-  });
-  const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
-    logger,
-    ...options,
-  });
-  return {
-    port: server.addr.port,
-    lines,
-    /** Resolves the first log line matching `re`. */
-    waitForLog(re: RegExp): Promise<string> {
-      const found = lines.find((l) => re.test(l));
-      if (found) return Promise.resolve(found);
-      return withTimeout(
-        new Promise<string>((resolve) => (waiter = { re, resolve })),
-        EVENT_TIMEOUT_MS,
-        `log line ${re}`,
-      );
-    },
-    async [Symbol.asyncDispose]() {
-      await server.stop({ timeoutMs: 2000 });
-    },
-  };
-}
 
 /** Resolves the first value an event emitter emits for `event`, within the test timeout. */
 function once<T>(emitter: EventEmitter, event: string): Promise<T> {
@@ -85,7 +48,7 @@ Deno.test({
   name: "socks5: BIND with npm socks gets both replies, then data flows both ways",
   ...NODE_IO,
   async fn() {
-    await using proxy = startProxy();
+    await using proxy = startTestProxy();
     const client = new SocksClient({
       proxy: { host: "127.0.0.1", port: proxy.port, type: 5 },
       command: "bind",
@@ -123,7 +86,7 @@ Deno.test({
   name: "socks5: BIND for a given peer address closes a peer from another address",
   ...NODE_IO,
   async fn() {
-    await using proxy = startProxy();
+    await using proxy = startTestProxy();
     const client = new SocksClient({
       proxy: { host: "127.0.0.1", port: proxy.port, type: 5 },
       command: "bind",
@@ -186,7 +149,7 @@ Deno.test({
   ...NODE_IO,
   async fn() {
     await using echo = startUdpEcho();
-    await using proxy = startProxy();
+    await using proxy = startTestProxy();
     const client = new SocksClient({
       proxy: { host: "127.0.0.1", port: proxy.port, type: 5 },
       command: "associate",
@@ -278,7 +241,7 @@ Deno.test({
   ignore: !hasPySocks,
   async fn() {
     await using echo = startUdpEcho();
-    await using proxy = startProxy();
+    await using proxy = startTestProxy();
     const script = `
 import socks, socket, sys
 s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
-import { Logger } from "../lib/log.ts";
 import { dialAny } from "../lib/socks5/dial.ts";
 import {
   DestinationRules,
@@ -9,8 +8,6 @@ import {
   Reply,
   socks5Connect,
   Socks5Error,
-  type Socks5ServerOptions,
-  startSocks5Server,
   UserTable,
 } from "../lib/socks5/mod.ts";
 import {
@@ -18,83 +15,14 @@ import {
   peerTest,
   pseudoRandomBytes,
   runSockit,
+  startEchoServer,
   startSockit,
   TestClient,
 } from "./_helpers.ts";
+import { startTestProxy } from "./_socks5.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** An in-process proxy on a free loopback port, with its log lines collected. */
-function startProxy(options: Socks5ServerOptions = {}) {
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
-  const logger = new Logger("socks5", {
-    sink: {
-      writeSync(p) {
-        const line = dec(p).trimEnd();
-        lines.push(line);
-        for (const w of waiters.splice(0)) {
-          if (w.re.test(line)) w.resolve(line);
-          else waiters.push(w);
-        }
-        return p.length;
-      },
-    },
-  });
-  const server = startSocks5Server(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
-    logger,
-    ...options,
-  });
-  return {
-    port: server.addr.port,
-    lines,
-    /** Resolves the first log line matching `re` (already logged or coming). */
-    waitForLog(re: RegExp): Promise<string> {
-      const found = lines.find((l) => re.test(l));
-      if (found) return Promise.resolve(found);
-      return withTimeout(
-        new Promise<string>((resolve) => waiters.push({ re, resolve })),
-        EVENT_TIMEOUT_MS,
-        `log line ${re}`,
-      );
-    },
-    async [Symbol.asyncDispose]() {
-      await server.stop({ timeoutMs: 2000 });
-    },
-  };
-}
-
-/** A TCP echo server; counts connections. */
-function startEcho() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const done = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(65536);
-        let n;
-        while ((n = await conn.read(buf)) !== null) {
-          let off = 0;
-          while (off < n) off += await conn.write(buf.subarray(off, n));
-        }
-        await conn.closeWrite();
-      })().catch(() => {}).finally(() => {
-        conns.delete(conn);
-        conn.close();
-      });
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of conns) c.close();
-      await done;
-    },
-  };
-}
 
 /** A local HTTP server answering "hello from PATH". */
 function startHttp() {
@@ -147,7 +75,7 @@ async function curl(args: string[]): Promise<{ code: number; stdout: string; std
 
 peerTest("curl", "socks5: curl --socks5 and --socks5-hostname fetch a local page", async () => {
   await using http = startHttp();
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   const a = await curl(["--socks5", `127.0.0.1:${proxy.port}`, `http://127.0.0.1:${http.port}/a`]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, "hello from /a\n");
@@ -170,7 +98,7 @@ peerTest(
   "socks5: curl with --proxy-user passes; a wrong password is rejected",
   async () => {
     await using http = startHttp();
-    await using proxy = startProxy({ users: UserTable.fromSpecs(["alice:s3cret:x"]) });
+    await using proxy = startTestProxy({ users: UserTable.fromSpecs(["alice:s3cret:x"]) });
     const proxyArg = ["--socks5-hostname", `127.0.0.1:${proxy.port}`];
     const url = `http://localhost:${http.port}/secret`;
     const ok = await curl([...proxyArg, "--proxy-user", "alice:s3cret:x", url]);
@@ -209,8 +137,8 @@ peerTest(
 // --- raw clients --------------------------------------------------------------------------
 
 Deno.test("socks5: a greeting and request sent one byte at a time still connect", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy();
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   client.conn.setNoDelay(true);
   for (const b of GREETING_NO_AUTH) await client.write(new Uint8Array([b]));
@@ -225,8 +153,8 @@ Deno.test("socks5: a greeting and request sent one byte at a time still connect"
 });
 
 Deno.test("socks5: greeting, request and first payload in one write: the payload is forwarded", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy();
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   const payload = enc("early bytes\n");
   await client.write(
@@ -238,7 +166,7 @@ Deno.test("socks5: greeting, request and first payload in one write: the payload
 });
 
 Deno.test("socks5: an unknown command gets reply 0x07 and the connection is closed", async () => {
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([...GREETING_NO_AUTH, 0x05, 0x09, 0x00, 0x01, 127, 0, 0, 1, 0, 80]),
@@ -250,7 +178,7 @@ Deno.test("socks5: an unknown command gets reply 0x07 and the connection is clos
 });
 
 Deno.test("socks5: an unknown address type gets reply 0x08", async () => {
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([...GREETING_NO_AUTH, 0x05, 0x01, 0x00, 0x09, 1, 2, 3, 4, 0, 80]),
@@ -261,8 +189,8 @@ Deno.test("socks5: an unknown address type gets reply 0x08", async () => {
 });
 
 Deno.test("socks5: a destination the rules deny gets reply 0x02, even by name", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ rules: new DestinationRules({ denyPrivate: true }) });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ rules: new DestinationRules({ denyPrivate: true }) });
   const target = parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`);
   for (const hostname of ["127.0.0.1", "localhost", "::ffff:127.0.0.1"]) {
     await assert.rejects(
@@ -275,8 +203,8 @@ Deno.test("socks5: a destination the rules deny gets reply 0x02, even by name", 
 });
 
 Deno.test("socks5: --allow opens one address of a denied range", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({
     rules: new DestinationRules({ denyPrivate: true, allow: ["127.0.0.1/32"] }),
   });
   const via = parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`);
@@ -289,7 +217,7 @@ Deno.test("socks5: --allow opens one address of a denied range", async () => {
 });
 
 Deno.test("socks5: a closed port gets reply 0x05 (connection refused)", async () => {
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   await client.write(new Uint8Array([...GREETING_NO_AUTH, ...connectRequest(closedPort())]));
   await client.readBytes(2);
@@ -298,7 +226,7 @@ Deno.test("socks5: a closed port gets reply 0x05 (connection refused)", async ()
 });
 
 Deno.test("socks5: a bad version byte closes the connection without a reply", async () => {
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   await client.write("GET / HTTP/1.1\r\n\r\n");
   assert.equal((await client.readToEnd()).length, 0);
@@ -310,7 +238,7 @@ Deno.test("socks5: a bad version byte closes the connection without a reply", as
 });
 
 Deno.test("socks5: a wrong password gets status 1 and the connection is closed", async () => {
-  await using proxy = startProxy({ users: UserTable.fromSpecs(["bob:pw"]) });
+  await using proxy = startTestProxy({ users: UserTable.fromSpecs(["bob:pw"]) });
   await using client = await TestClient.connect(proxy.port);
   await client.write(new Uint8Array([0x05, 0x02, 0x00, 0x02]));
   assert.deepEqual(await client.readBytes(2), new Uint8Array([0x05, 0x02]));
@@ -322,8 +250,8 @@ Deno.test("socks5: a wrong password gets status 1 and the connection is closed",
 });
 
 Deno.test("socks5: the client module authenticates and maps a refusal to Socks5Error", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ users: UserTable.fromSpecs(["bob:pw"]) });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ users: UserTable.fromSpecs(["bob:pw"]) });
   const good = parseProxyUrl(`socks5://bob:pw@127.0.0.1:${proxy.port}`);
   const conn = await socks5Connect(good, { hostname: "localhost", port: echo.port });
   const reader = new BufferedReader(conn);
@@ -354,7 +282,7 @@ Deno.test("socks5: half-close passes through: the client shuts its write side an
     await conn.write(enc(`got ${total}\n`));
     conn.close();
   })();
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
     hostname: "127.0.0.1",
     port: listener.addr.port,
@@ -393,7 +321,7 @@ Deno.test("socks5: every resolved address is tried in turn, IPv6 included", asyn
   assert.ok("reply" in refused && refused.reply === Reply.ConnectionRefused);
   // An IPv6 destination (ATYP 4) through the proxy.
   const accepted = listener.accept();
-  await using proxy = startProxy();
+  await using proxy = startTestProxy();
   const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
     hostname: "::1",
     port: listener.addr.port,
@@ -408,7 +336,7 @@ Deno.test("socks5: every resolved address is tried in turn, IPv6 included", asyn
 });
 
 Deno.test("socks5: --no-bind and --no-udp answer 0x07", async () => {
-  await using proxy = startProxy({ allowBind: false, allowUdp: false });
+  await using proxy = startTestProxy({ allowBind: false, allowUdp: false });
   for (const cmd of [0x02, 0x03]) {
     await using client = await TestClient.connect(proxy.port);
     await client.write(
@@ -420,7 +348,7 @@ Deno.test("socks5: --no-bind and --no-udp answer 0x07", async () => {
 });
 
 Deno.test("socks5: a silent client is closed after the handshake timeout", async () => {
-  await using proxy = startProxy({ handshakeTimeoutMs: 200 });
+  await using proxy = startTestProxy({ handshakeTimeoutMs: 200 });
   await using client = await TestClient.connect(proxy.port);
   await client.write(new Uint8Array([0x05]));
   assert.equal((await client.readToEnd(5000)).length, 0);
@@ -430,8 +358,8 @@ Deno.test("socks5: a silent client is closed after the handshake timeout", async
 // --- SOCKS4 ------------------------------------------------------------------------------
 
 Deno.test("socks5: SOCKS4a connects by name on an open proxy", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy();
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy();
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([
@@ -459,8 +387,8 @@ Deno.test("socks5: SOCKS4a connects by name on an open proxy", async () => {
 });
 
 Deno.test("socks5: SOCKS4 is refused (0x5b) when users are configured", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ users: UserTable.fromSpecs(["u:p"]) });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ users: UserTable.fromSpecs(["u:p"]) });
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([0x04, 0x01, echo.port >> 8, echo.port & 0xff, 127, 0, 0, 1, 0]),
@@ -486,7 +414,7 @@ Deno.test("socks5: --users FILE is read, and the proxy then requires a password"
   try {
     const file = `${dir}/users`;
     await Deno.writeTextFile(file, "# users\n\ncarol:pa:ss\n");
-    await using echo = startEcho();
+    await using echo = startEchoServer();
     await using proxy = await startSockit(["socks5", "--port", "0", "--users", file]);
     await proxy.waitForStderr(/1 user\(s\)/);
     const conn = await socks5Connect(
@@ -507,8 +435,8 @@ Deno.test("socks5: --users FILE is read, and the proxy then requires a password"
 });
 
 Deno.test("socks5: an idle tunnel is closed after the idle timeout", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ idleTimeoutMs: 150 });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ idleTimeoutMs: 150 });
   const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
     hostname: "127.0.0.1",
     port: echo.port,
@@ -526,7 +454,7 @@ Deno.test("socks5: a half-open tunnel is closed after the half-open cap", async 
   // A target that never closes its side.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = listener.accept();
-  await using proxy = startProxy({ halfOpenTimeoutMs: 150 });
+  await using proxy = startTestProxy({ halfOpenTimeoutMs: 150 });
   const conn = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
     hostname: "127.0.0.1",
     port: listener.addr.port,
@@ -544,8 +472,8 @@ Deno.test("socks5: a half-open tunnel is closed after the half-open cap", async 
 });
 
 Deno.test("socks5: connections over --max-conns are closed at once, others still served", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ maxConnections: 1 });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ maxConnections: 1 });
   const via = parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`);
   const first = await socks5Connect(via, { hostname: "127.0.0.1", port: echo.port });
   await using second = await TestClient.connect(proxy.port);
@@ -558,7 +486,7 @@ Deno.test("socks5: connections over --max-conns are closed at once, others still
 });
 
 Deno.test("socks5: --advertise puts its address in the BIND reply", async () => {
-  await using proxy = startProxy({ advertise: "192.0.2.7" });
+  await using proxy = startTestProxy({ advertise: "192.0.2.7" });
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([...GREETING_NO_AUTH, 0x05, 0x02, 0x00, 0x01, 0, 0, 0, 0, 0, 0]),
@@ -578,8 +506,8 @@ Deno.test("socks5: --advertise puts its address in the BIND reply", async () => 
 });
 
 Deno.test("socks5: greeting, credentials, request and data in one write work with users", async () => {
-  await using echo = startEcho();
-  await using proxy = startProxy({ users: UserTable.fromSpecs(["dan:pw"]) });
+  await using echo = startEchoServer();
+  await using proxy = startTestProxy({ users: UserTable.fromSpecs(["dan:pw"]) });
   await using client = await TestClient.connect(proxy.port);
   await client.write(
     new Uint8Array([
