@@ -26,6 +26,11 @@
  *                                  <-      Bye
  * ```
  *
+ * While a side hashes the prefix of a partial file before answering (the receiver before
+ * Accept, the sender before Start), it sends a shared Ping frame every
+ * {@linkcode KEEPALIVE_INTERVAL_MS} so the peer's idle deadline does not fire; a side waiting
+ * for an answer skips Ping frames.
+ *
  * A sender that cannot finish a file after Start (its source shrank or failed) sends Abort
  * instead of End; the receiver keeps the partial file for a later resume. Either side may
  * send the shared Error control frame with a message and close: that ends the session.
@@ -142,6 +147,8 @@ export const MAX_DATA_PAYLOAD = 1024 * 1024;
 export const MAX_PATH_BYTES = 4096;
 /** Largest payload of any frame other than Data, in bytes. */
 export const MAX_CONTROL_PAYLOAD = 2 * MAX_PATH_BYTES + 64;
+/** Ping interval while hashing a partial file's prefix, in ms (well under the idle deadlines). */
+export const KEEPALIVE_INTERVAL_MS = 10_000;
 /** Length of a SHA-256 digest. */
 export const SHA256_BYTES = 32;
 

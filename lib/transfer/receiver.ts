@@ -51,6 +51,7 @@ import {
   encodeText,
   EntryKind,
   frameName,
+  KEEPALIVE_INTERVAL_MS,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
   type Offer,
@@ -182,13 +183,19 @@ async function hashFilePrefix(
   hasher: ChunkHasher,
   length: number,
   buf: Uint8Array,
+  keepalive: () => Promise<void>,
 ): Promise<void> {
   let left = length;
+  let lastPing = performance.now();
   while (left > 0) {
     const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
     if (n === null) throw new Error("partial file shrank while hashing it");
     await hasher.update(buf.subarray(0, n));
     left -= n;
+    if (performance.now() - lastPing > KEEPALIVE_INTERVAL_MS) {
+      lastPing = performance.now();
+      await keepalive();
+    }
   }
 }
 
@@ -427,7 +434,15 @@ class ReceiveSession {
     const file = await Deno.open(partial, { read: true, write: true });
     try {
       const offset = info.size <= offer.size ? info.size : 0;
-      if (offset > 0) await hashFilePrefix(file, hasher, offset, this.#ring[0]);
+      if (offset > 0) {
+        await hashFilePrefix(
+          file,
+          hasher,
+          offset,
+          this.#ring[0],
+          () => this.#send(ControlFrame.Ping),
+        );
+      }
       return { file, offset };
     } catch (error) {
       file.close();
@@ -474,7 +489,11 @@ class ReceiveSession {
       const prefixHash = offset > 0 ? await hasher.peek() : new Uint8Array(SHA256_BYTES);
       await this.#send(TransferFrame.Accept, encodeAccept({ offset, prefixHash }));
 
-      const startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+      let startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+      // Keepalives while the sender hashes its copy of the prefix.
+      while (startFrame?.type === ControlFrame.Ping) {
+        startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+      }
       if (startFrame === null) {
         throw new UnexpectedEofError(`Sender closed before sending ${offer.path}`);
       }

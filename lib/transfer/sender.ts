@@ -44,6 +44,7 @@ import {
   encodeText,
   EntryKind,
   frameName,
+  KEEPALIVE_INTERVAL_MS,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
   REASON_NAMES,
@@ -154,7 +155,11 @@ class SendSession {
   }
 
   async #reply(allowed: number[], what: string): Promise<Frame> {
-    const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    let frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    // Keepalives while the receiver hashes a partial file.
+    while (frame?.type === ControlFrame.Ping) {
+      frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    }
     if (frame === null) {
       throw new ProtocolError(`Receiver closed the connection while this side waited for ${what}`);
     }
@@ -273,6 +278,7 @@ class SendSession {
     const busy: Promise<void>[] = ring.map(() => Promise.resolve());
     let left = length;
     let i = 0;
+    let lastPing = performance.now();
     try {
       while (left > 0) {
         const slot = i++ % ring.length;
@@ -280,6 +286,10 @@ class SendSession {
         const buf = ring[slot];
         const n = await readFileFull(file, buf.subarray(0, Math.min(buf.length, left)));
         if (n === 0) return false;
+        if (performance.now() - lastPing > KEEPALIVE_INTERVAL_MS) {
+          lastPing = performance.now();
+          await writeAll(this.#conn, encodeFrame(ControlFrame.Ping));
+        }
         busy[slot] = hasher.update(buf.subarray(0, n));
         busy[slot].catch(() => {});
         left -= n;
