@@ -11,12 +11,12 @@
  */
 
 import { type BenchRow, freePort, median, peerAvailable, type Scenario } from "./_harness.ts";
-import { startSockit } from "../tests/_helpers.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 
 const FILE_SIZE = 1024 * 1024 * 1024;
 const RUNS = 3;
+const SETTLE_MS = 2000;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 async function randomFile(path: string, size: number): Promise<void> {
@@ -47,6 +47,16 @@ async function sh(script: string): Promise<void> {
   await run("sh", ["-c", script]);
 }
 
+/**
+ * Before each run: flush what earlier runs left (the disk is mounted with `discard`, so the
+ * deleted 1 GiB files of earlier runs are trimmed at the next journal commit) and let the
+ * kernel's background work finish, so that no run pays for the one before it.
+ */
+async function settle(): Promise<void> {
+  await sh("sync");
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+}
+
 /** Waits until something listens on 127.0.0.1:`port`, reading /proc (nc -l takes one connection, so no probe). */
 async function waitForListen(port: number): Promise<void> {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
@@ -69,43 +79,107 @@ async function checkSize(path: string): Promise<void> {
   await Deno.remove(path);
 }
 
-/** Seconds for one sockit send into a fresh `recv --once`. */
-async function sockitOnce(src: string, dir: string, sendFlags: string[], recvFlags: string[]) {
-  await sh("sync");
-  await using recv = await startSockit([
-    "recv",
-    "--port",
-    "0",
-    "--dir",
-    dir,
-    "--once",
-    ...recvFlags,
-  ]);
-  const start = performance.now();
-  await run(Deno.execPath(), [
+/** Wall seconds of one run, and CPU seconds (user + system) of both ends when measured. */
+interface Timing {
+  wall: number;
+  cpu?: number;
+}
+
+const TIME = "/usr/bin/time";
+const HAS_TIME = await Deno.stat(TIME).then(() => true, () => false);
+
+/** `argv` prefixed with /usr/bin/time writing "user sys" to `cpuFile`, when available. */
+function timed(cpuFile: string, argv: string[]): string[] {
+  return HAS_TIME ? [TIME, "-f", "%U %S", "-o", cpuFile, ...argv] : argv;
+}
+
+async function cpuOf(files: string[]): Promise<number | undefined> {
+  if (!HAS_TIME) return undefined;
+  let total = 0;
+  for (const f of files) {
+    const [user, sys] = (await Deno.readTextFile(f)).trim().split(/\s+/).slice(-2).map(Number);
+    total += user + sys;
+    await Deno.remove(f);
+  }
+  return total;
+}
+
+function shellQuote(argv: string[]): string {
+  return argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+}
+
+/** One sockit send into a fresh `recv --once`. */
+async function sockitOnce(
+  src: string,
+  dir: string,
+  sendFlags: string[],
+  recvFlags: string[],
+): Promise<Timing> {
+  await settle();
+  const port = freePort();
+  const cpu = [`${dir}/../recv.cpu`, `${dir}/../send.cpu`];
+  const recvArgv = timed(cpu[0], [
+    Deno.execPath(),
     "run",
     "-A",
     MAIN,
-    "send",
-    `127.0.0.1:${recv.port}`,
-    src,
+    "recv",
+    "--port",
+    String(port),
+    "--dir",
+    dir,
+    "--once",
     "-q",
-    ...sendFlags,
+    ...recvFlags,
   ]);
-  const seconds = (performance.now() - start) / 1000;
-  const status = await recv.status;
-  if (status.code !== 0) throw new Error(`recv exited ${status.code}: ${recv.stderr.join("\n")}`);
-  await checkSize(`${dir}/${src.split("/").pop()}`);
-  return seconds;
+  const recv = new Deno.Command(recvArgv[0], {
+    args: recvArgv.slice(1),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    await waitForListen(port);
+    const start = performance.now();
+    const sendArgv = timed(cpu[1], [
+      Deno.execPath(),
+      "run",
+      "-A",
+      MAIN,
+      "send",
+      `127.0.0.1:${port}`,
+      src,
+      "-q",
+      ...sendFlags,
+    ]);
+    await run(sendArgv[0], sendArgv.slice(1));
+    const wall = (performance.now() - start) / 1000;
+    const out = await withTimeout(recv.output(), 60_000, "recv to exit");
+    if (out.code !== 0) {
+      throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    await checkSize(`${dir}/${src.split("/").pop()}`);
+    return { wall, cpu: await cpuOf(cpu) };
+  } finally {
+    try {
+      recv.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+  }
 }
 
-/** Seconds for `nc -N < file` into `nc -l > file`, optionally followed by `sync file`. */
-async function ncOnce(src: string, dir: string, sync: boolean) {
-  await sh("sync");
+/** `nc -N < file` into `nc -l > file`, optionally followed by `sync file`. */
+async function ncOnce(src: string, dir: string, sync: boolean): Promise<Timing> {
+  await settle();
   const port = freePort();
   const dst = `${dir}/nc.bin`;
+  const cpu = [`${dir}/../ncl.cpu`, `${dir}/../ncs.cpu`];
   const listener = new Deno.Command("sh", {
-    args: ["-c", `exec nc -l 127.0.0.1 ${port} > '${dst}'`],
+    args: [
+      "-c",
+      `exec ${shellQuote(timed(cpu[0], ["nc", "-l", "127.0.0.1", String(port)]))} > '${dst}'`,
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -113,11 +187,12 @@ async function ncOnce(src: string, dir: string, sync: boolean) {
   try {
     await waitForListen(port);
     const start = performance.now();
-    await sh(`nc -N 127.0.0.1 ${port} < '${src}'${sync ? ` && sync '${dst}'` : ""}`);
-    const seconds = (performance.now() - start) / 1000;
+    const sender = shellQuote(timed(cpu[1], ["nc", "-N", "127.0.0.1", String(port)]));
+    await sh(`${sender} < '${src}'${sync ? ` && sync '${dst}'` : ""}`);
+    const wall = (performance.now() - start) / 1000;
     await withTimeout(listener.status, 60_000, "nc -l to exit");
     await checkSize(dst);
-    return seconds;
+    return { wall, cpu: await cpuOf(cpu) };
   } finally {
     try {
       listener.kill("SIGKILL");
@@ -137,7 +212,7 @@ async function transferBench(): Promise<BenchRow[]> {
     console.error("bench: generating 1 GiB of random bytes...");
     await randomFile(src, FILE_SIZE);
     const hasNc = peerAvailable("nc");
-    const variants: Record<string, () => Promise<number>> = {
+    const variants: Record<string, () => Promise<Timing>> = {
       verified: () => sockitOnce(src, dir, [], []),
       noVerify: () => sockitOnce(src, dir, ["--no-verify"], []),
       noSync: () => sockitOnce(src, dir, [], ["--no-sync"]),
@@ -146,34 +221,49 @@ async function transferBench(): Promise<BenchRow[]> {
         ? { ncSync: () => ncOnce(src, dir, true), ncRaw: () => ncOnce(src, dir, false) }
         : {}),
     };
-    const times: Record<string, number[]> = {};
+    const times: Record<string, Timing[]> = {};
     for (let i = 0; i < RUNS; i++) {
       for (const [name, fn] of Object.entries(variants)) {
         (times[name] ??= []).push(await fn());
       }
     }
-    const m = (name: string) => times[name] ? median(times[name]) : undefined;
-    const all = (name: string) => times[name]?.map((t) => t.toFixed(2)).join("/") ?? "-";
-    const row = (
-      scenario: string,
-      name: string,
-      peerName: string,
-      peer: string,
-    ): BenchRow => ({
+    const wall = (name: string) => times[name] ? median(times[name].map((t) => t.wall)) : undefined;
+    const cpu = (name: string) => {
+      const values = times[name]?.map((t) => t.cpu).filter((c) => c !== undefined) ?? [];
+      return values.length ? median(values as number[]) : undefined;
+    };
+    const all = (name: string) => times[name]?.map((t) => t.wall.toFixed(2)).join("/") ?? "-";
+    const row = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({
       scenario,
       unit: "s",
-      sockit: m(name)!,
+      sockit: wall(name)!,
       peerName,
-      peer: m(peer),
+      peer: wall(peer),
       higherIsBetter: false,
       note: `runs ${all(name)} vs ${all(peer)}`,
     });
-    return [
+    const cpuRow = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({
+      scenario,
+      unit: "CPU s",
+      sockit: cpu(name) ?? 0,
+      peerName,
+      peer: cpu(peer),
+      higherIsBetter: false,
+      note: "user + system, both ends, median",
+    });
+    const rows = [
       row("send 1 GiB: verified + fsync", "verified", "nc -N + sync", "ncSync"),
       row("send 1 GiB: --no-verify (fsync)", "noVerify", "nc -N + sync", "ncSync"),
       row("send 1 GiB: recv --no-sync (verified)", "noSync", "nc -N (raw)", "ncRaw"),
       row("send 1 GiB: --no-verify, recv --no-sync", "neither", "nc -N (raw)", "ncRaw"),
     ];
+    if (HAS_TIME) {
+      rows.push(
+        cpuRow("CPU for 1 GiB: verified + fsync", "verified", "nc + sync", "ncSync"),
+        cpuRow("CPU for 1 GiB: --no-verify, --no-sync", "neither", "nc (raw)", "ncRaw"),
+      );
+    }
+    return rows;
   } finally {
     await Deno.remove(base, { recursive: true });
   }
