@@ -397,3 +397,20 @@ Deno.test("a version mismatch is a clear error on both sides", async () => {
   assert.equal(run.code, 1);
   assert.match(run.stderr, /peer speaks transfer v2, this side speaks transfer v1/);
 });
+
+Deno.test("an aborted file keeps its partial data and the session goes on", async () => {
+  await using f = await fixture();
+  await using s = await RawSender.connect(f.recv.port);
+  const data = pseudoRandomBytes(MiB, 41);
+  assert.equal((await s.offer("shrunk.bin", { size: 2 * MiB })).type, TransferFrame.Accept);
+  await s.frame(TransferFrame.Start, encodeStart(0));
+  await s.data(data);
+  await s.frame(TransferFrame.Abort, new TextEncoder().encode("source shrank"));
+  const next = await s.offer("after", { kind: EntryKind.Directory });
+  assert.equal(next.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+  await f.recv.waitForStderr(/sender aborted shrunk\.bin after 1\.00 MiB: source shrank/);
+  assert.deepEqual(await Deno.readFile(`${f.out}/.shrunk.bin.sockit-partial`), data);
+  assert.equal(await exists(`${f.out}/shrunk.bin`), false);
+});

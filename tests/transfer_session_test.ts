@@ -7,6 +7,10 @@ import { sendEntries } from "../lib/transfer/sender.ts";
 import { collectEntries } from "../lib/transfer/walk.ts";
 import type { EntryResult } from "../lib/transfer/progress.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { BufferedReader } from "../lib/net/buffered_reader.ts";
+import { encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
+import { writeAll } from "../lib/net/write_all.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
 
 const MiB = 1024 * 1024;
 
@@ -66,5 +70,30 @@ Deno.test("hashing on the worker thread verifies whole files and resumed prefixe
     assert.deepEqual(await Deno.readFile(`${base}/out/b.bin`), b);
   } finally {
     await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("the receiver closes a sender that goes silent after its hello", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const session = (async () => {
+      const conn = await listener.accept();
+      return await receiveSession(conn, { dir, idleTimeoutMs: 300 });
+    })();
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const reader = new BufferedReader(client);
+    await writeAll(client, encodeHello("transfer", 1));
+    await readHello(reader, "transfer", 1);
+    // Now say nothing: the receiver gives up, tells why, and closes.
+    const summary = await withTimeout(session, 5000, "the idle deadline");
+    assert.equal(summary.ok, false);
+    assert.match(summary.error ?? "", /Sender sent nothing for 300 ms/);
+    // The deadline closes the connection (a pending read cannot be cancelled otherwise).
+    assert.equal(await withTimeout(readFrame(reader), 5000, "the receiver to close"), null);
+    client.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -21,4 +21,5 @@ export * from "./sender.ts";
 export * from "./receiver.ts";
 export * from "./progress.ts";
 export * from "./human.ts";
+export * from "./hasher.ts";
 export { recvCommand, sendCommand, TRANSFER_CLI_DEFAULTS } from "./command.ts";

@@ -146,7 +146,7 @@ export const MAX_DATA_PAYLOAD = 1024 * 1024;
 /** Largest path in an offer, in UTF-8 bytes. */
 export const MAX_PATH_BYTES = 4096;
 /** Largest payload of any frame other than Data, in bytes. */
-export const MAX_CONTROL_PAYLOAD = 2 * MAX_PATH_BYTES + 64;
+export const MAX_CONTROL_PAYLOAD: number = 2 * MAX_PATH_BYTES + 64;
 /** Ping interval while hashing a partial file's prefix, in ms (well under the idle deadlines). */
 export const KEEPALIVE_INTERVAL_MS = 10_000;
 /** Length of a SHA-256 digest. */
