@@ -4,8 +4,9 @@
  * `sync FILE` that gives it the durability sockit has when it confirms). Variants:
  * sockit verified with fsync, `--no-verify`, `--no-sync`, both; against
  * `nc -l 127.0.0.1 P > file` / `nc -N 127.0.0.1 P < file` with and without `sync file`
- * (netcat-openbsd). Variants run interleaved, median of 3 each. The file is generated into a
- * temp folder and deleted afterwards.
+ * (netcat-openbsd). Each variant: one discarded warm-up run, then the median of 3. The file is
+ * generated into a temp folder and deleted afterwards. CPU seconds (user + system, both ends)
+ * come from /usr/bin/time where it exists.
  *
  * @module
  */
@@ -16,7 +17,6 @@ import { writeAll } from "../lib/net/write_all.ts";
 
 const FILE_SIZE = 1024 * 1024 * 1024;
 const RUNS = 3;
-const SETTLE_MS = 2000;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 async function randomFile(path: string, size: number): Promise<void> {
@@ -49,12 +49,13 @@ async function sh(script: string): Promise<void> {
 
 /**
  * Before each run: flush what earlier runs left (the disk is mounted with `discard`, so the
- * deleted 1 GiB files of earlier runs are trimmed at the next journal commit) and let the
- * kernel's background work finish, so that no run pays for the one before it.
+ * deleted 1 GiB files of earlier runs are trimmed at the next journal commit), so that no run
+ * pays for the one before it. No idle pause: on the development VM an idle gap of a second or
+ * more made the next run's receiver spend ~1-1.5 s more system time allocating page cache (the
+ * VM hands free memory back to its host), whatever the tool.
  */
 async function settle(): Promise<void> {
   await sh("sync");
-  await new Promise((r) => setTimeout(r, SETTLE_MS));
 }
 
 /** Waits until something listens on 127.0.0.1:`port`, reading /proc (nc -l takes one connection, so no probe). */
@@ -221,11 +222,14 @@ async function transferBench(): Promise<BenchRow[]> {
         ? { ncSync: () => ncOnce(src, dir, true), ncRaw: () => ncOnce(src, dir, false) }
         : {}),
     };
+    // Each variant runs as a block: one discarded warm-up, then RUNS measured runs. Interleaving
+    // was tried first, but on the development VM a run right after an nc run paid 1-1.5 s of
+    // extra system time in its receiver (page cache handed back by nc's deleted, never-synced
+    // output), which says more about the VM than about the tools.
     const times: Record<string, Timing[]> = {};
-    for (let i = 0; i < RUNS; i++) {
-      for (const [name, fn] of Object.entries(variants)) {
-        (times[name] ??= []).push(await fn());
-      }
+    for (const [name, fn] of Object.entries(variants)) {
+      await fn();
+      for (let i = 0; i < RUNS; i++) (times[name] ??= []).push(await fn());
     }
     const wall = (name: string) => times[name] ? median(times[name].map((t) => t.wall)) : undefined;
     const cpu = (name: string) => {
