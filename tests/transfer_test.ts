@@ -342,3 +342,26 @@ Deno.test("a receiver killed mid-transfer leaves a partial file that a new recei
     await Deno.readFile(`${t.src}/big.bin`),
   );
 });
+
+Deno.test("send and recv work over IPv6 loopback, and a PATH that is a symlink is followed", async () => {
+  await using t = await tempBase();
+  const data = pseudoRandomBytes(70_000, 12);
+  await Deno.writeFile(`${t.src}/real.bin`, data);
+  await Deno.symlink(`${t.src}/real.bin`, `${t.src}/alias.bin`);
+  await using recv = await startSockit([
+    "recv",
+    "--host",
+    "::1",
+    "--port",
+    "0",
+    "--dir",
+    t.out,
+    "--once",
+  ]);
+  assert.equal(recv.hostname, "::1");
+  const run = await runSockit(["send", `[::1]:${recv.port}`, `${t.src}/alias.bin`]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await exitOf(recv), 0);
+  assert.deepEqual(await listTree(t.out), ["alias.bin (70000)"]);
+  assert.deepEqual(await Deno.readFile(`${t.out}/alias.bin`), data);
+});
