@@ -20,7 +20,13 @@ import { serve, waitForShutdownSignal } from "../net/server.ts";
 import { ControlFrame, encodeFrame } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
 import { parseProxyUrl, socks5Connect } from "../socks5/client.ts";
-import { BarReporter, JsonReporter, LineReporter, type SendReporter } from "./progress.ts";
+import {
+  BarReporter,
+  JsonReporter,
+  LineReporter,
+  type SendReporter,
+  StatusLine,
+} from "./progress.ts";
 import { encodeText } from "./protocol.ts";
 import { RECEIVE_DEFAULTS, receiveSession, type ReceiveSummary } from "./receiver.ts";
 import { sendEntries } from "./sender.ts";
@@ -164,9 +170,13 @@ Example:
         `Cannot use --dir '${dirText}': ${error instanceof Error ? error.message : error}`,
       );
     }
+    const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
+      ? new StatusLine()
+      : undefined;
     const log = new Logger("recv", {
       quiet: flag(values, "quiet"),
       verbose: flag(values, "verbose"),
+      sink: status?.sink,
     });
     const once = flag(values, "once");
     const inUse = new Set<string>();
@@ -183,6 +193,7 @@ Example:
         maxFileSize,
         logger: log,
         inUse,
+        progress: status,
       });
       if (summary.started) firstDone(summary);
     }, {

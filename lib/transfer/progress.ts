@@ -318,3 +318,116 @@ export class BarReporter implements SendReporter {
     this.#lines.summary(summary);
   }
 }
+
+/** Receives the receiver's per-file progress (several files at once with concurrent senders). */
+export interface ReceiveProgress {
+  /** A file's data starts at `offset`; `key` identifies it until {@linkcode fileEnd}. */
+  fileStart(key: string, path: string, size: number, offset: number): void;
+  /** `bytes` more of the file arrived. */
+  progress(key: string, bytes: number): void;
+  /** The file is done (stored, failed or cut off). */
+  fileEnd(key: string): void;
+}
+
+interface ActiveFile {
+  path: string;
+  size: number;
+  done: number;
+  from: number;
+  started: number;
+}
+
+/**
+ * The receiver's status line on a terminal: each file being received with its percentage,
+ * rate and ETA, redrawn at most every {@linkcode REDRAW_INTERVAL_MS}. Log lines go through
+ * {@linkcode StatusLine.sink}, which clears the status line first and redraws it after.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { Logger } from "../log.ts";
+ * import { StatusLine } from "./progress.ts";
+ * const status = new StatusLine();
+ * const log = new Logger("recv", { sink: status.sink });
+ * ```
+ */
+export class StatusLine implements ReceiveProgress {
+  #out: { writeSync(p: Uint8Array): number };
+  #encoder = new TextEncoder();
+  #active = new Map<string, ActiveFile>();
+  #shown = false;
+  #lastDraw = 0;
+
+  /** Draws on `out` (stderr). */
+  constructor(out: { writeSync(p: Uint8Array): number } = Deno.stderr) {
+    this.#out = out;
+  }
+
+  /** A sink for a {@linkcode Logger}: log lines appear above the status line. */
+  readonly sink: { writeSync(p: Uint8Array): number } = {
+    writeSync: (p: Uint8Array) => {
+      this.#clear();
+      this.#writeBytes(p);
+      this.#draw(true);
+      return p.length;
+    },
+  };
+
+  #writeBytes(data: Uint8Array): void {
+    let off = 0;
+    while (off < data.length) off += this.#out.writeSync(data.subarray(off));
+  }
+
+  #clear(): void {
+    if (this.#shown) this.#writeBytes(this.#encoder.encode("\r\x1b[K"));
+    this.#shown = false;
+  }
+
+  #draw(force = false): void {
+    const now = performance.now();
+    if (!force && now - this.#lastDraw < REDRAW_INTERVAL_MS) return;
+    this.#lastDraw = now;
+    if (this.#active.size === 0) {
+      this.#clear();
+      return;
+    }
+    const parts = [...this.#active.values()].slice(0, 2).map((f) => {
+      const seconds = (now - f.started) / 1000;
+      const rate = seconds > 0 ? (f.done - f.from) / seconds : 0;
+      const eta = rate > 0 ? (f.size - f.done) / rate : Infinity;
+      const pct = f.size > 0 ? Math.floor((f.done / f.size) * 100) : 100;
+      return `${f.path} ${pct}% of ${formatBytes(f.size)} ${formatRate(rate)} ETA ${
+        formatDuration(eta)
+      }`;
+    });
+    const more = this.#active.size > 2 ? ` (+${this.#active.size - 2} more)` : "";
+    let line = `receiving ${parts.join(" | ")}${more}`;
+    let columns = 100;
+    try {
+      const size = Deno.consoleSize().columns;
+      if (size >= 40) columns = size;
+    } catch {
+      // Not a console: keep the default width.
+    }
+    if (line.length > columns - 1) line = line.slice(0, columns - 1);
+    this.#writeBytes(this.#encoder.encode(`\r${line}\x1b[K`));
+    this.#shown = true;
+  }
+
+  /** Adds a file to the line. */
+  fileStart(key: string, path: string, size: number, offset: number): void {
+    this.#active.set(key, { path, size, done: offset, from: offset, started: performance.now() });
+    this.#draw(true);
+  }
+
+  /** Counts bytes and redraws when due. */
+  progress(key: string, bytes: number): void {
+    const f = this.#active.get(key);
+    if (f) f.done += bytes;
+    this.#draw();
+  }
+
+  /** Removes a file from the line. */
+  fileEnd(key: string): void {
+    if (this.#active.delete(key)) this.#draw(true);
+  }
+}

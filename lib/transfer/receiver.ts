@@ -30,6 +30,7 @@ import {
 } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
+import type { ReceiveProgress } from "./progress.ts";
 import { formatBytes, formatDuration, formatRate } from "./human.ts";
 import {
   allocateChunk,
@@ -116,6 +117,8 @@ export interface ReceiveOptions {
   inUse?: Set<string>;
   /** Hash on a worker thread: by size and core count, always, or never. @default {"auto"} */
   hashWorker?: HashWorkerMode;
+  /** Per-file progress (the status line on a terminal). @default {none} */
+  progress?: ReceiveProgress;
 }
 
 /** What one session did. */
@@ -216,6 +219,7 @@ class ReceiveSession {
   #inUse: Set<string>;
   #buffers: Uint8Array[] | null = null;
   #hashWorker: HashWorkerMode;
+  #progress: ReceiveProgress | undefined;
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
@@ -232,6 +236,7 @@ class ReceiveSession {
       maxFileSize: options.maxFileSize ?? RECEIVE_DEFAULTS.maxFileSize,
     };
     this.#hashWorker = options.hashWorker ?? "auto";
+    this.#progress = options.progress;
     this.#log = options.logger;
     this.#inUse = options.inUse ?? new Set();
     this.#peer = peer;
@@ -514,12 +519,19 @@ class ReceiveSession {
       if (start !== offset || (await file.stat()).size !== start) await file.truncate(start);
       await file.seek(start, Deno.SeekMode.Start);
 
-      const outcome = await this.#receiveData(
-        offer,
-        file,
-        offer.size - start,
-        offer.verify ? hasher : null,
-      );
+      this.#progress?.fileStart(partial, offer.path, offer.size, start);
+      let outcome;
+      try {
+        outcome = await this.#receiveData(
+          offer,
+          file,
+          offer.size - start,
+          offer.verify ? hasher : null,
+          partial,
+        );
+      } finally {
+        this.#progress?.fileEnd(partial);
+      }
       if (outcome.aborted !== undefined) {
         this.summary.failed++;
         this.#log?.warn(
@@ -635,6 +647,7 @@ class ReceiveSession {
     file: Deno.FsFile,
     expected: number,
     hasher: ChunkHasher | null,
+    key: string,
   ): Promise<{ received: number; digest?: Uint8Array; aborted?: string; writeError?: string }> {
     const ring = this.#ring;
     const busy: Promise<unknown>[] = ring.map(() => Promise.resolve());
@@ -678,6 +691,7 @@ class ReceiveSession {
           }
           received += header.length;
           this.summary.bytes += header.length;
+          this.#progress?.progress(key, header.length);
           writing = writing.then(async () => {
             if (writeError !== undefined) return;
             try {
