@@ -1,8 +1,8 @@
 /**
  * The sending side of a transfer session: hello, then for each entry an offer, the
  * receiver's answer, and for files the data in {@linkcode MAX_DATA_PAYLOAD} frames followed by
- * the SHA-256, then the receiver's confirmation. Reading the next chunk from disk (and
- * hashing it) overlaps with writing the previous one to the socket; both buffers are reused.
+ * the SHA-256, then the receiver's confirmation. A ring of reused chunk buffers lets the disk
+ * read of one chunk overlap with the socket write (and the hash) of the previous ones.
  *
  * On resume the receiver offers its partial length and the SHA-256 of that prefix; the
  * sender hashes its own prefix and sends only the rest when they match (from zero when the
