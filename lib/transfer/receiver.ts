@@ -89,6 +89,12 @@ export const RECEIVE_DEFAULTS = {
 } as const;
 
 /**
+ * Files needing less than this (1 MiB) skip the free-space check: a full disk then shows up
+ * as a write error (answered with Failed), and small files in a tree save a `statfs` each.
+ */
+export const FREE_SPACE_CHECK_MIN_BYTES = 1024 * 1024;
+
+/**
  * While receiving a file with sync on, start a background fdatasync every this many bytes
  * (64 MiB), so that the final fsync before the confirmation has little left to write.
  */
@@ -218,6 +224,7 @@ class ReceiveSession {
   #log: Logger | undefined;
   #inUse: Set<string>;
   #buffers: Uint8Array[] | null = null;
+  #knownDirs = new Set<string>();
   #hashWorker: HashWorkerMode;
   #progress: ReceiveProgress | undefined;
   #inline = new InlineHasher();
@@ -342,7 +349,10 @@ class ReceiveSession {
   }
 
   async #makeDir(offer: Offer, components: string[]): Promise<string> {
-    const where = await resolveInside(this.#opts.dir, components, { createParents: true });
+    const where = await resolveInside(this.#opts.dir, components, {
+      createParents: true,
+      knownDirs: this.#knownDirs,
+    });
     if (where.existing === null) {
       await Deno.mkdir(where.path, { mode: (offer.mode & 0o777) | 0o700 });
     } else if (!where.existing.isDirectory || where.existing.isSymlink) {
@@ -353,7 +363,10 @@ class ReceiveSession {
 
   async #makeLink(offer: Offer, components: string[]): Promise<string> {
     checkLinkTarget(offer.path, offer.target);
-    const where = await resolveInside(this.#opts.dir, components, { createParents: true });
+    const where = await resolveInside(this.#opts.dir, components, {
+      createParents: true,
+      knownDirs: this.#knownDirs,
+    });
     let name = where.name;
     if (where.existing !== null) {
       if (this.#opts.overwrite && !where.existing.isDirectory) {
@@ -392,7 +405,10 @@ class ReceiveSession {
           `${formatBytes(offer.size)} exceeds ${formatBytes(max)}`,
         );
       }
-      where = await resolveInside(this.#opts.dir, components, { createParents: true });
+      where = await resolveInside(this.#opts.dir, components, {
+        createParents: true,
+        knownDirs: this.#knownDirs,
+      });
       name = await this.#finalName(offer, where);
     } catch (error) {
       const refusal = this.#toRefusal(error);
@@ -419,7 +435,7 @@ class ReceiveSession {
     offer: Offer,
     partial: string,
     hasher: ChunkHasher,
-  ): Promise<{ file: Deno.FsFile; offset: number }> {
+  ): Promise<{ file: Deno.FsFile; offset: number; created: boolean }> {
     let info = await lstatOrNull(partial);
     if (info !== null && !info.isFile) {
       // Something else took the partial name (a link, a folder): never write through it.
@@ -434,7 +450,7 @@ class ReceiveSession {
         createNew: true,
         mode: 0o600,
       });
-      return { file, offset: 0 };
+      return { file, offset: 0, created: true };
     }
     const file = await Deno.open(partial, { read: true, write: true });
     try {
@@ -448,7 +464,7 @@ class ReceiveSession {
           () => this.#send(ControlFrame.Ping),
         );
       }
-      return { file, offset };
+      return { file, offset, created: false };
     } catch (error) {
       file.close();
       throw error;
@@ -463,7 +479,7 @@ class ReceiveSession {
     partial: string,
   ): Promise<void> {
     const started = performance.now();
-    let opened: { file: Deno.FsFile; offset: number };
+    let opened: { file: Deno.FsFile; offset: number; created: boolean };
     const hasher = await this.#hasherFor(offer.size);
     try {
       opened = await this.#openPartial(offer, partial, hasher);
@@ -481,7 +497,7 @@ class ReceiveSession {
     try {
       const { offset } = opened;
       const need = offer.size - offset;
-      const free = need > 0 ? await freeSpace(dir) : null;
+      const free = need >= FREE_SPACE_CHECK_MIN_BYTES ? await freeSpace(dir) : null;
       if (free !== null && free < need) {
         const refusal = new Refusal(
           Reason.NoSpace,
@@ -516,7 +532,8 @@ class ReceiveSession {
       if (start === 0 && offset > 0) await hasher.reset();
       // Truncating only when needed: on ext4 a truncate makes close() start writeback of
       // the whole file (auto_da_alloc), which --no-sync is meant to avoid.
-      if (start !== offset || (await file.stat()).size !== start) await file.truncate(start);
+      const truncate = start !== offset || (!opened.created && (await file.stat()).size !== start);
+      if (truncate) await file.truncate(start);
       await file.seek(start, Deno.SeekMode.Start);
 
       this.#progress?.fileStart(partial, offer.path, offer.size, start);

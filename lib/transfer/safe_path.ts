@@ -108,6 +108,21 @@ export function checkLinkTarget(linkPath: string, target: string): string {
   return resolved;
 }
 
+/** Options for {@linkcode resolveInside}. */
+export interface ResolveOptions {
+  /** Create missing parent folders (one at a time, each a real folder). @default {false} */
+  createParents?: boolean;
+  /** Mode of created folders. @default {0o755} */
+  dirMode?: number;
+  /**
+   * Folders already checked (or created) as real folders under root by this caller; they are
+   * not checked again, and the ones checked now are added. A receiving session keeps one set,
+   * so a tree of many small files costs one `lstat` per folder, not per file. (A sender cannot
+   * turn a folder into a symlink: a symlink offer never replaces a folder.)
+   */
+  knownDirs?: Set<string>;
+}
+
 /** Where an accepted path lands. */
 export interface ResolvedPath {
   /** Absolute final path. */
@@ -144,12 +159,16 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
 export async function resolveInside(
   root: string,
   components: string[],
-  options: { createParents?: boolean; dirMode?: number } = {},
+  options: ResolveOptions = {},
 ): Promise<ResolvedPath> {
   let dir = root;
   const rel = components.join("/");
   for (let i = 0; i < components.length - 1; i++) {
     const next = `${dir}/${components[i]}`;
+    if (options.knownDirs?.has(next)) {
+      dir = next;
+      continue;
+    }
     let info = await lstatOrNull(next);
     if (info === null && options.createParents) {
       try {
@@ -174,6 +193,7 @@ export async function resolveInside(
         `Cannot place '${rel}': '${components.slice(0, i + 1).join("/")}' is not a folder`,
       );
     }
+    options.knownDirs?.add(next);
     dir = next;
   }
   const name = components[components.length - 1];
