@@ -362,6 +362,7 @@ Deno.test("recv refuses a second sender writing the same name, too-large files a
   assert.equal(huge.type, TransferFrame.Reject);
   assert.equal(reasonOf(huge), Reason.NoSpace);
   assert.match(decodeRefusal(huge.payload).message, /needs 4096 TiB|needs \d/);
+  assert.deepEqual(await listNames(g.out), []);
 });
 
 Deno.test("a version mismatch is a clear error on both sides", async () => {

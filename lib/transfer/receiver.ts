@@ -505,6 +505,10 @@ class ReceiveSession {
         );
         await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
         this.#refused(offer, refusal, false);
+        if (opened.created) {
+          closeFile();
+          await Deno.remove(partial).catch(() => {});
+        }
         return;
       }
       const prefixHash = offset > 0 ? await hasher.peek() : new Uint8Array(SHA256_BYTES);
