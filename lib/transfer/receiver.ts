@@ -503,12 +503,12 @@ class ReceiveSession {
           Reason.NoSpace,
           `needs ${formatBytes(need)}, ${formatBytes(free)} free`,
         );
-        await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
-        this.#refused(offer, refusal, false);
         if (opened.created) {
           closeFile();
           await Deno.remove(partial).catch(() => {});
         }
+        await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+        this.#refused(offer, refusal, false);
         return;
       }
       const prefixHash = offset > 0 ? await hasher.peek() : new Uint8Array(SHA256_BYTES);
