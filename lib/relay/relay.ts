@@ -8,7 +8,7 @@
 
 import { formatAddress } from "../net/address.ts";
 import { withTimeout } from "../net/deadline.ts";
-import { LimitError, ProtocolError } from "../net/errors.ts";
+import { ProtocolError } from "../net/errors.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
 import { type CloseInfo, Session } from "../net/session.ts";
