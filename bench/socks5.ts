@@ -25,6 +25,7 @@ import {
 } from "./_harness.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 import { socks5Connect, type Socks5Proxy } from "../lib/socks5/client.ts";
+import { startEchoServer } from "../tests/_helpers.ts";
 
 const TOTAL_BYTES = 1024 * 1024 * 1024;
 const THROUGHPUT_RUNS = 3;
@@ -111,36 +112,6 @@ const DANTE: Contender = {
     };
   },
 };
-
-/** A TCP echo server with reused buffers. */
-function startEcho() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(4096);
-        let n;
-        while ((n = await conn.read(buf)) !== null) await writeAll(conn, buf.subarray(0, n));
-      })().catch(() => {}).finally(() => {
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch {
-          // Closed.
-        }
-      });
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    close() {
-      listener.close();
-      for (const c of conns) c.close();
-    },
-  };
-}
 
 /** Connects to the sink directly or through `proxy`, pushes 1 GiB, resolves MiB/s. */
 async function push(
@@ -270,8 +241,8 @@ interface Figures {
 }
 
 async function measure(c: Contender, sink: ReturnType<typeof startSink>): Promise<Figures> {
-  const echo = startEcho();
-  try {
+  await using echo = startEchoServer();
+  {
     const port = freePort();
     await using proxy = await c.start(port);
     console.error(`bench: socks5 ${c.name}: memory per idle tunnel...`);
@@ -283,8 +254,6 @@ async function measure(c: Contender, sink: ReturnType<typeof startSink>): Promis
     console.error(`bench: socks5 ${c.name}: throughput...`);
     const mibPerSecond = await throughput(port, sink);
     return { mibPerSecond, sessionsPerSecond: sps, kbPerTunnel };
-  } finally {
-    echo.close();
   }
 }
 
