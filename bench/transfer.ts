@@ -273,5 +273,149 @@ async function transferBench(): Promise<BenchRow[]> {
   }
 }
 
-/** The transfer scenarios. */
-export const scenarios: Scenario[] = [{ name: "transfer", run: transferBench }];
+/** Small-files scenario: how many files, in how many folders, of how many bytes each. */
+const SMALL_FILES = 2000;
+const SMALL_FOLDERS = 20;
+const SMALL_FILE_SIZE = 1024;
+const SMALL_RUNS = 5;
+
+/** Writes SMALL_FILES files of SMALL_FILE_SIZE random bytes spread over SMALL_FOLDERS folders. */
+async function smallTree(root: string): Promise<void> {
+  const bytes = new Uint8Array(SMALL_FILE_SIZE);
+  for (let d = 0; d < SMALL_FOLDERS; d++) {
+    const dir = `${root}/d${String(d).padStart(2, "0")}`;
+    await Deno.mkdir(dir, { recursive: true });
+    for (let f = 0; f < SMALL_FILES / SMALL_FOLDERS; f++) {
+      crypto.getRandomValues(bytes);
+      await Deno.writeFile(`${dir}/f${String(f).padStart(3, "0")}.bin`, bytes);
+    }
+  }
+}
+
+/** Counts the files under `root` and checks each has SMALL_FILE_SIZE bytes, then deletes it. */
+async function checkSmallTree(root: string): Promise<void> {
+  let files = 0;
+  for await (const d of Deno.readDir(root)) {
+    for await (const f of Deno.readDir(`${root}/${d.name}`)) {
+      const size = (await Deno.stat(`${root}/${d.name}/${f.name}`)).size;
+      if (size !== SMALL_FILE_SIZE || !f.isFile) throw new Error(`${f.name}: ${size} bytes`);
+      files++;
+    }
+  }
+  if (files !== SMALL_FILES) throw new Error(`${root}: ${files} files, expected ${SMALL_FILES}`);
+  await Deno.remove(root, { recursive: true });
+}
+
+/** One sockit send of the tree into a fresh `recv --once`; wall time to the sender's exit. */
+async function sockitTreeOnce(src: string, dir: string, recvFlags: string[]): Promise<number> {
+  await settle();
+  const port = freePort();
+  const recv = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "recv", "--port", String(port), "--dir", dir, "--once", "-q"]
+      .concat(recvFlags),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    await waitForListen(port);
+    const start = performance.now();
+    await run(Deno.execPath(), ["run", "-A", MAIN, "send", `127.0.0.1:${port}`, src, "-q"]);
+    const wall = (performance.now() - start) / 1000;
+    const out = await withTimeout(recv.output(), 60_000, "recv to exit");
+    if (out.code !== 0) {
+      throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    await checkSmallTree(`${dir}/${src.split("/").pop()}`);
+    return wall;
+  } finally {
+    try {
+      recv.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+  }
+}
+
+/**
+ * `tar -cf - TREE | nc -N` into `nc -l | tar -xf -`; wall time from starting the sender to the
+ * receiving tar's exit, plus a `sync` when asked (sockit's durability when it confirms).
+ */
+async function tarOnce(src: string, dir: string, sync: boolean): Promise<number> {
+  await settle();
+  const port = freePort();
+  const listener = new Deno.Command("sh", {
+    args: ["-c", `nc -l 127.0.0.1 ${port} | tar -xf - -C '${dir}'`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitForListen(port);
+    const start = performance.now();
+    const parent = src.slice(0, src.lastIndexOf("/"));
+    const name = src.split("/").pop()!;
+    await sh(`tar -cf - -C '${parent}' '${name}' | nc -N 127.0.0.1 ${port}`);
+    const status = await withTimeout(listener.status, 60_000, "nc -l | tar -x to exit");
+    if (!status.success) throw new Error(`nc -l | tar -x exited ${status.code}`);
+    if (sync) await sh("sync");
+    const wall = (performance.now() - start) / 1000;
+    await checkSmallTree(`${dir}/${name}`);
+    return wall;
+  } finally {
+    try {
+      listener.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await listener.status;
+  }
+}
+
+async function smallFilesBench(): Promise<BenchRow[]> {
+  const base = await Deno.makeTempDir({ prefix: "sockit-bench-small-" });
+  try {
+    const src = `${base}/tree`;
+    const dir = `${base}/out`;
+    await Deno.mkdir(dir);
+    await smallTree(src);
+    const hasNc = peerAvailable("nc") && peerAvailable("tar");
+    const variants: Record<string, () => Promise<number>> = {
+      synced: () => sockitTreeOnce(src, dir, []),
+      noSync: () => sockitTreeOnce(src, dir, ["--no-sync"]),
+      ...(hasNc
+        ? { tarSync: () => tarOnce(src, dir, true), tarRaw: () => tarOnce(src, dir, false) }
+        : {}),
+    };
+    const times: Record<string, number[]> = {};
+    for (const [name, fn] of Object.entries(variants)) {
+      await fn();
+      for (let i = 0; i < SMALL_RUNS; i++) (times[name] ??= []).push(await fn());
+    }
+    const all = (name: string) => times[name]?.map((t) => t.toFixed(2)).join("/") ?? "-";
+    const row = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({
+      scenario,
+      unit: "s",
+      sockit: median(times[name]),
+      peerName,
+      peer: times[peer] ? median(times[peer]) : undefined,
+      higherIsBetter: false,
+      note: `runs ${all(name)} vs ${all(peer)}`,
+    });
+    return [
+      row("2,000 x 1 KiB in 20 folders: fsync", "synced", "tar|nc + sync", "tarSync"),
+      row("2,000 x 1 KiB in 20 folders: --no-sync", "noSync", "tar|nc (raw)", "tarRaw"),
+    ];
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+}
+
+/**
+ * The transfer scenarios: `transfer` (1 GiB file) and `transfer-small` (2,000 files of 1 KiB in
+ * 20 folders, against `tar | nc`; median of 5 after a warm-up).
+ */
+export const scenarios: Scenario[] = [
+  { name: "transfer", run: transferBench },
+  { name: "transfer-small", run: smallFilesBench },
+];
