@@ -25,6 +25,7 @@ import {
   type EntryKindValue,
   Reason,
   TRANSFER_PROTOCOL,
+  TRANSFER_VERSION,
   TransferFrame,
 } from "../lib/transfer/protocol.ts";
 import { EVENT_TIMEOUT_MS, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
@@ -48,8 +49,12 @@ class RawSender implements AsyncDisposable {
   ): Promise<RawSender> {
     const s = new RawSender(await Deno.connect({ hostname: "127.0.0.1", port }));
     if (options.hello !== false) {
-      await s.send(encodeHello(TRANSFER_PROTOCOL, options.version ?? 1));
-      await withTimeout(readHello(s.reader, TRANSFER_PROTOCOL, 1), EVENT_TIMEOUT_MS, "hello");
+      await s.send(encodeHello(TRANSFER_PROTOCOL, options.version ?? TRANSFER_VERSION));
+      await withTimeout(
+        readHello(s.reader, TRANSFER_PROTOCOL, TRANSFER_VERSION),
+        EVENT_TIMEOUT_MS,
+        "hello",
+      );
     }
     return s;
   }
@@ -332,7 +337,7 @@ Deno.test("recv closes only the connection that breaks the protocol and keeps se
     // Not a sockit peer at all.
     await using s = await RawSender.connect(f.recv.port, { hello: false });
     await s.send(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    await readHello(s.reader, TRANSFER_PROTOCOL, 1);
+    await readHello(s.reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
     const answer = await s.reply();
     assert.equal(answer?.type, ControlFrame.Error);
     assert.match(new TextDecoder().decode(answer!.payload), /not a sockit peer/);
@@ -367,27 +372,27 @@ Deno.test("recv refuses a second sender writing the same name, too-large files a
 
 Deno.test("a version mismatch is a clear error on both sides", async () => {
   await using f = await fixture();
-  // A sender speaking v2 against a v1 receiver.
+  // A v1 sender (before pipelining) against this v2 receiver.
   await using s = await RawSender.connect(f.recv.port, { hello: false });
-  await s.send(encodeHello(TRANSFER_PROTOCOL, 2));
+  await s.send(encodeHello(TRANSFER_PROTOCOL, 1));
   const theirHello = await s.reply();
   assert.equal(theirHello?.type, ControlFrame.Hello);
-  assert.equal(theirHello!.payload[6], 1);
+  assert.equal(theirHello!.payload[6], TRANSFER_VERSION);
   const error = await s.reply();
   assert.equal(error?.type, ControlFrame.Error);
   assert.match(
     new TextDecoder().decode(error!.payload),
-    /peer speaks transfer v2, this side speaks transfer v1/,
+    /peer speaks transfer v1, this side speaks transfer v2/,
   );
-  await f.recv.waitForStderr(/peer speaks transfer v2, this side speaks transfer v1/);
+  await f.recv.waitForStderr(/peer speaks transfer v1, this side speaks transfer v2/);
 
-  // `sockit send` against a v2 receiver.
+  // `sockit send` against a v1 receiver.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const fake = (async () => {
     const conn = await listener.accept();
-    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, 2));
+    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, 1));
     const reader = new BufferedReader(conn);
-    await assert.rejects(readHello(reader, TRANSFER_PROTOCOL, 2), VersionMismatchError);
+    await assert.rejects(readHello(reader, TRANSFER_PROTOCOL, 1), VersionMismatchError);
     conn.close();
   })();
   const file = `${f.base}/v.txt`;
@@ -396,7 +401,7 @@ Deno.test("a version mismatch is a clear error on both sides", async () => {
   await fake;
   listener.close();
   assert.equal(run.code, 1);
-  assert.match(run.stderr, /peer speaks transfer v2, this side speaks transfer v1/);
+  assert.match(run.stderr, /peer speaks transfer v1, this side speaks transfer v2/);
 });
 
 Deno.test("an aborted file keeps its partial data and the session goes on", async () => {

@@ -9,6 +9,7 @@ import type { EntryResult } from "../lib/transfer/progress.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
+import { TRANSFER_VERSION } from "../lib/transfer/protocol.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 
@@ -83,8 +84,8 @@ Deno.test("the receiver closes a sender that goes silent after its hello", async
     })();
     const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     const reader = new BufferedReader(client);
-    await writeAll(client, encodeHello("transfer", 1));
-    await readHello(reader, "transfer", 1);
+    await writeAll(client, encodeHello("transfer", TRANSFER_VERSION));
+    await readHello(reader, "transfer", TRANSFER_VERSION);
     // Now say nothing: the receiver gives up, tells why, and closes.
     const summary = await withTimeout(session, 5000, "the idle deadline");
     assert.equal(summary.ok, false);

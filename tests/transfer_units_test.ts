@@ -118,10 +118,18 @@ Deno.test("offer, accept and refusal payloads round-trip and bad offers are refu
     mode: 0o777,
     mtimeMs: 1_700_000_000_123,
     verify: false,
+    inline: false,
     target: "../x",
   } as const;
   assert.deepEqual(decodeOffer(encodeOffer(offer)), offer);
-  const big = { ...offer, kind: EntryKind.File, size: 2 ** 40 + 3, verify: true, target: "" };
+  const big = {
+    ...offer,
+    kind: EntryKind.File,
+    size: 2 ** 40 + 3,
+    verify: true,
+    inline: true,
+    target: "",
+  };
   assert.deepEqual(decodeOffer(encodeOffer(big)), big);
   const hash = new Uint8Array(32).fill(9);
   assert.deepEqual(decodeAccept(encodeAccept({ offset: 12345, prefixHash: hash })), {

@@ -1,5 +1,5 @@
 /**
- * The transfer wire protocol, version 1: frame types, their payloads, reason codes and limits.
+ * The transfer wire protocol, version 2: frame types, their payloads, reason codes and limits.
  *
  * Every message is a frame of the shared codec (`lib/net/frame.ts`):
  * `type: u8 | length: u32 BE | payload`. All integers are big-endian; `u64` values are
@@ -7,24 +7,60 @@
  *
  * ## Session
  *
- * The sender connects; both sides write {@linkcode encodeHello}`("transfer", 1)` and read the
- * peer's; a peer speaking another protocol or version gets a clear error on both sides. Then
- * the sender offers entries one at a time and waits for each answer:
+ * The sender connects; both sides write {@linkcode encodeHello}`("transfer", 2)` and read the
+ * peer's; a peer speaking another protocol or version (v1 included) gets a clear error on both
+ * sides. Then the sender offers entries. There are two kinds of entry:
+ *
+ * - A **pipelined entry** is a folder, a symlink, or a file of at most
+ *   {@linkcode MAX_INLINE_FILE_BYTES} whose Offer carries the Inline flag. Its frames are sent
+ *   without waiting for any answer, and it gets exactly **one** answer.
+ * - A **streamed file** (larger, or a file whose size changed since the walk) is offered without
+ *   the Inline flag and goes through Accept and Start as below, so it can resume.
  *
  * ```text
  * sender                                   receiver
- * Offer(file)                      ->
+ * Offer(file, Inline)              ->      (up to MAX_INLINE_FILE_BYTES)
+ * Data(bytes) ... Data(bytes)      ->      (exactly `size` bytes in all; none for 0 bytes)
+ * End(sha256 of the whole file)    ->      (checks size and hash, writes, fsyncs, renames)
+ *                                  <-      Confirm(stored name), Reject or Failed(reason)
+ * Offer(directory | symlink)       ->
+ *                                  <-      Confirm(stored name) or Reject(reason, message)
+ *
+ * Offer(file)                      ->      (a streamed file)
  *                                  <-      Accept(offset, sha256 of the partial prefix)
  *                                          or Reject(reason, message)
  * Start(offset)                    ->      (offset: the accepted one, or 0 to restart)
  * Data(bytes) ... Data(bytes)      ->      (written to `.NAME.sockit-partial`)
  * End(sha256 of the whole file)    ->      (checks size and hash, fsyncs, renames)
  *                                  <-      Confirm(stored name) or Failed(reason, message)
- * Offer(directory | symlink)       ->
- *                                  <-      Confirm(stored name) or Reject(reason, message)
  * Bye                              ->
  *                                  <-      Bye
  * ```
+ *
+ * ## Pipelining
+ *
+ * The receiver answers entries strictly in the order they were offered. The sender keeps up to
+ * {@linkcode PIPELINE_WINDOW_ENTRIES} pipelined entries (and at most
+ * {@linkcode PIPELINE_WINDOW_BYTES} of their file bytes) unanswered, sending the next one as
+ * soon as an answer frees room. Before offering a streamed file it waits until every earlier
+ * entry is answered, and it sends nothing more until that file's Confirm or Failed, so a
+ * streamed file never overlaps with anything. Bye is sent once every entry is answered.
+ *
+ * The answer to a pipelined file is Reject when the offer itself is refused (name, exists,
+ * busy, too large, no space); the receiver then reads and discards that entry's Data and End
+ * frames, writing nothing, and goes on with the next Offer. It is Failed when the data does
+ * not match (size, SHA-256) or cannot be stored; the final name is then never created. A
+ * refused entry therefore never shifts or corrupts the entries after it. An Inline offer of a
+ * folder, a symlink, or a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, or more data
+ * than offered, is a protocol error that ends the session. A pipelined file always starts at
+ * offset 0: a partial file left under its name is replaced.
+ *
+ * The receiver may hold the answers of consecutive pipelined entries and send them together
+ * (at most {@linkcode MAX_RECEIVER_BATCH} at a time): each file of the batch is written to its
+ * partial file and fsynced, then moved to its final name, then each folder of the batch is
+ * fsynced once, and only then are the batch's answers sent. It sends the held answers whenever
+ * it has no more bytes of the sender's at hand (before a read that could wait), and before
+ * handling a streamed file or Bye, so a sender waiting for answers always gets them.
  *
  * While a side hashes the prefix of a partial file before answering (the receiver before
  * Accept, the sender before Start), it sends a shared Ping frame every
@@ -59,8 +95,8 @@ import { ProtocolError } from "../net/errors.ts";
 
 /** Protocol name sent in the hello. */
 export const TRANSFER_PROTOCOL = "transfer";
-/** Protocol version sent in the hello. */
-export const TRANSFER_VERSION = 1;
+/** Protocol version sent in the hello (2: pipelined small files and folders). */
+export const TRANSFER_VERSION = 2;
 
 /** Frame types of the transfer protocol (shared control frames are 0x00 to 0x0f). */
 export const TransferFrame = {
@@ -101,6 +137,12 @@ export type EntryKindValue = typeof EntryKind[keyof typeof EntryKind];
 export const OfferFlag = {
   /** The sender will end the file with its SHA-256. */
   Verify: 0x01,
+  /**
+   * A pipelined file: Data and End follow the offer at once, without Accept or Start, and the
+   * one answer is Confirm, Reject or Failed. Only for files of at most
+   * {@linkcode MAX_INLINE_FILE_BYTES}.
+   */
+  Inline: 0x02,
 } as const;
 
 /** Why the receiver refused an offer or failed a file. */
@@ -143,6 +185,17 @@ export const REASON_NAMES: Readonly<Record<number, string>> = {
 
 /** Largest Data payload, in bytes (1 MiB); also the sender's chunk size. */
 export const MAX_DATA_PAYLOAD = 1024 * 1024;
+/** Largest file the sender may pipeline (Inline flag), in bytes (1 MiB). */
+export const MAX_INLINE_FILE_BYTES = 1024 * 1024;
+/** Most pipelined entries the sender leaves unanswered (64). */
+export const PIPELINE_WINDOW_ENTRIES = 64;
+/** Most file bytes of unanswered pipelined entries the sender has sent (8 MiB). */
+export const PIPELINE_WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * Most answers the receiver holds back before sending them (128): its bound on open partial
+ * files waiting for the batch's fsync, whatever the sender's window.
+ */
+export const MAX_RECEIVER_BATCH = 128;
 /** Largest path in an offer, in UTF-8 bytes. */
 export const MAX_PATH_BYTES = 4096;
 /** Largest payload of any frame other than Data, in bytes. */
@@ -166,6 +219,8 @@ export interface Offer {
   mtimeMs: number;
   /** Whether the file ends with a SHA-256 to check. */
   verify: boolean;
+  /** A pipelined file: data follows the offer without Accept and Start. @default {false} */
+  inline?: boolean;
   /** Link text of a symlink; empty otherwise. */
   target: string;
 }
@@ -231,7 +286,7 @@ export function encodeOffer(offer: Offer): Uint8Array {
   const out = new Uint8Array(26 + path.length + 2 + target.length);
   const view = new DataView(out.buffer);
   out[0] = offer.kind;
-  out[1] = offer.verify ? OfferFlag.Verify : 0;
+  out[1] = (offer.verify ? OfferFlag.Verify : 0) | (offer.inline ? OfferFlag.Inline : 0);
   view.setUint32(2, offer.mode >>> 0);
   setU64(view, 6, offer.size);
   setU64(view, 14, Math.max(0, Math.floor(offer.mtimeMs)));
@@ -262,6 +317,7 @@ export function decodeOffer(payload: Uint8Array): Offer {
   return {
     kind: kind as EntryKindValue,
     verify: (payload[1] & OfferFlag.Verify) !== 0,
+    inline: (payload[1] & OfferFlag.Inline) !== 0,
     mode: view.getUint32(2),
     size: getU64(view, 6, "offer size"),
     mtimeMs: getU64(view, 14, "offer mtime"),

@@ -14,9 +14,18 @@
  *
  * Reading the next Data frame from the socket overlaps with writing the previous one to disk.
  *
+ * Pipelined entries (protocol v2: folders, symlinks, and files offered with the Inline flag)
+ * are answered in batches: a pipelined file's data is read into memory (at most
+ * {@linkcode MAX_INLINE_FILE_BYTES}), checked, and written to its partial file with
+ * synchronous calls; its answer waits in the batch. When the sender's bytes at hand run out
+ * (or before a streamed file, Bye, or {@linkcode MAX_RECEIVER_BATCH} answers), the batch's
+ * files are fsynced together, moved to their final names, each folder is fsynced once, and
+ * the answers go out in offer order. A refused pipelined file's data is read and discarded.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { statfs } from "node:fs/promises";
 import { BufferedReader } from "../net/buffered_reader.ts";
 import { ProtocolError, UnexpectedEofError } from "../net/errors.ts";
@@ -55,6 +64,8 @@ import {
   KEEPALIVE_INTERVAL_MS,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
+  MAX_INLINE_FILE_BYTES,
+  MAX_RECEIVER_BATCH,
   type Offer,
   Reason,
   REASON_NAMES,
@@ -212,6 +223,34 @@ function relName(components: string[], name: string): string {
   return [...components.slice(0, -1), name].join("/");
 }
 
+/** A pipelined file written to its partial file, waiting for the batch's fsync and rename. */
+interface PendingFile {
+  offer: Offer;
+  components: string[];
+  dir: string;
+  name: string;
+  partial: string;
+  file: Deno.FsFile | null;
+  started: number;
+}
+
+/** One answer held back in a batch: ready, or due when its file is committed. */
+type BatchItem = { frame: Uint8Array } | { pending: PendingFile };
+
+/** Creates `partial` for writing (mode 0600), replacing whatever is under that name. */
+function createPartialSync(partial: string): Deno.FsFile {
+  const options = { write: true, createNew: true, mode: 0o600 } as const;
+  try {
+    return Deno.openSync(partial, options);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    // A partial file from an interrupted transfer (a pipelined file restarts from zero), or
+    // something else under the partial name: removed, never written through.
+    Deno.removeSync(partial);
+    return Deno.openSync(partial, options);
+  }
+}
+
 type SessionSettings = Required<
   Pick<ReceiveOptions, "dir" | "overwrite" | "rename" | "sync" | "maxFileSize">
 >;
@@ -230,6 +269,8 @@ class ReceiveSession {
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
+  #batch: BatchItem[] = [];
+  #inlineBuffer: Uint8Array | null = null;
   summary: ReceiveSummary;
 
   constructor(conn: Deno.Conn, reader: BufferedReader, options: ReceiveOptions, peer: string) {
@@ -272,9 +313,21 @@ class ReceiveSession {
     return await this.#worker;
   }
 
-  /** Stops the hash worker, if one was started. */
+  /** Stops the hash worker, if one was started; drops an unanswered batch (never confirmed). */
   async close(): Promise<void> {
+    for (const item of this.#batch) {
+      if ("pending" in item) {
+        item.pending.file?.close();
+        this.#inUse.delete(item.pending.partial);
+      }
+    }
+    this.#batch = [];
     if (this.#worker) (await this.#worker)[Symbol.dispose]();
+  }
+
+  /** Holds an answer in the batch. */
+  #answer(type: number, payload?: Uint8Array): void {
+    this.#batch.push({ frame: encodeFrame(type, payload) });
   }
 
   async #send(type: number, payload?: Uint8Array): Promise<void> {
@@ -283,11 +336,19 @@ class ReceiveSession {
 
   async run(): Promise<void> {
     while (true) {
+      // Answer before a read that could wait: the sender may be waiting for these.
+      if (
+        this.#batch.length > 0 &&
+        (this.#reader.buffered === 0 || this.#batch.length >= MAX_RECEIVER_BATCH)
+      ) {
+        await this.#flushBatch();
+      }
       const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
       if (frame === null) {
         throw new UnexpectedEofError("Sender closed the connection without Bye");
       }
       if (frame.type === ControlFrame.Bye) {
+        await this.#flushBatch();
         this.summary.complete = true;
         await this.#send(ControlFrame.Bye);
         return;
@@ -302,8 +363,21 @@ class ReceiveSession {
       }
       const offer = decodeOffer(frame.payload);
       this.summary.entries++;
-      if (offer.kind === EntryKind.File) await this.#file(offer);
-      else await this.#other(offer);
+      if (offer.inline) {
+        if (offer.kind !== EntryKind.File || offer.size > MAX_INLINE_FILE_BYTES) {
+          throw new ProtocolError(
+            `Cannot pipeline ${JSON.stringify(offer.path)}: only files of at most ${
+              formatBytes(MAX_INLINE_FILE_BYTES)
+            } can be offered inline`,
+          );
+        }
+        await this.#inlineFile(offer);
+      } else if (offer.kind === EntryKind.File) {
+        await this.#flushBatch();
+        await this.#file(offer);
+      } else {
+        await this.#other(offer);
+      }
     }
   }
 
@@ -336,16 +410,228 @@ class ReceiveSession {
       const stored = offer.kind === EntryKind.Directory
         ? await this.#makeDir(offer, components)
         : await this.#makeLink(offer, components);
-      await this.#send(TransferFrame.Confirm, encodeText(stored));
+      this.#answer(TransferFrame.Confirm, encodeText(stored));
       this.summary.confirmed++;
       this.#log?.debug(
         `created ${offer.kind === EntryKind.Directory ? "folder" : "link"} ${stored}`,
       );
     } catch (error) {
       const refusal = this.#toRefusal(error);
-      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      this.#answer(TransferFrame.Reject, encodeRefusal(refusal));
       this.#refused(offer, refusal, false);
     }
+  }
+
+  /**
+   * Reads a pipelined file's Data frames (exactly its offered size in all, into one reused
+   * buffer) and its End. Resolves the bytes and the sender's SHA-256 (null without Verify).
+   */
+  async #readInline(offer: Offer): Promise<{ data: Uint8Array; digest: Uint8Array | null }> {
+    this.#inlineBuffer ??= new Uint8Array(MAX_INLINE_FILE_BYTES);
+    const buf = this.#inlineBuffer;
+    let received = 0;
+    while (true) {
+      const header = await readFrameHeader(this.#reader, { maxPayload: MAX_DATA_PAYLOAD });
+      if (header === null) {
+        throw new UnexpectedEofError(
+          `Sender closed the connection after ${formatBytes(received)} of ${offer.path}`,
+        );
+      }
+      if (header.type === TransferFrame.Data) {
+        if (received + header.length > offer.size) {
+          throw new ProtocolError(
+            `Cannot receive ${offer.path}: more data than the ${offer.size} bytes offered`,
+          );
+        }
+        await this.#reader.readFull(buf.subarray(received, received + header.length));
+        received += header.length;
+        continue;
+      }
+      if (header.length > MAX_CONTROL_PAYLOAD) {
+        throw new ProtocolError(`Cannot read ${frameName(header.type)}: ${header.length} bytes`);
+      }
+      const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
+      if (header.type === TransferFrame.End) {
+        const digest = decodeEnd(payload);
+        if ((digest !== null) !== offer.verify) {
+          throw new ProtocolError(
+            `Cannot finish ${offer.path}: End ${digest ? "carries" : "lacks"} a SHA-256 the offer ${
+              offer.verify ? "promised" : "did not promise"
+            }`,
+          );
+        }
+        return { data: buf.subarray(0, received), digest: digest?.slice() ?? null };
+      }
+      if (header.type === ControlFrame.Error) {
+        throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
+      }
+      throw new ProtocolError(
+        `Cannot receive ${offer.path}: got ${frameName(header.type)} in a pipelined file`,
+      );
+    }
+  }
+
+  /**
+   * A pipelined file: decide on the offer, read its data (discarded when refused), check size
+   * and SHA-256, write the partial file, and hold its answer in the batch.
+   */
+  async #inlineFile(offer: Offer): Promise<void> {
+    const started = performance.now();
+    let target: { components: string[]; dir: string; name: string; partial: string } | null = null;
+    let refusal: Refusal | null = null;
+    try {
+      const components = splitSafePath(offer.path);
+      const max = this.#opts.maxFileSize;
+      if (max > 0 && offer.size > max) {
+        throw new Refusal(
+          Reason.TooLarge,
+          `${formatBytes(offer.size)} exceeds ${formatBytes(max)}`,
+        );
+      }
+      const where = await resolveInside(this.#opts.dir, components, {
+        createParents: true,
+        knownDirs: this.#knownDirs,
+      });
+      const name = await this.#finalName(offer, where);
+      const partial = `${where.dir}/${partialName(name)}`;
+      if (this.#inUse.has(partial)) {
+        throw new Refusal(Reason.Busy, "another sender is writing this name");
+      }
+      if (offer.size >= FREE_SPACE_CHECK_MIN_BYTES) {
+        const free = await freeSpace(where.dir);
+        if (free !== null && free < offer.size) {
+          throw new Refusal(
+            Reason.NoSpace,
+            `needs ${formatBytes(offer.size)}, ${formatBytes(free)} free`,
+          );
+        }
+      }
+      target = { components, dir: where.dir, name, partial };
+      this.#inUse.add(partial);
+    } catch (error) {
+      refusal = this.#toRefusal(error);
+    }
+    let file: Deno.FsFile | null = null;
+    try {
+      const { data, digest } = await this.#readInline(offer);
+      this.summary.bytes += data.length;
+      if (refusal !== null) {
+        this.#answer(TransferFrame.Reject, encodeRefusal(refusal));
+        this.#refused(offer, refusal, false);
+        return;
+      }
+      const t = target!;
+      try {
+        if (data.length !== offer.size) {
+          throw new Refusal(
+            Reason.SizeMismatch,
+            `got ${data.length} bytes, offered ${offer.size}`,
+          );
+        }
+        if (digest !== null) {
+          const mine = createHash("sha256").update(data).digest();
+          if (!mine.every((b, i) => b === digest[i])) {
+            throw new Refusal(
+              Reason.HashMismatch,
+              "SHA-256 of the received data differs from the sender's; nothing was stored",
+            );
+          }
+        }
+        file = createPartialSync(t.partial);
+        for (let at = 0; at < data.length;) at += file.writeSync(data.subarray(at));
+        Deno.chmodSync(t.partial, offer.mode & 0o777);
+        if (offer.mtimeMs > 0) {
+          const mtime = new Date(offer.mtimeMs);
+          file.utimeSync(mtime, mtime);
+        }
+        this.#batch.push({ pending: { offer, ...t, file, started } });
+        file = null;
+        target = null;
+      } catch (error) {
+        const failure = this.#toRefusal(error);
+        this.#answer(TransferFrame.Failed, encodeRefusal(failure));
+        this.#refused(offer, failure, true);
+      }
+    } finally {
+      file?.close();
+      if (target !== null) this.#inUse.delete(target.partial);
+    }
+  }
+
+  /**
+   * Commits the batch and sends its answers in offer order: the files' fsyncs run together,
+   * then each file moves to its final name, then each folder is fsynced once. A file is
+   * confirmed only after all three.
+   */
+  async #flushBatch(): Promise<void> {
+    const items = this.#batch;
+    if (items.length === 0) return;
+    this.#batch = [];
+    const files = items.flatMap((item) => "pending" in item ? [item.pending] : []);
+    const failures = new Map<PendingFile, Refusal>();
+    const stored = new Map<PendingFile, string>();
+    try {
+      if (this.#opts.sync) {
+        await Promise.all(files.map(async (f) => {
+          try {
+            await f.file!.syncData();
+          } catch (error) {
+            failures.set(f, new Refusal(Reason.IoError, `cannot sync: ${error}`));
+          }
+        }));
+      }
+      const dirs = new Set<string>();
+      for (const f of files) {
+        f.file?.close();
+        f.file = null;
+        if (failures.has(f)) continue;
+        try {
+          stored.set(f, await this.#place(f.partial, f.dir, f.name));
+          dirs.add(f.dir);
+        } catch (error) {
+          failures.set(f, this.#toRefusal(error));
+        }
+      }
+      if (this.#opts.sync) await Promise.all([...dirs].map((d) => syncFolder(d)));
+    } finally {
+      for (const f of files) {
+        f.file?.close();
+        this.#inUse.delete(f.partial);
+      }
+    }
+    const frames: Uint8Array[] = [];
+    for (const item of items) {
+      if ("frame" in item) {
+        frames.push(item.frame);
+        continue;
+      }
+      const f = item.pending;
+      const failure = failures.get(f);
+      if (failure !== undefined) {
+        frames.push(encodeFrame(TransferFrame.Failed, encodeRefusal(failure)));
+        this.#refused(f.offer, failure, true);
+        continue;
+      }
+      const rel = relName(f.components, stored.get(f)!);
+      frames.push(encodeFrame(TransferFrame.Confirm, encodeText(rel)));
+      this.summary.confirmed++;
+      if (this.#log) {
+        const seconds = (performance.now() - f.started) / 1000;
+        const check = f.offer.verify ? "sha256 verified" : "not verified: sender used --no-verify";
+        this.#log.info(
+          `received ${rel} (${formatBytes(f.offer.size)} in ${formatDuration(seconds)}, ${
+            formatRate(f.offer.size / Math.max(seconds, 1e-6))
+          }, ${check})`,
+        );
+      }
+    }
+    const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    for (const f of frames) {
+      out.set(f, at);
+      at += f.length;
+    }
+    await writeAll(this.#conn, out);
   }
 
   async #makeDir(offer: Offer, components: string[]): Promise<string> {
@@ -627,15 +913,17 @@ class ReceiveSession {
    * overwrite an atomic rename replaces the old file.
    */
   async #place(partial: string, dir: string, name: string): Promise<string> {
+    // Synchronous calls: each is one quick metadata syscall, and a tree of small files makes
+    // thousands of them.
     if (this.#opts.overwrite) {
-      await Deno.rename(partial, `${dir}/${name}`);
+      Deno.renameSync(partial, `${dir}/${name}`);
       return name;
     }
     let candidate = name;
     for (let attempt = 0; attempt < 100; attempt++) {
       try {
-        await Deno.link(partial, `${dir}/${candidate}`);
-        await Deno.remove(partial);
+        Deno.linkSync(partial, `${dir}/${candidate}`);
+        Deno.removeSync(partial);
         return candidate;
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) {

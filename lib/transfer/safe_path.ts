@@ -135,9 +135,13 @@ export interface ResolvedPath {
   existing: Deno.FileInfo | null;
 }
 
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+/**
+ * `lstat`, or null when nothing is there. Synchronous: one quick metadata syscall, and a
+ * tree of small files makes thousands of them (the async form costs a thread hop each).
+ */
+function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
-    return await Deno.lstat(path);
+    return Deno.lstatSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
@@ -156,11 +160,30 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
  * console.log(where.path); // /srv/in/a/b.txt
  * ```
  */
-export async function resolveInside(
+export function resolveInside(
   root: string,
   components: string[],
   options: ResolveOptions = {},
 ): Promise<ResolvedPath> {
+  return new Promise((resolve) => resolve(resolveInsideSync(root, components, options)));
+}
+
+/**
+ * {@linkcode resolveInside} with synchronous `lstat` and `mkdir` calls (one quick metadata
+ * syscall each; a tree of thousands of small files saves a thread hop per call).
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { resolveInsideSync, splitSafePath } from "./safe_path.ts";
+ * const where = resolveInsideSync("/srv/in", splitSafePath("a/b.txt"), { createParents: true });
+ * console.log(where.existing === null ? "new" : "exists");
+ * ```
+ */
+export function resolveInsideSync(
+  root: string,
+  components: string[],
+  options: ResolveOptions = {},
+): ResolvedPath {
   let dir = root;
   const rel = components.join("/");
   for (let i = 0; i < components.length - 1; i++) {
@@ -169,14 +192,14 @@ export async function resolveInside(
       dir = next;
       continue;
     }
-    let info = await lstatOrNull(next);
+    let info = lstatOrNull(next);
     if (info === null && options.createParents) {
       try {
-        await Deno.mkdir(next, { mode: options.dirMode ?? 0o755 });
+        Deno.mkdirSync(next, { mode: options.dirMode ?? 0o755 });
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
       }
-      info = await lstatOrNull(next);
+      info = lstatOrNull(next);
     }
     if (info === null) {
       throw new UnsafePathError(
@@ -202,7 +225,7 @@ export async function resolveInside(
   if (!posix.normalize(path).startsWith(root.endsWith("/") ? root : root + "/")) {
     throw new UnsafePathError(`Cannot place '${rel}': it resolves outside the folder`);
   }
-  return { path, dir, name, existing: await lstatOrNull(path) };
+  return { path, dir, name, existing: lstatOrNull(path) };
 }
 
 /**
@@ -243,7 +266,11 @@ export async function findFreeName(dir: string, name: string): Promise<string> {
   for (let n = 1; n <= MAX_RENAME_ATTEMPTS; n++) {
     const candidate = renamedName(name, n);
     if (encoder.encode(candidate).length > MAX_COMPONENT_BYTES) break;
-    if ((await lstatOrNull(`${dir}/${candidate}`)) === null) return candidate;
+    const taken = await Deno.lstat(`${dir}/${candidate}`).then(() => true, (error) => {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    });
+    if (!taken) return candidate;
   }
   throw new UnsafePathError(`Cannot find a free name for '${name}' in its folder`);
 }

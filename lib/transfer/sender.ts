@@ -8,14 +8,23 @@
  * sender hashes its own prefix and sends only the rest when they match (from zero when the
  * source changed).
  *
+ * Folders, symlinks and files of at most {@linkcode MAX_INLINE_FILE_BYTES} are pipelined
+ * (protocol v2): each is read whole, hashed, and sent as Offer, Data and End at once, without
+ * waiting for answers, keeping at most {@linkcode PIPELINE_WINDOW_ENTRIES} entries and
+ * {@linkcode PIPELINE_WINDOW_BYTES} of their data unanswered. Answers are read by one pump in
+ * offer order. Larger files wait for every earlier answer and then go through Accept and Start
+ * as above, so they can resume.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { BufferedReader } from "../net/buffered_reader.ts";
 import { ProtocolError } from "../net/errors.ts";
 import {
   ControlFrame,
   encodeFrame,
+  encodeFrameHeader,
   encodeHello,
   type Frame,
   FRAME_HEADER_SIZE,
@@ -47,6 +56,9 @@ import {
   KEEPALIVE_INTERVAL_MS,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
+  MAX_INLINE_FILE_BYTES,
+  PIPELINE_WINDOW_BYTES,
+  PIPELINE_WINDOW_ENTRIES,
   REASON_NAMES,
   TRANSFER_PROTOCOL,
   TRANSFER_VERSION,
@@ -128,21 +140,99 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Pipelined frames are gathered and written once this many bytes (256 KiB) are queued. */
+const OUTPUT_FLUSH_BYTES = 256 * 1024;
+
+/**
+ * The receiver's answers, read by one pump in the order they arrive. The pump reads only
+ * while answers are expected (so a long file stream with nothing expected does not count as
+ * an idle receiver) and never stops reading while any is expected, so the receiver can always
+ * write its answers while this side writes data. Pings are skipped.
+ */
+class AnswerQueue {
+  #reader: BufferedReader;
+  #frames: (Frame | null)[] = [];
+  #outstanding = 0;
+  #error: unknown = null;
+  #failed = false;
+  #wakePump: (() => void) | null = null;
+  #wakeTaker: (() => void) | null = null;
+
+  constructor(reader: BufferedReader) {
+    this.#reader = reader;
+    this.#pump();
+  }
+
+  /** One more answer is due (the request that asks for it was written). */
+  expect(): void {
+    this.#outstanding++;
+    this.#wakePump?.();
+    this.#wakePump = null;
+  }
+
+  #wake(): void {
+    this.#wakeTaker?.();
+    this.#wakeTaker = null;
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (true) {
+        while (this.#outstanding === 0) {
+          await new Promise<void>((resolve) => this.#wakePump = resolve);
+        }
+        const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+        // Keepalives while the receiver hashes a partial file.
+        if (frame?.type === ControlFrame.Ping) continue;
+        this.#frames.push(frame);
+        this.#wake();
+        if (frame === null) return;
+        this.#outstanding--;
+      }
+    } catch (error) {
+      this.#error = error;
+      this.#failed = true;
+      this.#wake();
+    }
+  }
+
+  /** The next answer in order; null once the receiver closed the connection. */
+  async take(): Promise<Frame | null> {
+    while (this.#frames.length === 0) {
+      if (this.#failed) throw this.#error;
+      await new Promise<void>((resolve) => this.#wakeTaker = resolve);
+    }
+    return this.#frames[0] === null ? null : this.#frames.shift()!;
+  }
+}
+
+/** A pipelined entry waiting for its answer. */
+interface PendingEntry {
+  entry: LocalEntry;
+  result: EntryResult;
+  verify: boolean;
+  started: number;
+}
+
 /** One sending session over an open connection. */
 class SendSession {
   #conn: Deno.Conn;
-  #reader: BufferedReader;
   #opts: Required<Omit<SendOptions, "reporter" | "hashWorker">>;
   #reporter: SendReporter;
   #ring: Uint8Array[];
   #hashWorker: HashWorkerMode;
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
+  #answers: AnswerQueue;
+  #out: Uint8Array[] = [];
+  #outBytes = 0;
   bytesSent = 0;
+  /** The entry the session is busy with, for error messages. */
+  current = "";
 
   constructor(conn: Deno.Conn, reader: BufferedReader, options: SendOptions) {
     this.#conn = conn;
-    this.#reader = reader;
+    this.#answers = new AnswerQueue(reader);
     this.#opts = {
       verify: options.verify ?? SEND_DEFAULTS.verify,
       replyTimeoutMs: options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs,
@@ -154,12 +244,15 @@ class SendSession {
     this.#ring = Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
   }
 
+  /** Writes `frame` and counts one more answer due. */
+  async #request(frame: Uint8Array): Promise<void> {
+    await writeAll(this.#conn, frame);
+    this.#answers.expect();
+  }
+
+  /** The next answer, which must be one of `allowed`. */
   async #reply(allowed: number[], what: string): Promise<Frame> {
-    let frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
-    // Keepalives while the receiver hashes a partial file.
-    while (frame?.type === ControlFrame.Ping) {
-      frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
-    }
+    const frame = await this.#answers.take();
     if (frame === null) {
       throw new ProtocolError(`Receiver closed the connection while this side waited for ${what}`);
     }
@@ -200,8 +293,7 @@ class SendSession {
       return finish();
     };
     const verify = entry.kind === EntryKind.File && this.#opts.verify;
-    await writeAll(
-      this.#conn,
+    await this.#request(
       encodeFrame(
         TransferFrame.Offer,
         encodeOffer({
@@ -254,7 +346,7 @@ class SendSession {
       return finish();
     }
     const digest = verify ? await hasher!.digest() : new Uint8Array(0);
-    await writeAll(this.#conn, encodeFrame(TransferFrame.End, digest));
+    await this.#request(encodeFrame(TransferFrame.End, digest));
     const outcome = await this.#reply(
       [TransferFrame.Confirm, TransferFrame.Failed],
       `the confirmation of ${entry.path}`,
@@ -350,15 +442,159 @@ class SendSession {
     return left;
   }
 
+  /**
+   * The frames of `entry` as a pipelined entry (Offer, and for a file Data and End), or null
+   * when it must be streamed: a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, one whose
+   * size changed since the walk, or one that cannot be read now (the streamed path reports it).
+   */
+  #pipelined(entry: LocalEntry): Uint8Array[] | null {
+    const offer = (verify: boolean, inline: boolean) =>
+      encodeFrame(
+        TransferFrame.Offer,
+        encodeOffer({
+          kind: entry.kind,
+          path: entry.path,
+          size: entry.size,
+          mode: entry.mode,
+          mtimeMs: entry.mtimeMs,
+          verify,
+          inline,
+          target: entry.target,
+        }),
+      );
+    if (entry.kind !== EntryKind.File) return [offer(false, false)];
+    if (entry.size > MAX_INLINE_FILE_BYTES) return null;
+    const data = new Uint8Array(entry.size + 1);
+    let filled = 0;
+    try {
+      using file = Deno.openSync(entry.source, { read: true });
+      while (filled < data.length) {
+        const n = file.readSync(data.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+    } catch {
+      return null;
+    }
+    if (filled !== entry.size) return null;
+    const bytes = data.subarray(0, filled);
+    const verify = this.#opts.verify;
+    const frames = [offer(verify, true)];
+    if (bytes.length > 0) frames.push(encodeFrameHeader(TransferFrame.Data, bytes.length), bytes);
+    const digest = verify ? createHash("sha256").update(bytes).digest() : new Uint8Array(0);
+    frames.push(encodeFrame(TransferFrame.End, new Uint8Array(digest)));
+    return frames;
+  }
+
+  /** Writes the gathered pipelined frames in one go. */
+  async #flushOutput(): Promise<void> {
+    if (this.#outBytes === 0) return;
+    const out = new Uint8Array(this.#outBytes);
+    let at = 0;
+    for (const part of this.#out) {
+      out.set(part, at);
+      at += part.length;
+    }
+    this.#out = [];
+    this.#outBytes = 0;
+    await writeAll(this.#conn, out);
+  }
+
+  /** Reads the answer to the oldest pipelined entry and completes its result. */
+  async #settle(p: PendingEntry): Promise<EntryResult> {
+    const { entry, result } = p;
+    this.current = entry.path;
+    const isFile = entry.kind === EntryKind.File;
+    const answer = await this.#reply(
+      isFile
+        ? [TransferFrame.Confirm, TransferFrame.Reject, TransferFrame.Failed]
+        : [TransferFrame.Confirm, TransferFrame.Reject],
+      `the answer to the offer of ${entry.path}`,
+    );
+    if (isFile) {
+      // Progress is reported with the answer, so a refused file's bytes are not counted twice.
+      this.#reporter.fileStart(entry.path, entry.size, 0);
+      if (entry.size > 0) this.#reporter.progress(entry.size);
+    }
+    if (answer.type === TransferFrame.Confirm) {
+      result.storedAs = decodeTextPayload(answer.payload);
+      result.verified = p.verify;
+    } else {
+      const r = decodeRefusal(answer.payload);
+      result.status = answer.type === TransferFrame.Reject ? "rejected" : "failed";
+      result.reason = REASON_NAMES[r.reason] ?? `reason ${r.reason}`;
+      result.message = r.message;
+    }
+    result.seconds = (performance.now() - p.started) / 1000;
+    return result;
+  }
+
+  /**
+   * Sends every entry, pipelining what can be, and calls `done` with each entry's result in
+   * offer order.
+   */
+  async sendAll(entries: LocalEntry[], done: (result: EntryResult) => void): Promise<void> {
+    const pending: PendingEntry[] = [];
+    let pendingBytes = 0;
+    const settleOldest = async () => {
+      await this.#flushOutput();
+      const p = pending.shift()!;
+      pendingBytes -= p.entry.size;
+      done(await this.#settle(p));
+    };
+    for (const entry of entries) {
+      const frames = this.#pipelined(entry);
+      if (frames === null) {
+        while (pending.length > 0) await settleOldest();
+        this.current = entry.path;
+        done(await this.send(entry));
+        continue;
+      }
+      while (
+        pending.length >= PIPELINE_WINDOW_ENTRIES ||
+        (pending.length > 0 && pendingBytes + entry.size > PIPELINE_WINDOW_BYTES)
+      ) {
+        await settleOldest();
+      }
+      if (pending.length === 0) this.current = entry.path;
+      const isFile = entry.kind === EntryKind.File;
+      pending.push({
+        entry,
+        verify: isFile && this.#opts.verify,
+        started: performance.now(),
+        result: {
+          kind: KIND_NAMES[entry.kind],
+          path: entry.path,
+          status: "confirmed",
+          size: entry.size,
+          sent: entry.size,
+          resumedFrom: 0,
+          verified: false,
+          seconds: 0,
+        },
+      });
+      pendingBytes += entry.size;
+      this.bytesSent += entry.size;
+      for (const f of frames) {
+        this.#out.push(f);
+        this.#outBytes += f.length;
+      }
+      this.#answers.expect();
+      if (this.#outBytes >= OUTPUT_FLUSH_BYTES) await this.#flushOutput();
+    }
+    while (pending.length > 0) await settleOldest();
+    this.current = "";
+  }
+
   /** Stops the hash worker, if one was started. */
   async close(): Promise<void> {
     if (this.#worker) (await this.#worker)[Symbol.dispose]();
   }
 
   async bye(): Promise<void> {
-    await writeAll(this.#conn, encodeFrame(ControlFrame.Bye));
+    await this.#request(encodeFrame(ControlFrame.Bye));
     // The receiver answers Bye and closes; either ends the session.
-    const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    const frame = await this.#answers.take();
     if (frame !== null && frame.type !== ControlFrame.Bye) {
       throw new ProtocolError(`Cannot finish: got ${frameName(frame.type)} instead of Bye`);
     }
@@ -420,17 +656,13 @@ export async function sendEntries(
       summary.ok = summary.error === undefined && summary.confirmed === summary.entries;
       reporter.summary(summary);
     };
-    let current = "";
     try {
-      for (const entry of walk.entries) {
-        current = entry.path;
-        const result = await session.send(entry);
+      await session.sendAll(walk.entries, (result) => {
         if (result.status === "confirmed") summary.confirmed++;
         else if (result.status === "rejected") summary.rejected++;
         else summary.failed++;
         reporter.entry(result);
-      }
-      current = "";
+      });
       await session.bye();
     } catch (error) {
       const why = idle.timedOut
@@ -438,6 +670,7 @@ export async function sendEntries(
         : error instanceof Error
         ? error.message
         : String(error);
+      const current = session.current;
       summary.error = `${current ? `Cannot send ${current}: ` : ""}connection lost after ${
         formatBytes(session.bytesSent)
       } sent (${why}); run the same command again to resume`;
