@@ -37,6 +37,7 @@ export class Logger {
   #quiet: boolean;
   #verbose: boolean;
   #sink: { writeSync(p: Uint8Array): number };
+  #broken = false;
 
   /** Creates a logger for `tool`. */
   constructor(tool: string, options: LoggerOptions = {}) {
@@ -47,9 +48,15 @@ export class Logger {
   }
 
   #write(line: string): void {
+    if (this.#broken) return;
     const data = encoder.encode(this.#prefix + line + "\n");
-    let off = 0;
-    while (off < data.length) off += this.#sink.writeSync(data.subarray(off));
+    try {
+      let off = 0;
+      while (off < data.length) off += this.#sink.writeSync(data.subarray(off));
+    } catch {
+      // stderr is gone (closed pipe): logging must never take a server down with it.
+      this.#broken = true;
+    }
   }
 
   /** Logs an informational line unless quiet. */

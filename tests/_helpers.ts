@@ -229,15 +229,20 @@ export async function runSockit(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  if (options.stdin !== undefined) {
+  // Feed stdin while the output is collected, so a big input cannot deadlock on full pipes.
+  const input = options.stdin;
+  const feeding = input === undefined ? Promise.resolve() : (async () => {
     const w = child.stdin.getWriter();
-    await w.write(
-      typeof options.stdin === "string" ? encoder.encode(options.stdin) : options.stdin,
-    );
-    await w.close();
-  }
+    try {
+      await w.write(typeof input === "string" ? encoder.encode(input) : input);
+      await w.close();
+    } catch {
+      // The command exited without reading all of it; its status says why.
+    }
+  })();
   try {
     const out = await withTimeout(child.output(), options.timeoutMs ?? 60_000, `sockit ${args[0]}`);
+    await feeding;
     return {
       code: out.code,
       stdout: decoder.decode(out.stdout),

@@ -47,6 +47,22 @@ Deno.test("sockit chat prints what arrives and says why the relay closed", async
   );
 });
 
+Deno.test("sockit chat prints a line of the relay's full --max-line length", async () => {
+  await using relay = await startSockit(["relay", "--port", "0"]);
+  await using chat = await startSockit(["chat", `127.0.0.1:${relay.port}`, "--name", "c"], {
+    ready: false,
+    stdin: true,
+  });
+  await chat.waitForStdout(/welcome c/);
+  const { client, name } = await join(relay.port);
+  const long = "L".repeat(64 * 1024);
+  await client.writeLine(long);
+  await client.writeLine("after");
+  await chat.waitForStdout(new RegExp(`^\\[${name}\\] after$`));
+  assert.ok(chat.stdout.includes(`[${name}] ${long}`));
+  client.close();
+});
+
 Deno.test("sockit chat --framed talks to a framed relay", async () => {
   await using relay = await startSockit(["relay", "--port", "0", "--framed"]);
   await using listener = await startSockit([

@@ -118,3 +118,21 @@ export class UsageError extends Error {
     this.name = "UsageError";
   }
 }
+
+/**
+ * A socket could not be bound or connected; the message names the address and the cause.
+ *
+ * @example Usage
+ * ```ts
+ * import { SocketError } from "./errors.ts";
+ * const err = new SocketError("Cannot listen on 127.0.0.1:80: Permission denied");
+ * console.assert(err.name === "SocketError");
+ * ```
+ */
+export class SocketError extends Error {
+  /** Creates a socket error; pass the system error as `cause`. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SocketError";
+  }
+}

@@ -7,7 +7,9 @@
  * @module
  */
 
+import { formatAddress } from "./address.ts";
 import { delay } from "./deadline.ts";
+import { SocketError } from "./errors.ts";
 
 /** Defaults of {@linkcode ServeOptions}. */
 export const SERVE_DEFAULTS = {
@@ -58,6 +60,13 @@ export function serve(
   options: ServeOptions = {},
 ): Server {
   const opts = { ...SERVE_DEFAULTS, ...options };
+  const reportError = (error: unknown, conn?: Deno.TcpConn) => {
+    try {
+      opts.onError?.(error, conn);
+    } catch {
+      // An error reporter that fails must not take the server down.
+    }
+  };
   const active = new Set<Deno.TcpConn>();
   const running = new Set<Promise<void>>();
   let stopping = false;
@@ -68,7 +77,7 @@ export function serve(
     try {
       await handler(conn);
     } catch (error) {
-      opts.onError?.(error, conn);
+      reportError(error, conn);
     } finally {
       active.delete(conn);
       try {
@@ -101,7 +110,7 @@ export function serve(
         backoff = opts.acceptBackoffMs;
       } catch (error) {
         if (stopping || error instanceof Deno.errors.BadResource) break;
-        opts.onError?.(error);
+        reportError(error);
         await delay(backoff, { signal: stopSignal.signal });
         backoff = Math.min(backoff * 2, 1000);
         continue;
@@ -112,7 +121,8 @@ export function serve(
       }
       const p = handle(conn);
       running.add(p);
-      p.finally(() => running.delete(p));
+      const forget = () => running.delete(p);
+      p.then(forget, forget);
     }
   };
   const done = loop();
@@ -160,4 +170,24 @@ export function waitForShutdownSignal(): Promise<Deno.Signal> {
       return [sig, h] as const;
     });
   });
+}
+
+/**
+ * Binds a TCP listener, turning a failure into a {@linkcode SocketError} that names the
+ * address ("Cannot listen on 127.0.0.1:7070: Address already in use (os error 98)").
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { listenTcp } from "./server.ts";
+ * const listener = listenTcp({ hostname: "127.0.0.1", port: 0 });
+ * listener.close();
+ * ```
+ */
+export function listenTcp(address: { hostname: string; port: number }): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new SocketError(`Cannot listen on ${formatAddress(address)}: ${why}`, { cause: error });
+  }
 }

@@ -207,8 +207,9 @@ export class Session {
 
   /**
    * Starts the writer loop and the deadline timer, runs `handler` until it returns (the peer
-   * finished) or throws, then closes: gracefully when the handler returned, at once when it
-   * threw. Resolves how the session ended. Never rejects.
+   * finished) or throws, then closes. Either way what is queued is flushed (bounded by
+   * `flushTimeoutMs`), so an error notice queued by the handler reaches the peer; a thrown
+   * error becomes the close reason. Resolves how the session ended. Never rejects.
    */
   async run(handler: (session: Session) => Promise<void>): Promise<CloseInfo> {
     this.#writer = this.#writeLoop();
@@ -284,7 +285,14 @@ export class Session {
     }
   }
 
+  /** Takes the next write off the outbox: one big message, or several small ones copied together. */
   #nextBatch(): Uint8Array {
+    // Forget written messages even when the outbox never empties (a reader that keeps just
+    // behind), so they can be collected.
+    if (this.#queueHead >= 1024 && this.#queueHead * 2 >= this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
     const q = this.#queue;
     const first = q[this.#queueHead];
     if (first.length >= DIRECT_WRITE_BYTES || this.#queueHead + 1 === q.length) {

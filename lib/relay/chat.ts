@@ -48,6 +48,9 @@ export interface ChatResult {
   reason: string;
 }
 
+/** Longest line chat accepts from a relay: 16 MiB (the relay's largest --max-line) and a prefix. */
+export const CHAT_MAX_INCOMING_LINE = 16 * 1024 * 1024 + 1024;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const NEWLINE = new Uint8Array([0x0a]);
@@ -74,7 +77,8 @@ export async function runChat(conn: Deno.TcpConn, options: ChatOptions = {}): Pr
   const output = options.output ?? Deno.stdout;
   const maxLine = options.maxLineBytes ?? RELAY_DEFAULTS.maxLineBytes;
   const input = new BufferedReader(options.input ?? Deno.stdin, { bufferSize: maxLine + 2 });
-  const reader = new BufferedReader(conn);
+  // Room for the longest line a relay accepts (--max-line up to 16 MiB) plus its name prefix.
+  const reader = new BufferedReader(conn, { bufferSize: CHAT_MAX_INCOMING_LINE + 2 });
   const framed = options.framed ?? false;
   const send = (bytes: Uint8Array) => writeAll(conn, bytes);
   const sendLine = framed
@@ -104,7 +108,9 @@ export async function runChat(conn: Deno.TcpConn, options: ChatOptions = {}): Pr
         lastNotice = await printFrames(reader, output, send);
       } else {
         let line;
-        while ((line = await reader.readLine(1 << 20, { partialAtEof: true })) !== null) {
+        while (
+          (line = await reader.readLine(CHAT_MAX_INCOMING_LINE, { partialAtEof: true })) !== null
+        ) {
           await writeAll(output, concatBytes(line, NEWLINE));
           if (line[0] === 0x2a && line[1] === 0x20) lastNotice = decoder.decode(line.subarray(2));
         }

@@ -14,8 +14,8 @@ import {
   stringOption,
 } from "../command.ts";
 import { formatAddress, parseAddress } from "../net/address.ts";
-import { UsageError } from "../net/errors.ts";
-import { waitForShutdownSignal } from "../net/server.ts";
+import { SocketError, UsageError } from "../net/errors.ts";
+import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
 import { Relay, type RelayStats } from "./relay.ts";
@@ -95,7 +95,7 @@ export const relayCommand: Command = {
       throw new UsageError("Cannot use --max-line: expected 1 byte to 16MiB");
     }
     const statsEvery = intOption(values, "stats-interval", D.statsIntervalSeconds, { min: 1 });
-    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const listener = listenTcp({ hostname, port });
     const relay = new Relay(listener, options);
     log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");
     const timer = values.stats
@@ -155,8 +155,10 @@ export const chatCommand: Command = {
         ? await socks5Connect(proxy, target)
         : await Deno.connect({ hostname: target.hostname, port: target.port });
     } catch (error) {
-      throw new Error(
-        `Cannot connect to ${formatAddress(target)}: ${(error as Error).message}`,
+      throw new SocketError(
+        `Cannot connect to ${formatAddress(target)}${
+          proxy ? ` via ${formatAddress(proxy)}` : ""
+        }: ${(error as Error).message}`,
         { cause: error },
       );
     }

@@ -185,7 +185,12 @@ export class Relay {
     this.#server = serve(listener, (conn) => this.#handle(conn), {
       maxConnections: this.#opts.maxClients,
       onRefused: (conn) => this.#refuse(conn),
-      onError: (error) => this.#log?.warn(`accept failed: ${(error as Error).message}`),
+      onError: (error, conn) =>
+        this.#log?.warn(
+          conn
+            ? `${peerOf(conn)}: ${(error as Error).message}`
+            : `accept failed: ${(error as Error).message}`,
+        ),
     });
   }
 
@@ -393,7 +398,9 @@ export class Relay {
         if (!this.#handleLines(client, block)) return;
         continue;
       }
-      if (reader.buffered > max) {
+      // A line may hold max bytes plus a CR whose LF has not arrived yet; #handleLines checks
+      // the exact length once the line is whole.
+      if (reader.buffered > max + 1) {
         this.#refuseLongLine(client);
         if (!(await reader.skipLine())) return;
         continue;

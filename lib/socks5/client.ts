@@ -11,7 +11,7 @@
 
 import { formatAddress, type HostPort, parseAddress } from "../net/address.ts";
 import { withTimeout } from "../net/deadline.ts";
-import { UnexpectedEofError, UsageError } from "../net/errors.ts";
+import { TimeoutError, UnexpectedEofError, UsageError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import {
   AddressType,
@@ -222,7 +222,7 @@ async function handshake<T>(
     const c = await Deno.connect({ hostname: proxy.hostname, port: proxy.port });
     if (timedOut) {
       c.close();
-      throw new Error("timed out");
+      throw new TimeoutError(`Timed out connecting to the proxy ${formatAddress(proxy)}`);
     }
     conn = c;
     c.setNoDelay(true);

@@ -15,7 +15,7 @@ import {
 } from "../command.ts";
 import { formatAddress, isLoopbackHost } from "../net/address.ts";
 import { UsageError } from "../net/errors.ts";
-import { waitForShutdownSignal } from "../net/server.ts";
+import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { UserTable } from "./auth.ts";
 import { parseIP } from "./ip.ts";
@@ -107,7 +107,7 @@ export const socks5Command: Command = {
       denyPrivate: !!values["deny-private"],
     });
     const log = new Logger("socks5", { quiet: !!values.quiet, verbose: !!values.verbose });
-    const listener = Deno.listen({ hostname, port, transport: "tcp" });
+    const listener = listenTcp({ hostname, port });
     const server = startSocks5Server(listener, {
       users: users.size > 0 ? users : undefined,
       rules,

@@ -15,7 +15,7 @@ import {
 } from "../command.ts";
 import { Logger } from "../log.ts";
 import { formatAddress, isLoopbackHost, parseAddress, parsePort } from "../net/address.ts";
-import { UsageError } from "../net/errors.ts";
+import { SocketError, UsageError } from "../net/errors.ts";
 import { waitForShutdownSignal } from "../net/server.ts";
 import {
   type DropReason,
@@ -126,7 +126,9 @@ export const udpEchoCommand: Command = {
       conn = Deno.listenDatagram({ transport: "udp", hostname, port });
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
-      throw new Error(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`);
+      throw new SocketError(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`, {
+        cause: error,
+      });
     }
     const announced = new Set<DropReason>();
     const server = startUdpEcho(conn, {

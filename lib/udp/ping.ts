@@ -15,6 +15,7 @@
 
 import { formatAddress, type HostPort, isLoopbackHost } from "../net/address.ts";
 import { delay } from "../net/deadline.ts";
+import { SocketError } from "../net/errors.ts";
 import { PingStats, type PingSummary, type ReplyFlags } from "./ping_stats.ts";
 import {
   MAX_UDP_PAYLOAD_IPV4,
@@ -94,7 +95,7 @@ export async function resolveHost(hostname: string): Promise<string> {
       // Try the other family.
     }
   }
-  throw new Error(`Cannot resolve host '${hostname}'`);
+  throw new SocketError(`Cannot resolve host '${hostname}': no A or AAAA record`);
 }
 
 /** The largest probe that fits one datagram to `hostname` (an address literal). */
