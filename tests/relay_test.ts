@@ -266,7 +266,10 @@ Deno.test("relay framed mode round-trips binary payloads with every byte value",
   assert.deepEqual(d.data, every);
   assert.equal(d.room, "lobby");
   assert.match(d.from, /^user\d+$/);
-  assert.deepEqual(decodeDeliverPayload(encodeDeliverPayload("x", "y", every)).data, every);
+  assert.deepEqual(
+    decodeDeliverPayload(encodeDeliverPayload({ from: "x", room: "y", data: every })).data,
+    every,
+  );
   a.client.close();
   b.client.close();
 });

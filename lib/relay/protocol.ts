@@ -68,7 +68,7 @@ export function encodeLineDeliver(from: string, data: Uint8Array): Uint8Array {
 
 /**
  * Line mode: lines of one sender as consecutive `[from] line\n` in one buffer. The lines
- * are given as `spans` into `src`: `[start0, end0, start1, end1, ...]` (ends exclusive,
+ * are given as `lines.spans` into `lines.src`: `[start0, end0, start1, end1, ...]` (ends exclusive,
  * without terminators). One allocation; short copies are done byte by byte, which beats a
  * `set()` call per line.
  *
@@ -76,15 +76,15 @@ export function encodeLineDeliver(from: string, data: Uint8Array): Uint8Array {
  * ```ts
  * import { encodeLineDeliverSpans } from "./protocol.ts";
  * const src = new TextEncoder().encode("a\r\nbc\n");
- * const bytes = encodeLineDeliverSpans("bo", src, [0, 1, 3, 5]);
+ * const bytes = encodeLineDeliverSpans("bo", { src, spans: [0, 1, 3, 5] });
  * console.assert(new TextDecoder().decode(bytes) === "[bo] a\n[bo] bc\n");
  * ```
  */
 export function encodeLineDeliverSpans(
   from: string,
-  src: Uint8Array,
-  spans: readonly number[],
+  lines: { src: Uint8Array; spans: readonly number[] },
 ): Uint8Array {
+  const { src, spans } = lines;
   const prefix = encoder.encode(`[${from}] `);
   const p = prefix.length;
   let total = 0;
@@ -155,9 +155,19 @@ function decodeNamed(payload: Uint8Array, what: string): [string, string, Uint8A
   ];
 }
 
+/** A message as the relay delivers it: who sent it, in which room, and its bytes. */
+export interface Delivery {
+  /** Sender's name. */
+  from: string;
+  /** Sender's room. */
+  room: string;
+  /** The message bytes. */
+  data: Uint8Array;
+}
+
 /** Framed mode: the payload of a {@linkcode RelayFrame.Deliver} frame. */
-export function encodeDeliverPayload(from: string, room: string, data: Uint8Array): Uint8Array {
-  return encodeNamed(from, room, data);
+export function encodeDeliverPayload(delivery: Delivery): Uint8Array {
+  return encodeNamed(delivery.from, delivery.room, delivery.data);
 }
 
 /**
@@ -166,14 +176,12 @@ export function encodeDeliverPayload(from: string, room: string, data: Uint8Arra
  * @example Usage
  * ```ts
  * import { decodeDeliverPayload, encodeDeliverPayload } from "./protocol.ts";
- * const p = encodeDeliverPayload("a", "lobby", new Uint8Array([0, 255]));
+ * const p = encodeDeliverPayload({ from: "a", room: "lobby", data: new Uint8Array([0, 255]) });
  * const d = decodeDeliverPayload(p);
  * console.assert(d.from === "a" && d.room === "lobby" && d.data.length === 2);
  * ```
  */
-export function decodeDeliverPayload(
-  payload: Uint8Array,
-): { from: string; room: string; data: Uint8Array } {
+export function decodeDeliverPayload(payload: Uint8Array): Delivery {
   const [from, room, data] = decodeNamed(payload, "deliver");
   return { from, room, data };
 }

@@ -102,7 +102,7 @@ const decoder = new TextDecoder();
 
 const FRAME_CODEC: Codec = {
   deliver: (from, room, data) =>
-    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(from, room, data)),
+    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload({ from, room, data })),
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
   farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
@@ -423,7 +423,11 @@ export class Relay {
     const spans: number[] = [];
     const flush = () => {
       if (spans.length === 0) return;
-      this.#broadcast(client, encodeLineDeliverSpans(client.name, block, spans), spans.length / 2);
+      this.#broadcast(
+        client,
+        encodeLineDeliverSpans(client.name, { src: block, spans }),
+        spans.length / 2,
+      );
       spans.length = 0;
     };
     let start = 0;
