@@ -44,23 +44,32 @@ function readN(socket: net.Socket, want: number): Promise<string> {
   );
 }
 
+/**
+ * Sends a BIND request with npm `socks` for a peer at `peerHost`; resolves the proxy's two
+ * replies as the package reports them.
+ */
+function startBind(proxyPort: number, peerHost: string) {
+  const client = new SocksClient({
+    proxy: { host: "127.0.0.1", port: proxyPort, type: 5 },
+    command: "bind",
+    destination: { host: peerHost, port: 0 },
+    timeout: EVENT_TIMEOUT_MS,
+  } as SocksClientOptions);
+  const bound = once<{ remoteHost: SocksRemoteHost }>(client, "bound");
+  const established = once<{ socket: net.Socket; remoteHost: SocksRemoteHost }>(
+    client,
+    "established",
+  );
+  client.connect();
+  return { bound, established };
+}
+
 Deno.test({
   name: "socks5: BIND with npm socks gets both replies, then data flows both ways",
   ...NODE_IO,
   async fn() {
     await using proxy = startTestProxy();
-    const client = new SocksClient({
-      proxy: { host: "127.0.0.1", port: proxy.port, type: 5 },
-      command: "bind",
-      destination: { host: "0.0.0.0", port: 0 },
-      timeout: EVENT_TIMEOUT_MS,
-    } as SocksClientOptions);
-    const bound = once<{ remoteHost: SocksRemoteHost }>(client, "bound");
-    const established = once<{ socket: net.Socket; remoteHost: SocksRemoteHost }>(
-      client,
-      "established",
-    );
-    client.connect();
+    const { bound, established } = startBind(proxy.port, "0.0.0.0");
     const first = await bound;
     assert.equal(first.remoteHost.host, "127.0.0.1");
     assert.notEqual(first.remoteHost.port, 0);
@@ -87,18 +96,7 @@ Deno.test({
   ...NODE_IO,
   async fn() {
     await using proxy = startTestProxy();
-    const client = new SocksClient({
-      proxy: { host: "127.0.0.1", port: proxy.port, type: 5 },
-      command: "bind",
-      destination: { host: "127.0.0.2", port: 0 },
-      timeout: EVENT_TIMEOUT_MS,
-    } as SocksClientOptions);
-    const bound = once<{ remoteHost: SocksRemoteHost }>(client, "bound");
-    const established = once<{ socket: net.Socket; remoteHost: SocksRemoteHost }>(
-      client,
-      "established",
-    );
-    client.connect();
+    const { bound, established } = startBind(proxy.port, "127.0.0.2");
     const { port } = (await bound).remoteHost;
     // From 127.0.0.1: not the expected peer, closed by the proxy.
     const stranger = await Deno.connect({ hostname: "127.0.0.1", port });
