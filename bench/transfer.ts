@@ -292,7 +292,13 @@ async function smallTree(root: string): Promise<void> {
   }
 }
 
-/** Counts the files under `root` and checks each has SMALL_FILE_SIZE bytes, then deletes it. */
+/**
+ * Counts the files under `root` and checks each has SMALL_FILE_SIZE bytes. The copies are
+ * deleted only at the end of the scenario: ext4 avoids reusing recently deleted inodes by
+ * scanning past them (`recently_deleted` in the kernel profile), so deleting 2,000 files
+ * before each run made every file creation of the next run (either tool's) several times
+ * slower, measuring the previous run's cleanup instead of the transfer.
+ */
 async function checkSmallTree(root: string): Promise<void> {
   let files = 0;
   for await (const d of Deno.readDir(root)) {
@@ -303,7 +309,6 @@ async function checkSmallTree(root: string): Promise<void> {
     }
   }
   if (files !== SMALL_FILES) throw new Error(`${root}: ${files} files, expected ${SMALL_FILES}`);
-  await Deno.remove(root, { recursive: true });
 }
 
 /** One sockit send of the tree into a fresh `recv --once`; wall time to the sender's exit. */
@@ -376,15 +381,23 @@ async function smallFilesBench(): Promise<BenchRow[]> {
   const base = await Deno.makeTempDir({ prefix: "sockit-bench-small-" });
   try {
     const src = `${base}/tree`;
-    const dir = `${base}/out`;
-    await Deno.mkdir(dir);
     await smallTree(src);
+    let runs = 0;
+    /** A fresh output folder per run (see checkSmallTree). */
+    const fresh = async () => {
+      const dir = `${base}/out${runs++}`;
+      await Deno.mkdir(dir);
+      return dir;
+    };
     const hasNc = peerAvailable("nc") && peerAvailable("tar");
     const variants: Record<string, () => Promise<number>> = {
-      synced: () => sockitTreeOnce(src, dir, []),
-      noSync: () => sockitTreeOnce(src, dir, ["--no-sync"]),
+      synced: async () => sockitTreeOnce(src, await fresh(), []),
+      noSync: async () => sockitTreeOnce(src, await fresh(), ["--no-sync"]),
       ...(hasNc
-        ? { tarSync: () => tarOnce(src, dir, true), tarRaw: () => tarOnce(src, dir, false) }
+        ? {
+          tarSync: async () => tarOnce(src, await fresh(), true),
+          tarRaw: async () => tarOnce(src, await fresh(), false),
+        }
         : {}),
     };
     const times: Record<string, number[]> = {};

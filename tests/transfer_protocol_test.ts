@@ -97,6 +97,45 @@ class RawSender implements AsyncDisposable {
     return answer;
   }
 
+  /**
+   * Sends one pipelined entry without waiting: a file's Offer, Data and End (`hash` defaults
+   * to the SHA-256 of `data`), or a folder's or link's Offer.
+   */
+  async pipelined(
+    path: string,
+    options: { kind?: EntryKindValue; data?: Uint8Array; hash?: Uint8Array; target?: string } = {},
+  ): Promise<void> {
+    const kind = options.kind ?? EntryKind.File;
+    const data = options.data ?? new Uint8Array(0);
+    await this.frame(
+      TransferFrame.Offer,
+      encodeOffer({
+        kind,
+        path,
+        size: data.length,
+        mode: 0o644,
+        mtimeMs: 0,
+        verify: kind === EntryKind.File,
+        pipelined: true,
+        target: options.target ?? "",
+      }),
+    );
+    if (kind !== EntryKind.File) return;
+    if (data.length > 0) await this.frame(TransferFrame.Data, data);
+    await this.frame(TransferFrame.End, options.hash ?? sha256(data));
+  }
+
+  /** Reads `n` answers. */
+  async replies(n: number): Promise<Frame[]> {
+    const out: Frame[] = [];
+    for (let i = 0; i < n; i++) {
+      const frame = await this.reply();
+      assert.ok(frame, `receiver closed after ${i} of ${n} answers`);
+      out.push(frame);
+    }
+    return out;
+  }
+
   /** Streams `data` from `start` as Data frames of 256 KiB. */
   async data(data: Uint8Array): Promise<void> {
     for (let off = 0; off < data.length; off += 256 * 1024) {
@@ -319,6 +358,37 @@ Deno.test("recv closes only the connection that breaks the protocol and keeps se
         ),
       /unknown entry kind/,
     ],
+    ["a pipelined file over 1 MiB", async (s) => {
+      await s.frame(
+        TransferFrame.Offer,
+        encodeOffer({
+          kind: EntryKind.File,
+          path: "big.bin",
+          size: MiB + 1,
+          mode: 0o644,
+          mtimeMs: 0,
+          verify: true,
+          pipelined: true,
+          target: "",
+        }),
+      );
+    }, /more than the 1\.00 MiB a pipelined file may have/],
+    ["more data than offered in a pipelined file", async (s) => {
+      await s.frame(
+        TransferFrame.Offer,
+        encodeOffer({
+          kind: EntryKind.File,
+          path: "small.bin",
+          size: 2,
+          mode: 0o644,
+          mtimeMs: 0,
+          verify: true,
+          pipelined: true,
+          target: "",
+        }),
+      );
+      await s.frame(TransferFrame.Data, new Uint8Array(20));
+    }, /more data than the 2 bytes offered/],
     ["more data than offered", async (s) => {
       assert.equal((await s.offer("small.bin", { size: 10 })).type, TransferFrame.Accept);
       await s.frame(TransferFrame.Start, encodeStart(0));
@@ -419,4 +489,88 @@ Deno.test("an aborted file keeps its partial data and the session goes on", asyn
   await f.recv.waitForStderr(/sender aborted shrunk\.bin after 1\.00 MiB: source shrank/);
   assert.deepEqual(await Deno.readFile(`${f.out}/.shrunk.bin.sockit-partial`), data);
   assert.equal(await exists(`${f.out}/shrunk.bin`), false);
+});
+
+Deno.test("pipelined files round-trip, and a refused or corrupt one in the middle of a batch leaves the rest intact", async () => {
+  await using f = await fixture();
+  await Deno.writeTextFile(`${f.out}/exists.txt`, "old\n");
+  // A stale partial file under a pipelined file's name is replaced, never appended to.
+  await Deno.writeTextFile(`${f.out}/.a.bin.sockit-partial`, "stale junk");
+  await using s = await RawSender.connect(f.recv.port);
+  const a = pseudoRandomBytes(3000, 51);
+  const b = pseudoRandomBytes(MiB, 52); // exactly the largest pipelined size
+  const c = pseudoRandomBytes(1, 53);
+  const corrupt = pseudoRandomBytes(500, 54);
+  await s.pipelined("a.bin", { data: a });
+  await s.pipelined("exists.txt", { data: new TextEncoder().encode("new\n") });
+  await s.pipelined("sub", { kind: EntryKind.Directory });
+  await s.pipelined("sub/b.bin", { data: b });
+  await s.pipelined("corrupt.bin", { data: corrupt, hash: sha256(c) });
+  await s.pipelined("empty.bin");
+  await s.pipelined("sub/c.bin", { data: c });
+  await s.frame(TransferFrame.Flush);
+  const answers = await s.replies(7);
+  assert.deepEqual(answers.map((a) => a.type), [
+    TransferFrame.Confirm,
+    TransferFrame.Reject,
+    TransferFrame.Confirm,
+    TransferFrame.Confirm,
+    TransferFrame.Failed,
+    TransferFrame.Confirm,
+    TransferFrame.Confirm,
+  ]);
+  assert.equal(reasonOf(answers[1]), Reason.Exists);
+  assert.equal(reasonOf(answers[4]), Reason.HashMismatch);
+  assert.equal(new TextDecoder().decode(answers[3].payload), "sub/b.bin");
+  // A streamed file after the batch still works, and so does Bye.
+  const d = pseudoRandomBytes(2 * MiB, 55);
+  assert.equal((await s.offer("d.bin", { size: d.length })).type, TransferFrame.Accept);
+  await s.frame(TransferFrame.Start, encodeStart(0));
+  await s.data(d);
+  await s.frame(TransferFrame.End, sha256(d));
+  assert.equal((await s.reply())?.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+
+  assert.deepEqual(await Deno.readFile(`${f.out}/a.bin`), a);
+  assert.deepEqual(await Deno.readFile(`${f.out}/sub/b.bin`), b);
+  assert.deepEqual(await Deno.readFile(`${f.out}/sub/c.bin`), c);
+  assert.deepEqual(await Deno.readFile(`${f.out}/d.bin`), d);
+  assert.deepEqual(await Deno.readFile(`${f.out}/empty.bin`), new Uint8Array(0));
+  assert.equal(await Deno.readTextFile(`${f.out}/exists.txt`), "old\n");
+  assert.deepEqual(await listNames(f.out), ["a.bin", "d.bin", "empty.bin", "exists.txt", "sub"]);
+  assert.deepEqual(await listNames(`${f.out}/sub`), ["b.bin", "c.bin"]);
+  await f.recv.waitForStderr(/failed "corrupt\.bin" .*hash mismatch/);
+});
+
+Deno.test("hostile names inside a pipelined batch are rejected and nothing lands outside the folder", async () => {
+  await using f = await fixture();
+  await Deno.symlink(f.outside, `${f.out}/link`);
+  await using s = await RawSender.connect(f.recv.port);
+  const data = new TextEncoder().encode("evil\n");
+  await s.pipelined("good1.txt", { data });
+  for (const name of HOSTILE_FILE_NAMES) await s.pipelined(name, { data });
+  await s.pipelined("../escape-dir", { kind: EntryKind.Directory });
+  await s.pipelined("link/escape-dir", { kind: EntryKind.Directory });
+  await s.pipelined("evil-link", { kind: EntryKind.Symlink, target: "../outside" });
+  await s.pipelined("good2.txt", { data });
+  await s.frame(TransferFrame.Flush);
+  const answers = await s.replies(HOSTILE_FILE_NAMES.length + 5);
+  assert.equal(answers[0].type, TransferFrame.Confirm);
+  for (const [i, name] of HOSTILE_FILE_NAMES.entries()) {
+    const answer = answers[i + 1];
+    assert.equal(answer.type, TransferFrame.Reject, `accepted ${JSON.stringify(name)}`);
+    assert.equal(reasonOf(answer), Reason.InvalidName, JSON.stringify(name));
+  }
+  for (const answer of answers.slice(HOSTILE_FILE_NAMES.length + 1, -1)) {
+    assert.equal(answer.type, TransferFrame.Reject);
+  }
+  assert.equal(answers.at(-1)!.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+
+  assert.deepEqual(await listNames(f.outside), []);
+  assert.deepEqual(await listNames(f.base), ["out", "outside"]);
+  assert.deepEqual(await listNames(f.out), ["good1.txt", "good2.txt", "link"]);
+  assert.deepEqual(await Deno.readFile(`${f.out}/good2.txt`), data);
 });

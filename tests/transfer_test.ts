@@ -365,3 +365,51 @@ Deno.test("send and recv work over IPv6 loopback, and a PATH that is a symlink i
   assert.deepEqual(await listTree(t.out), ["alias.bin (70000)"]);
   assert.deepEqual(await Deno.readFile(`${t.out}/alias.bin`), data);
 });
+
+Deno.test("hundreds of small files pipeline byte for byte, around a streamed file and a refused one", async () => {
+  await using t = await tempBase();
+  const tree = `${t.src}/many`;
+  const files: Record<string, Uint8Array> = {};
+  for (let d = 0; d < 6; d++) {
+    for (let i = 0; i < 50; i++) {
+      files[`d${d}/f${String(i).padStart(3, "0")}.bin`] = pseudoRandomBytes(
+        (i * 97) % 4000,
+        d * 100 + i,
+      );
+    }
+  }
+  files["d2/f025-big.bin"] = pseudoRandomBytes(MiB + 1, 999); // streamed, in the middle
+  files["d3/exactly-1mib.bin"] = pseudoRandomBytes(MiB, 998); // the largest pipelined file
+  for (const [rel, data] of Object.entries(files)) {
+    await Deno.mkdir(`${tree}/${rel.split("/")[0]}`, { recursive: true });
+    await Deno.writeFile(`${tree}/${rel}`, data);
+  }
+  await Deno.mkdir(`${tree}/zz-empty`);
+  // Already on the receiver: refused (no --overwrite) in the middle of a batch.
+  await Deno.mkdir(`${t.out}/many/d4`, { recursive: true });
+  await Deno.writeTextFile(`${t.out}/many/d4/f010.bin`, "keep me");
+
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, tree, "--json"]);
+  assert.equal(run.code, 1, run.stderr);
+  assert.equal(await exitOf(recv), 1);
+  const events = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const summary = events.find((e) => e.event === "summary");
+  const entries = Object.keys(files).length + 8; // + many/, d0..d5/, zz-empty/
+  assert.equal(summary.entries, entries);
+  assert.equal(summary.confirmed, entries - 1);
+  assert.equal(summary.rejected, 1);
+  const refused = events.filter((e) => e.event === "entry" && e.status !== "confirmed");
+  assert.deepEqual(refused.map((e) => [e.path, e.reason]), [["many/d4/f010.bin", "exists"]]);
+  assert.equal(events.filter((e) => e.event === "entry").length, entries);
+
+  assert.equal(await Deno.readTextFile(`${t.out}/many/d4/f010.bin`), "keep me");
+  for (const [rel, data] of Object.entries(files)) {
+    if (rel === "d4/f010.bin") continue;
+    assert.deepEqual(await Deno.readFile(`${t.out}/many/${rel}`), data, rel);
+  }
+  const listing = await listTree(`${t.out}/many`);
+  assert.equal(listing.length, Object.keys(files).length + 7);
+  assert.ok(listing.includes("zz-empty/"));
+  assert.ok(!listing.some((l) => l.includes("sockit-partial")), "no partial file left");
+});

@@ -118,7 +118,7 @@ Deno.test("offer, accept and refusal payloads round-trip and bad offers are refu
     mode: 0o777,
     mtimeMs: 1_700_000_000_123,
     verify: false,
-    inline: false,
+    pipelined: false,
     target: "../x",
   } as const;
   assert.deepEqual(decodeOffer(encodeOffer(offer)), offer);
@@ -127,7 +127,7 @@ Deno.test("offer, accept and refusal payloads round-trip and bad offers are refu
     kind: EntryKind.File,
     size: 2 ** 40 + 3,
     verify: true,
-    inline: true,
+    pipelined: true,
     target: "",
   };
   assert.deepEqual(decodeOffer(encodeOffer(big)), big);

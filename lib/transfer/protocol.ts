@@ -12,19 +12,23 @@
  * sides. Then the sender offers entries. There are two kinds of entry:
  *
  * - A **pipelined entry** is a folder, a symlink, or a file of at most
- *   {@linkcode MAX_INLINE_FILE_BYTES} whose Offer carries the Inline flag. Its frames are sent
- *   without waiting for any answer, and it gets exactly **one** answer.
+ *   {@linkcode MAX_INLINE_FILE_BYTES} whose Offer carries the Pipelined flag. Its frames (for
+ *   a file: Offer, Data, End) are sent without waiting for any answer, it gets exactly **one**
+ *   answer, and the receiver may hold that answer until the sender's Flush.
  * - A **streamed file** (larger, or a file whose size changed since the walk) is offered without
- *   the Inline flag and goes through Accept and Start as below, so it can resume.
+ *   the flag and goes through Accept and Start as below, so it can resume. An Offer without the
+ *   flag (streamed file, folder or symlink) is answered at once, as in v1.
  *
  * ```text
  * sender                                   receiver
- * Offer(file, Inline)              ->      (up to MAX_INLINE_FILE_BYTES)
+ * Offer(file, Pipelined)           ->      (up to MAX_INLINE_FILE_BYTES)
  * Data(bytes) ... Data(bytes)      ->      (exactly `size` bytes in all; none for 0 bytes)
  * End(sha256 of the whole file)    ->      (checks size and hash, writes, fsyncs, renames)
- *                                  <-      Confirm(stored name), Reject or Failed(reason)
- * Offer(directory | symlink)       ->
- *                                  <-      Confirm(stored name) or Reject(reason, message)
+ * Offer(directory | symlink, Pipelined) ->
+ * ... more pipelined entries ...
+ * Flush                            ->      (commits the batch: fsyncs, renames)
+ *                                  <-      per entry in order: Confirm(stored name),
+ *                                          Reject(reason) or (files) Failed(reason)
  *
  * Offer(file)                      ->      (a streamed file)
  *                                  <-      Accept(offset, sha256 of the partial prefix)
@@ -46,21 +50,28 @@
  * entry is answered, and it sends nothing more until that file's Confirm or Failed, so a
  * streamed file never overlaps with anything. Bye is sent once every entry is answered.
  *
+ * The receiver may hold back the answers of pipelined entries. Flush (from the sender) means
+ * "answer everything offered so far": the sender sends it after every
+ * {@linkcode PIPELINE_BATCH_ENTRIES} pipelined entries, and always before it waits for an
+ * answer not yet covered by an earlier Flush, so it never waits for an answer the receiver may
+ * still hold. The receiver sends its held answers on Flush, before handling a streamed file's
+ * Offer or Bye, and when it holds {@linkcode MAX_RECEIVER_BATCH} of them; it never waits on
+ * the sender while holding answers a Flush asked for.
+ *
  * The answer to a pipelined file is Reject when the offer itself is refused (name, exists,
  * busy, too large, no space); the receiver then reads and discards that entry's Data and End
  * frames, writing nothing, and goes on with the next Offer. It is Failed when the data does
  * not match (size, SHA-256) or cannot be stored; the final name is then never created. A
- * refused entry therefore never shifts or corrupts the entries after it. An Inline offer of a
- * folder, a symlink, or a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, or more data
- * than offered, is a protocol error that ends the session. A pipelined file always starts at
+ * refused entry therefore never shifts or corrupts the entries after it. A Pipelined offer of
+ * a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, more data than offered, or anything
+ * but Data and End between a pipelined file's Offer and its End, is a protocol error that
+ * ends the session. A pipelined file always starts at
  * offset 0: a partial file left under its name is replaced.
  *
- * The receiver may hold the answers of consecutive pipelined entries and send them together
- * (at most {@linkcode MAX_RECEIVER_BATCH} at a time): each file of the batch is written to its
- * partial file and fsynced, then moved to its final name, then each folder of the batch is
- * fsynced once, and only then are the batch's answers sent. It sends the held answers whenever
- * it has no more bytes of the sender's at hand (before a read that could wait), and before
- * handling a streamed file or Bye, so a sender waiting for answers always gets them.
+ * Holding answers lets the receiver commit a batch at once: each file of the batch is written
+ * to its partial file, the files are fsynced together, then moved to their final names, then
+ * each folder of the batch is fsynced once, and only then are the batch's answers sent, so a
+ * confirmed file is durable exactly as a streamed one is.
  *
  * While a side hashes the prefix of a partial file before answering (the receiver before
  * Accept, the sender before Start), it sends a shared Ping frame every
@@ -75,7 +86,7 @@
  *
  * | type | name    | payload                                                                                   |
  * | ---- | ------- | ----------------------------------------------------------------------------------------- |
- * | 0x10 | Offer   | kind u8, flags u8, mode u32, size u64, mtime ms u64, path len u16, path, target len u16, target |
+ * | 0x10 | Offer   | kind u8, flags u8 (0x01 Verify, 0x02 Pipelined), mode u32, size u64, mtime ms u64, reserved u16, path len u16, path, target len u16, target |
  * | 0x11 | Accept  | offset u64, sha256 of the first `offset` bytes of the partial file (32 bytes; zeros if 0)  |
  * | 0x12 | Reject  | reason u8, message                                                                        |
  * | 0x13 | Start   | offset u64                                                                                |
@@ -84,6 +95,7 @@
  * | 0x16 | Confirm | the name the entry was stored under, relative to the receiver's folder                    |
  * | 0x17 | Failed  | reason u8, message                                                                        |
  * | 0x18 | Abort   | message                                                                                   |
+ * | 0x19 | Flush   | empty: answer every entry offered so far                                                  |
  *
  * Paths are relative, `/`-separated, each component non-empty and not `.` or `..`, without
  * NUL or backslash (see `safe_path.ts`). A symlink's target is the raw link text, relative.
@@ -118,6 +130,8 @@ export const TransferFrame = {
   Failed: 0x17,
   /** Sender gave up on the current file; the partial file stays for a resume. */
   Abort: 0x18,
+  /** Sender asks for the answers to every entry offered so far (empty payload). */
+  Flush: 0x19,
 } as const;
 
 /** What an offer describes. */
@@ -138,11 +152,11 @@ export const OfferFlag = {
   /** The sender will end the file with its SHA-256. */
   Verify: 0x01,
   /**
-   * A pipelined file: Data and End follow the offer at once, without Accept or Start, and the
-   * one answer is Confirm, Reject or Failed. Only for files of at most
-   * {@linkcode MAX_INLINE_FILE_BYTES}.
+   * A pipelined entry: its one answer may be held until Flush. For a file, Data and End follow
+   * the offer at once, without Accept or Start, and the answer is Confirm, Reject or Failed;
+   * only for files of at most {@linkcode MAX_INLINE_FILE_BYTES}.
    */
-  Inline: 0x02,
+  Pipelined: 0x02,
 } as const;
 
 /** Why the receiver refused an offer or failed a file. */
@@ -185,10 +199,12 @@ export const REASON_NAMES: Readonly<Record<number, string>> = {
 
 /** Largest Data payload, in bytes (1 MiB); also the sender's chunk size. */
 export const MAX_DATA_PAYLOAD = 1024 * 1024;
-/** Largest file the sender may pipeline (Inline flag), in bytes (1 MiB). */
+/** Largest file the sender may pipeline (Pipelined flag), in bytes (1 MiB). */
 export const MAX_INLINE_FILE_BYTES = 1024 * 1024;
-/** Most pipelined entries the sender leaves unanswered (64). */
-export const PIPELINE_WINDOW_ENTRIES = 64;
+/** Most pipelined entries the sender leaves unanswered (128). */
+export const PIPELINE_WINDOW_ENTRIES = 128;
+/** The sender sends Flush after this many pipelined entries (64), half its window. */
+export const PIPELINE_BATCH_ENTRIES = 64;
 /** Most file bytes of unanswered pipelined entries the sender has sent (8 MiB). */
 export const PIPELINE_WINDOW_BYTES = 8 * 1024 * 1024;
 /**
@@ -219,8 +235,11 @@ export interface Offer {
   mtimeMs: number;
   /** Whether the file ends with a SHA-256 to check. */
   verify: boolean;
-  /** A pipelined file: data follows the offer without Accept and Start. @default {false} */
-  inline?: boolean;
+  /**
+   * A pipelined entry: the answer may wait for Flush; a file's data follows the offer without
+   * Accept and Start. @default {false}
+   */
+  pipelined?: boolean;
   /** Link text of a symlink; empty otherwise. */
   target: string;
 }
@@ -286,7 +305,7 @@ export function encodeOffer(offer: Offer): Uint8Array {
   const out = new Uint8Array(26 + path.length + 2 + target.length);
   const view = new DataView(out.buffer);
   out[0] = offer.kind;
-  out[1] = (offer.verify ? OfferFlag.Verify : 0) | (offer.inline ? OfferFlag.Inline : 0);
+  out[1] = (offer.verify ? OfferFlag.Verify : 0) | (offer.pipelined ? OfferFlag.Pipelined : 0);
   view.setUint32(2, offer.mode >>> 0);
   setU64(view, 6, offer.size);
   setU64(view, 14, Math.max(0, Math.floor(offer.mtimeMs)));
@@ -317,7 +336,7 @@ export function decodeOffer(payload: Uint8Array): Offer {
   return {
     kind: kind as EntryKindValue,
     verify: (payload[1] & OfferFlag.Verify) !== 0,
-    inline: (payload[1] & OfferFlag.Inline) !== 0,
+    pipelined: (payload[1] & OfferFlag.Pipelined) !== 0,
     mode: view.getUint32(2),
     size: getU64(view, 6, "offer size"),
     mtimeMs: getU64(view, 14, "offer mtime"),

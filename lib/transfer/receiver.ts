@@ -14,13 +14,13 @@
  *
  * Reading the next Data frame from the socket overlaps with writing the previous one to disk.
  *
- * Pipelined entries (protocol v2: folders, symlinks, and files offered with the Inline flag)
+ * Pipelined entries (protocol v2: folders, symlinks and files offered with the Pipelined flag)
  * are answered in batches: a pipelined file's data is read into memory (at most
  * {@linkcode MAX_INLINE_FILE_BYTES}), checked, and written to its partial file with
- * synchronous calls; its answer waits in the batch. When the sender's bytes at hand run out
- * (or before a streamed file, Bye, or {@linkcode MAX_RECEIVER_BATCH} answers), the batch's
- * files are fsynced together, moved to their final names, each folder is fsynced once, and
- * the answers go out in offer order. A refused pipelined file's data is read and discarded.
+ * synchronous calls; its answer waits in the batch. On the sender's Flush (or before a
+ * streamed file, Bye, or at {@linkcode MAX_RECEIVER_BATCH} answers), the batch's files are
+ * fsynced together, moved to their final names, each folder is fsynced once, and the answers
+ * go out in offer order. A refused pipelined file's data is read and discarded.
  *
  * @module
  */
@@ -336,13 +336,7 @@ class ReceiveSession {
 
   async run(): Promise<void> {
     while (true) {
-      // Answer before a read that could wait: the sender may be waiting for these.
-      if (
-        this.#batch.length > 0 &&
-        (this.#reader.buffered === 0 || this.#batch.length >= MAX_RECEIVER_BATCH)
-      ) {
-        await this.#flushBatch();
-      }
+      if (this.#batch.length >= MAX_RECEIVER_BATCH) await this.#flushBatch();
       const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
       if (frame === null) {
         throw new UnexpectedEofError("Sender closed the connection without Bye");
@@ -356,6 +350,10 @@ class ReceiveSession {
       if (frame.type === ControlFrame.Error) {
         throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(frame.payload)}`);
       }
+      if (frame.type === TransferFrame.Flush) {
+        await this.#flushBatch();
+        continue;
+      }
       if (frame.type !== TransferFrame.Offer) {
         throw new ProtocolError(
           `Cannot continue: got ${frameName(frame.type)} instead of an Offer`,
@@ -363,20 +361,25 @@ class ReceiveSession {
       }
       const offer = decodeOffer(frame.payload);
       this.summary.entries++;
-      if (offer.inline) {
-        if (offer.kind !== EntryKind.File || offer.size > MAX_INLINE_FILE_BYTES) {
+      if (offer.pipelined && offer.kind !== EntryKind.File) {
+        await this.#other(offer);
+      } else if (offer.pipelined) {
+        if (offer.size > MAX_INLINE_FILE_BYTES) {
           throw new ProtocolError(
-            `Cannot pipeline ${JSON.stringify(offer.path)}: only files of at most ${
-              formatBytes(MAX_INLINE_FILE_BYTES)
-            } can be offered inline`,
+            `Cannot pipeline ${JSON.stringify(offer.path)}: ${
+              formatBytes(offer.size)
+            } is more than the ${formatBytes(MAX_INLINE_FILE_BYTES)} a pipelined file may have`,
           );
         }
         await this.#inlineFile(offer);
-      } else if (offer.kind === EntryKind.File) {
-        await this.#flushBatch();
-        await this.#file(offer);
       } else {
-        await this.#other(offer);
+        // Not pipelined: answered at once, after every held answer.
+        await this.#flushBatch();
+        if (offer.kind === EntryKind.File) await this.#file(offer);
+        else {
+          await this.#other(offer);
+          await this.#flushBatch();
+        }
       }
     }
   }

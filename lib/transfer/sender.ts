@@ -11,8 +11,9 @@
  * Folders, symlinks and files of at most {@linkcode MAX_INLINE_FILE_BYTES} are pipelined
  * (protocol v2): each is read whole, hashed, and sent as Offer, Data and End at once, without
  * waiting for answers, keeping at most {@linkcode PIPELINE_WINDOW_ENTRIES} entries and
- * {@linkcode PIPELINE_WINDOW_BYTES} of their data unanswered. Answers are read by one pump in
- * offer order. Larger files wait for every earlier answer and then go through Accept and Start
+ * {@linkcode PIPELINE_WINDOW_BYTES} of their data unanswered, with a Flush after every
+ * {@linkcode PIPELINE_BATCH_ENTRIES} entries and before any wait for an answer no Flush asked
+ * for yet. Answers are read by one pump in offer order. Larger files wait for every earlier answer and then go through Accept and Start
  * as above, so they can resume.
  *
  * @module
@@ -57,6 +58,7 @@ import {
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
   MAX_INLINE_FILE_BYTES,
+  PIPELINE_BATCH_ENTRIES,
   PIPELINE_WINDOW_BYTES,
   PIPELINE_WINDOW_ENTRIES,
   REASON_NAMES,
@@ -196,6 +198,11 @@ class AnswerQueue {
     }
   }
 
+  /** True when an answer (or the end of the connection) is waiting to be taken. */
+  get ready(): boolean {
+    return this.#frames.length > 0 || this.#failed;
+  }
+
   /** The next answer in order; null once the receiver closed the connection. */
   async take(): Promise<Frame | null> {
     while (this.#frames.length === 0) {
@@ -208,6 +215,8 @@ class AnswerQueue {
 
 /** A pipelined entry waiting for its answer. */
 interface PendingEntry {
+  /** Position among the pipelined entries sent. */
+  seq: number;
   entry: LocalEntry;
   result: EntryResult;
   verify: boolean;
@@ -226,6 +235,9 @@ class SendSession {
   #answers: AnswerQueue;
   #out: Uint8Array[] = [];
   #outBytes = 0;
+  /** Pipelined entries queued so far, and how many of them a Flush has asked answers for. */
+  #queued = 0;
+  #flushedThrough = 0;
   bytesSent = 0;
   /** The entry the session is busy with, for error messages. */
   current = "";
@@ -448,7 +460,7 @@ class SendSession {
    * size changed since the walk, or one that cannot be read now (the streamed path reports it).
    */
   #pipelined(entry: LocalEntry): Uint8Array[] | null {
-    const offer = (verify: boolean, inline: boolean) =>
+    const offer = (verify: boolean) =>
       encodeFrame(
         TransferFrame.Offer,
         encodeOffer({
@@ -458,11 +470,11 @@ class SendSession {
           mode: entry.mode,
           mtimeMs: entry.mtimeMs,
           verify,
-          inline,
+          pipelined: true,
           target: entry.target,
         }),
       );
-    if (entry.kind !== EntryKind.File) return [offer(false, false)];
+    if (entry.kind !== EntryKind.File) return [offer(false)];
     if (entry.size > MAX_INLINE_FILE_BYTES) return null;
     const data = new Uint8Array(entry.size + 1);
     let filled = 0;
@@ -479,11 +491,19 @@ class SendSession {
     if (filled !== entry.size) return null;
     const bytes = data.subarray(0, filled);
     const verify = this.#opts.verify;
-    const frames = [offer(verify, true)];
+    const frames = [offer(verify)];
     if (bytes.length > 0) frames.push(encodeFrameHeader(TransferFrame.Data, bytes.length), bytes);
     const digest = verify ? createHash("sha256").update(bytes).digest() : new Uint8Array(0);
     frames.push(encodeFrame(TransferFrame.End, new Uint8Array(digest)));
     return frames;
+  }
+
+  /** Queues a Flush: the receiver answers every entry queued so far. */
+  #queueFlush(): void {
+    const flush = encodeFrame(TransferFrame.Flush);
+    this.#out.push(flush);
+    this.#outBytes += flush.length;
+    this.#flushedThrough = this.#queued;
   }
 
   /** Writes the gathered pipelined frames in one go. */
@@ -537,8 +557,10 @@ class SendSession {
     const pending: PendingEntry[] = [];
     let pendingBytes = 0;
     const settleOldest = async () => {
-      await this.#flushOutput();
       const p = pending.shift()!;
+      // Never wait for an answer the receiver may be holding back.
+      if (!this.#answers.ready && p.seq >= this.#flushedThrough) this.#queueFlush();
+      await this.#flushOutput();
       pendingBytes -= p.entry.size;
       done(await this.#settle(p));
     };
@@ -559,6 +581,7 @@ class SendSession {
       if (pending.length === 0) this.current = entry.path;
       const isFile = entry.kind === EntryKind.File;
       pending.push({
+        seq: this.#queued++,
         entry,
         verify: isFile && this.#opts.verify,
         started: performance.now(),
@@ -580,6 +603,7 @@ class SendSession {
         this.#outBytes += f.length;
       }
       this.#answers.expect();
+      if (this.#queued - this.#flushedThrough >= PIPELINE_BATCH_ENTRIES) this.#queueFlush();
       if (this.#outBytes >= OUTPUT_FLUSH_BYTES) await this.#flushOutput();
     }
     while (pending.length > 0) await settleOldest();
