@@ -400,10 +400,12 @@ async function smallFilesBench(): Promise<BenchRow[]> {
         }
         : {}),
     };
+    // Interleaved (one run of each variant in turn, after one warm-up each), so that every
+    // variant meets the same state of the disk and of the other agents' load.
     const times: Record<string, number[]> = {};
-    for (const [name, fn] of Object.entries(variants)) {
-      await fn();
-      for (let i = 0; i < SMALL_RUNS; i++) (times[name] ??= []).push(await fn());
+    for (const fn of Object.values(variants)) await fn();
+    for (let i = 0; i < SMALL_RUNS; i++) {
+      for (const [name, fn] of Object.entries(variants)) (times[name] ??= []).push(await fn());
     }
     const all = (name: string) => times[name]?.map((t) => t.toFixed(2)).join("/") ?? "-";
     const row = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({

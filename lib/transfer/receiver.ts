@@ -270,6 +270,8 @@ class ReceiveSession {
   #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
   #batch: BatchItem[] = [];
+  /** The batch being committed (at most one), while the next one is read and written. */
+  #committing: Promise<void> = Promise.resolve();
   #inlineBuffer: Uint8Array | null = null;
   summary: ReceiveSummary;
 
@@ -335,8 +337,17 @@ class ReceiveSession {
   }
 
   async run(): Promise<void> {
+    try {
+      await this.#run();
+    } finally {
+      // Its answers go out before anything else (an Error frame) is written.
+      await this.#committing.catch(() => {});
+    }
+  }
+
+  async #run(): Promise<void> {
     while (true) {
-      if (this.#batch.length >= MAX_RECEIVER_BATCH) await this.#flushBatch();
+      if (this.#batch.length >= MAX_RECEIVER_BATCH) await this.#startCommit();
       const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
       if (frame === null) {
         throw new UnexpectedEofError("Sender closed the connection without Bye");
@@ -351,7 +362,7 @@ class ReceiveSession {
         throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(frame.payload)}`);
       }
       if (frame.type === TransferFrame.Flush) {
-        await this.#flushBatch();
+        await this.#startCommit();
         continue;
       }
       if (frame.type !== TransferFrame.Offer) {
@@ -562,14 +573,30 @@ class ReceiveSession {
   }
 
   /**
-   * Commits the batch and sends its answers in offer order: the files' fsyncs run together,
+   * Starts committing the held batch once the previous commit is done (its error, if any, is
+   * thrown here), so that one batch is synced while the next one is read and written.
+   */
+  async #startCommit(): Promise<void> {
+    if (this.#batch.length === 0) return;
+    await this.#committing;
+    const items = this.#batch;
+    this.#batch = [];
+    this.#committing = this.#commit(items);
+    this.#committing.catch(() => {}); // Awaited at the next commit or the session's end.
+  }
+
+  /** Commits the held batch and waits until its answers are sent. */
+  async #flushBatch(): Promise<void> {
+    await this.#startCommit();
+    await this.#committing;
+  }
+
+  /**
+   * Commits `items` and sends their answers in offer order: the files' fsyncs run together,
    * then each file moves to its final name, then each folder is fsynced once. A file is
    * confirmed only after all three.
    */
-  async #flushBatch(): Promise<void> {
-    const items = this.#batch;
-    if (items.length === 0) return;
-    this.#batch = [];
+  async #commit(items: BatchItem[]): Promise<void> {
     const files = items.flatMap((item) => "pending" in item ? [item.pending] : []);
     const failures = new Map<PendingFile, Refusal>();
     const stored = new Map<PendingFile, string>();
