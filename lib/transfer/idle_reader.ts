@@ -24,13 +24,17 @@ export class IdleReader implements Reader, Disposable {
   #timer: ReturnType<typeof setInterval> | undefined;
   #waitingSince = 0;
   #timedOut = false;
+  #paused = 0;
 
   /** Starts watching `conn`. */
   constructor(conn: Deno.Conn, timeoutMs: number, onIdle: () => void = () => {}) {
     this.#conn = conn;
     if (timeoutMs > 0) {
       this.#timer = setInterval(() => {
-        if (this.#waitingSince > 0 && performance.now() - this.#waitingSince > timeoutMs) {
+        if (
+          this.#paused === 0 && this.#waitingSince > 0 &&
+          performance.now() - this.#waitingSince > timeoutMs
+        ) {
           this.#timedOut = true;
           this.dispose();
           onIdle();
@@ -48,6 +52,21 @@ export class IdleReader implements Reader, Disposable {
   /** True once the deadline closed the connection. */
   get timedOut(): boolean {
     return this.#timedOut;
+  }
+
+  /**
+   * Suspends the deadline while this side is busy (the peer is then rightly waiting for it)
+   * until the returned function is called; a read pending then starts its wait afresh.
+   */
+  pause(): () => void {
+    this.#paused++;
+    let resumed = false;
+    return () => {
+      if (resumed) return;
+      resumed = true;
+      this.#paused--;
+      if (this.#waitingSince > 0) this.#waitingSince = performance.now();
+    };
   }
 
   /** Reads from the connection, timing the wait. */

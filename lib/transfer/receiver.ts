@@ -269,14 +269,22 @@ class ReceiveSession {
   #inline = new InlineHasher();
   #worker: Promise<ChunkHasher> | null = null;
   #peer: string;
+  #idle: IdleReader | null;
   #batch: BatchItem[] = [];
   /** The batch being committed (at most one), while the next one is read and written. */
   #committing: Promise<void> = Promise.resolve();
   #inlineBuffer: Uint8Array | null = null;
   summary: ReceiveSummary;
 
-  constructor(conn: Deno.Conn, reader: BufferedReader, options: ReceiveOptions, peer: string) {
+  constructor(
+    conn: Deno.Conn,
+    reader: BufferedReader,
+    options: ReceiveOptions,
+    peer: string,
+    idle: IdleReader | null = null,
+  ) {
     this.#conn = conn;
+    this.#idle = idle;
     this.#reader = reader;
     this.#opts = {
       dir: options.dir,
@@ -528,7 +536,6 @@ class ReceiveSession {
     let file: Deno.FsFile | null = null;
     try {
       const { data, digest } = await this.#readInline(offer);
-      this.summary.bytes += data.length;
       if (refusal !== null) {
         this.#answer(TransferFrame.Reject, encodeRefusal(refusal));
         this.#refused(offer, refusal, false);
@@ -551,6 +558,7 @@ class ReceiveSession {
             );
           }
         }
+        this.summary.bytes += data.length;
         file = createPartialSync(t.partial);
         for (let at = 0; at < data.length;) at += file.writeSync(data.subarray(at));
         Deno.chmodSync(t.partial, offer.mode & 0o777);
@@ -598,6 +606,8 @@ class ReceiveSession {
    */
   async #commit(items: BatchItem[]): Promise<void> {
     const files = items.flatMap((item) => "pending" in item ? [item.pending] : []);
+    // While the batch syncs, a sender with a full window rightly says nothing.
+    const resumeIdle = this.#idle?.pause();
     const failures = new Map<PendingFile, Refusal>();
     const stored = new Map<PendingFile, string>();
     try {
@@ -624,6 +634,7 @@ class ReceiveSession {
       }
       if (this.#opts.sync) await Promise.all([...dirs].map((d) => syncFolder(d)));
     } finally {
+      resumeIdle?.();
       for (const f of files) {
         f.file?.close();
         this.#inUse.delete(f.partial);
@@ -1115,7 +1126,7 @@ export async function receiveSession(
   const idleMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
   const idle = new IdleReader(conn, idleMs);
   const reader = new BufferedReader(idle);
-  const session = new ReceiveSession(conn, reader, options, peer);
+  const session = new ReceiveSession(conn, reader, options, peer, idle);
   const log = options.logger;
   try {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
