@@ -8,6 +8,13 @@
  * generated into a temp folder and deleted afterwards. CPU seconds (user + system, both ends)
  * come from /usr/bin/time where it exists.
  *
+ * `transfer-small`: 2,000 files of 1 KiB in 20 folders, sockit (`recv --once`, with and
+ * without `--no-sync`) against `tar -cf - TREE | nc -N` into `nc -l | tar -xf -` (plus a
+ * `sync` for the durable variant); wall time from starting the sender to the sender's exit
+ * (tar: to the receiving tar's exit, plus the sync). One warm-up each, then the median of 5,
+ * the variants interleaved. `SOCKIT_BENCH_BASELINE=/path/to/old/main.ts` adds an older
+ * checkout as extra rows.
+ *
  * @module
  */
 
@@ -273,6 +280,13 @@ async function transferBench(): Promise<BenchRow[]> {
   }
 }
 
+/**
+ * Environment variable naming another checkout's `main.ts` (an older commit, e.g. from
+ * `git archive`) to run as extra "baseline" rows of the small-files scenario, interleaved
+ * with the others so that both meet the same disk state.
+ */
+const BASELINE_ENV = "SOCKIT_BENCH_BASELINE";
+
 /** Small-files scenario: how many files, in how many folders, of how many bytes each. */
 const SMALL_FILES = 2000;
 const SMALL_FOLDERS = 20;
@@ -312,11 +326,16 @@ async function checkSmallTree(root: string): Promise<void> {
 }
 
 /** One sockit send of the tree into a fresh `recv --once`; wall time to the sender's exit. */
-async function sockitTreeOnce(src: string, dir: string, recvFlags: string[]): Promise<number> {
+async function sockitTreeOnce(
+  src: string,
+  dir: string,
+  recvFlags: string[],
+  main = MAIN,
+): Promise<number> {
   await settle();
   const port = freePort();
   const recv = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "recv", "--port", String(port), "--dir", dir, "--once", "-q"]
+    args: ["run", "-A", main, "recv", "--port", String(port), "--dir", dir, "--once", "-q"]
       .concat(recvFlags),
     stdin: "null",
     stdout: "null",
@@ -325,7 +344,7 @@ async function sockitTreeOnce(src: string, dir: string, recvFlags: string[]): Pr
   try {
     await waitForListen(port);
     const start = performance.now();
-    await run(Deno.execPath(), ["run", "-A", MAIN, "send", `127.0.0.1:${port}`, src, "-q"]);
+    await run(Deno.execPath(), ["run", "-A", main, "send", `127.0.0.1:${port}`, src, "-q"]);
     const wall = (performance.now() - start) / 1000;
     const out = await withTimeout(recv.output(), 60_000, "recv to exit");
     if (out.code !== 0) {
@@ -390,9 +409,16 @@ async function smallFilesBench(): Promise<BenchRow[]> {
       return dir;
     };
     const hasNc = peerAvailable("nc") && peerAvailable("tar");
+    const baseline = Deno.env.get(BASELINE_ENV);
     const variants: Record<string, () => Promise<number>> = {
       synced: async () => sockitTreeOnce(src, await fresh(), []),
       noSync: async () => sockitTreeOnce(src, await fresh(), ["--no-sync"]),
+      ...(baseline
+        ? {
+          baseSynced: async () => sockitTreeOnce(src, await fresh(), [], baseline),
+          baseNoSync: async () => sockitTreeOnce(src, await fresh(), ["--no-sync"], baseline),
+        }
+        : {}),
       ...(hasNc
         ? {
           tarSync: async () => tarOnce(src, await fresh(), true),
@@ -420,6 +446,12 @@ async function smallFilesBench(): Promise<BenchRow[]> {
     return [
       row("2,000 x 1 KiB in 20 folders: fsync", "synced", "tar|nc + sync", "tarSync"),
       row("2,000 x 1 KiB in 20 folders: --no-sync", "noSync", "tar|nc (raw)", "tarRaw"),
+      ...(baseline
+        ? [
+          row("same, fsync: baseline sockit", "baseSynced", "tar|nc + sync", "tarSync"),
+          row("same, --no-sync: baseline sockit", "baseNoSync", "tar|nc (raw)", "tarRaw"),
+        ]
+        : []),
     ];
   } finally {
     await Deno.remove(base, { recursive: true });
