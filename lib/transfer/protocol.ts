@@ -65,13 +65,14 @@
  * refused entry therefore never shifts or corrupts the entries after it. A Pipelined offer of
  * a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, more data than offered, or anything
  * but Data and End between a pipelined file's Offer and its End, is a protocol error that
- * ends the session. A pipelined file always starts at
- * offset 0: a partial file left under its name is replaced.
+ * ends the session. A pipelined file always starts at offset 0: a partial file left under its
+ * name is replaced.
  *
  * Holding answers lets the receiver commit a batch at once: each file of the batch is written
  * to its partial file, the files are fsynced together, then moved to their final names, then
  * each folder of the batch is fsynced once, and only then are the batch's answers sent, so a
- * confirmed file is durable exactly as a streamed one is.
+ * confirmed file is durable exactly as a streamed one is. The receiver may commit one batch
+ * while it reads and writes the next (its idle deadline is suspended while it commits).
  *
  * While a side hashes the prefix of a partial file before answering (the receiver before
  * Accept, the sender before Start), it sends a shared Ping frame every
