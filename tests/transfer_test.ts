@@ -231,13 +231,27 @@ Deno.test("an existing name is refused by default, replaced with --overwrite, ke
 Deno.test("recv serves several senders, and stops with exit 0 on SIGTERM", async () => {
   await using t = await tempBase();
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--no-sync"]);
-  const runs = await Promise.all([1, 2, 3].map(async (i) => {
+  // Small files (pipelined) from a fourth sender, also without hashes.
+  await Deno.mkdir(`${t.src}/small`);
+  for (let i = 0; i < 20; i++) {
+    await Deno.writeFile(`${t.src}/small/s${i}.bin`, pseudoRandomBytes(i * 50, 100 + i));
+  }
+  const runs = await Promise.all([1, 2, 3, 4].map(async (i) => {
+    if (i === 4) {
+      return await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/small`, "--no-verify"]);
+    }
     await Deno.writeFile(`${t.src}/f${i}.bin`, pseudoRandomBytes(MiB + i, i));
     return await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/f${i}.bin`, "--no-verify"]);
   }));
   for (const run of runs) assert.equal(run.code, 0, run.stderr);
   for (const i of [1, 2, 3]) {
     assert.deepEqual(await Deno.readFile(`${t.out}/f${i}.bin`), pseudoRandomBytes(MiB + i, i));
+  }
+  for (let i = 0; i < 20; i++) {
+    assert.deepEqual(
+      await Deno.readFile(`${t.out}/small/s${i}.bin`),
+      pseudoRandomBytes(i * 50, 100 + i),
+    );
   }
   assert.ok(recv.stderr.some((l) => /not verified: sender used --no-verify/.test(l)));
   assert.equal((await recv.stop("SIGTERM")).code, 0);
