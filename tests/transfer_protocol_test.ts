@@ -546,8 +546,11 @@ Deno.test("pipelined files round-trip, and a refused or corrupt one in the middl
 Deno.test("hostile names inside a pipelined batch are rejected and nothing lands outside the folder", async () => {
   await using f = await fixture();
   await Deno.symlink(f.outside, `${f.out}/link`);
+  // A dangling link under the very name offered: never written through, never replaced.
+  await Deno.symlink(`${f.outside}/through-link.txt`, `${f.out}/dangling`);
   await using s = await RawSender.connect(f.recv.port);
   const data = new TextEncoder().encode("evil\n");
+  await s.pipelined("dangling", { data });
   await s.pipelined("good1.txt", { data });
   for (const name of HOSTILE_FILE_NAMES) await s.pipelined(name, { data });
   await s.pipelined("../escape-dir", { kind: EntryKind.Directory });
@@ -555,7 +558,9 @@ Deno.test("hostile names inside a pipelined batch are rejected and nothing lands
   await s.pipelined("evil-link", { kind: EntryKind.Symlink, target: "../outside" });
   await s.pipelined("good2.txt", { data });
   await s.frame(TransferFrame.Flush);
-  const answers = await s.replies(HOSTILE_FILE_NAMES.length + 5);
+  const [dangling, ...answers] = await s.replies(HOSTILE_FILE_NAMES.length + 6);
+  assert.notEqual(dangling.type, TransferFrame.Confirm);
+  assert.equal(reasonOf(dangling), Reason.Exists);
   assert.equal(answers[0].type, TransferFrame.Confirm);
   for (const [i, name] of HOSTILE_FILE_NAMES.entries()) {
     const answer = answers[i + 1];
@@ -571,6 +576,7 @@ Deno.test("hostile names inside a pipelined batch are rejected and nothing lands
 
   assert.deepEqual(await listNames(f.outside), []);
   assert.deepEqual(await listNames(f.base), ["out", "outside"]);
-  assert.deepEqual(await listNames(f.out), ["good1.txt", "good2.txt", "link"]);
+  assert.deepEqual(await listNames(f.out), ["dangling", "good1.txt", "good2.txt", "link"]);
+  assert.ok((await Deno.lstat(`${f.out}/dangling`)).isSymlink);
   assert.deepEqual(await Deno.readFile(`${f.out}/good2.txt`), data);
 });

@@ -624,12 +624,20 @@ class ReceiveSession {
       for (const f of files) {
         f.file?.close();
         f.file = null;
-        if (failures.has(f)) continue;
+        if (!failures.has(f)) {
+          try {
+            stored.set(f, await this.#place(f.partial, f.dir, f.name));
+            dirs.add(f.dir);
+            continue;
+          } catch (error) {
+            failures.set(f, this.#toRefusal(error));
+          }
+        }
+        // A pipelined file never resumes: its partial file is of no further use.
         try {
-          stored.set(f, await this.#place(f.partial, f.dir, f.name));
-          dirs.add(f.dir);
-        } catch (error) {
-          failures.set(f, this.#toRefusal(error));
+          Deno.removeSync(f.partial);
+        } catch {
+          // Already gone.
         }
       }
       if (this.#opts.sync) await Promise.all([...dirs].map((d) => syncFolder(d)));

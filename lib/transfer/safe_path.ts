@@ -12,6 +12,7 @@
  * @module
  */
 
+import { existsSync } from "node:fs";
 import * as posix from "node:path/posix";
 import { MAX_PATH_BYTES } from "./protocol.ts";
 
@@ -139,6 +140,19 @@ export interface ResolvedPath {
  * `lstat`, or null when nothing is there. Synchronous: one quick metadata syscall, and a
  * tree of small files makes thousands of them (the async form costs a thread hop each).
  */
+/**
+ * `lstat` of a final name, or null when there is none. Most names a receiver checks are new,
+ * and `Deno.lstatSync` reports that by throwing, which costs ~10 us per file in building the
+ * error (a tenth of the receiver's time for 2,000 small files); `existsSync` answers without
+ * throwing. It follows links, so a dangling symlink counts as missing here: harmless, because
+ * nothing is ever written through the final name. A file is placed with `link` (which fails on
+ * any existing name, the link included) or, with `--overwrite`, `rename` (which replaces the
+ * link itself, as for any existing file); a folder or link offer fails on `mkdir`/`symlink`.
+ */
+function finalOrNull(path: string): Deno.FileInfo | null {
+  return existsSync(path) ? lstatOrNull(path) : null;
+}
+
 function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.lstatSync(path);
@@ -225,7 +239,7 @@ export function resolveInsideSync(
   if (!posix.normalize(path).startsWith(root.endsWith("/") ? root : root + "/")) {
     throw new UnsafePathError(`Cannot place '${rel}': it resolves outside the folder`);
   }
-  return { path, dir, name, existing: lstatOrNull(path) };
+  return { path, dir, name, existing: finalOrNull(path) };
 }
 
 /**
