@@ -533,7 +533,6 @@ class ReceiveSession {
     } catch (error) {
       refusal = this.#toRefusal(error);
     }
-    let file: Deno.FsFile | null = null;
     try {
       const { data, digest } = await this.#readInline(offer);
       if (refusal !== null) {
@@ -542,6 +541,7 @@ class ReceiveSession {
         return;
       }
       const t = target!;
+      let file: Deno.FsFile | null = null;
       try {
         if (data.length !== offer.size) {
           throw new Refusal(
@@ -570,12 +570,21 @@ class ReceiveSession {
         file = null;
         target = null;
       } catch (error) {
+        if (file !== null) {
+          // Half written (disk full, I/O error): a pipelined file never resumes.
+          file.close();
+          file = null;
+          try {
+            Deno.removeSync(t.partial);
+          } catch {
+            // Already gone.
+          }
+        }
         const failure = this.#toRefusal(error);
         this.#answer(TransferFrame.Failed, encodeRefusal(failure));
         this.#refused(offer, failure, true);
       }
     } finally {
-      file?.close();
       if (target !== null) this.#inUse.delete(target.partial);
     }
   }
