@@ -109,7 +109,7 @@ export async function waitForTcpPort(port: number, timeoutMs = 10_000): Promise<
       }
     })(),
     timeoutMs,
-    `a listener on port ${port}`,
+    { what: `a listener on port ${port}` },
   );
 }
 

@@ -44,7 +44,7 @@ async function run(program: string, args: string[], stdio: { stdin?: string } = 
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const out = await withTimeout(child.output(), 300_000, `${program} ${args.join(" ")}`);
+  const out = await withTimeout(child.output(), 300_000, { what: `${program} ${args.join(" ")}` });
   if (out.code !== 0) {
     throw new Error(`${program} exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
   }
@@ -77,7 +77,7 @@ async function waitForListen(port: number): Promise<void> {
       }
     })(),
     10_000,
-    `nc listening on ${port}`,
+    { what: `nc listening on ${port}` },
   );
 }
 
@@ -162,7 +162,7 @@ async function sockitOnce(
     ]);
     await run(sendArgv[0], sendArgv.slice(1));
     const wall = (performance.now() - start) / 1000;
-    const out = await withTimeout(recv.output(), 60_000, "recv to exit");
+    const out = await withTimeout(recv.output(), 60_000, { what: "recv to exit" });
     if (out.code !== 0) {
       throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
     }
@@ -198,7 +198,7 @@ async function ncOnce(src: string, dir: string, sync: boolean): Promise<Timing> 
     const sender = shellQuote(timed(cpu[1], ["nc", "-N", "127.0.0.1", String(port)]));
     await sh(`${sender} < '${src}'${sync ? ` && sync '${dst}'` : ""}`);
     const wall = (performance.now() - start) / 1000;
-    await withTimeout(listener.status, 60_000, "nc -l to exit");
+    await withTimeout(listener.status, 60_000, { what: "nc -l to exit" });
     await checkSize(dst);
     return { wall, cpu: await cpuOf(cpu) };
   } finally {
@@ -346,7 +346,7 @@ async function sockitTreeOnce(
     const start = performance.now();
     await run(Deno.execPath(), ["run", "-A", main, "send", `127.0.0.1:${port}`, src, "-q"]);
     const wall = (performance.now() - start) / 1000;
-    const out = await withTimeout(recv.output(), 60_000, "recv to exit");
+    const out = await withTimeout(recv.output(), 60_000, { what: "recv to exit" });
     if (out.code !== 0) {
       throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
     }
@@ -380,7 +380,7 @@ async function tarOnce(src: string, dir: string, sync: boolean): Promise<number>
     const parent = src.slice(0, src.lastIndexOf("/"));
     const name = src.split("/").pop()!;
     await sh(`tar -cf - -C '${parent}' '${name}' | nc -N 127.0.0.1 ${port}`);
-    const status = await withTimeout(listener.status, 60_000, "nc -l | tar -x to exit");
+    const status = await withTimeout(listener.status, 60_000, { what: "nc -l | tar -x to exit" });
     if (!status.success) throw new Error(`nc -l | tar -x exited ${status.code}`);
     if (sync) await sh("sync");
     const wall = (performance.now() - start) / 1000;

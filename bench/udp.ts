@@ -91,7 +91,7 @@ class EchoClient {
         }
       })(),
       10_000,
-      `an echo from port ${this.#to.port}`,
+      { what: `an echo from port ${this.#to.port}` },
     );
   }
 

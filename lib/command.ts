@@ -80,17 +80,21 @@ export function parseCommandLine(command: Command, args: string[]): ParsedComman
   }
 }
 
-/** Returns a string option's value, or `fallback`. */
-export function stringOption(values: OptionValues, name: string, fallback: string): string;
+/** Returns a string option's value, or `options.fallback`. */
+export function stringOption(
+  values: OptionValues,
+  name: string,
+  options: { fallback: string },
+): string;
 /** Returns a string option's value, or undefined. */
 export function stringOption(values: OptionValues, name: string): string | undefined;
 export function stringOption(
   values: OptionValues,
   name: string,
-  fallback?: string,
+  options: { fallback?: string } = {},
 ): string | undefined {
   const v = values[name];
-  if (v === undefined) return fallback;
+  if (v === undefined) return options.fallback;
   if (typeof v !== "string") throw new UsageError(`Option --${name} takes a value`);
   return v;
 }
@@ -103,24 +107,24 @@ export function listOption(values: OptionValues, name: string): string[] {
 }
 
 /**
- * Parses an integer option within `[min, max]`.
+ * Parses an integer option within `[options.min, options.max]` (default 0 to the largest
+ * safe integer), or returns `options.fallback`.
  *
  * @example Usage
  * ```ts
  * import { intOption } from "./command.ts";
- * console.assert(intOption({ count: "5" }, "count", 1, { min: 1 }) === 5);
+ * console.assert(intOption({ count: "5" }, "count", { fallback: 1, min: 1 }) === 5);
  * ```
  */
 export function intOption(
   values: OptionValues,
   name: string,
-  fallback: number,
-  bounds: { min?: number; max?: number } = {},
+  options: { fallback: number; min?: number; max?: number },
 ): number {
   const text = stringOption(values, name);
-  if (text === undefined) return fallback;
-  const min = bounds.min ?? 0;
-  const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
+  if (text === undefined) return options.fallback;
+  const min = options.min ?? 0;
+  const max = options.max ?? Number.MAX_SAFE_INTEGER;
   if (!/^-?\d+$/.test(text) || Number(text) < min || Number(text) > max) {
     throw new UsageError(
       `Cannot parse --${name} '${text}': expected a whole number from ${min} to ${max}`,
@@ -161,10 +165,14 @@ export function parseSize(text: string, what = "size"): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-/** Parses a byte-size option (see {@linkcode parseSize}), or returns `fallback`. */
-export function sizeOption(values: OptionValues, name: string, fallback: number): number {
+/** Parses a byte-size option (see {@linkcode parseSize}), or returns `options.fallback`. */
+export function sizeOption(
+  values: OptionValues,
+  name: string,
+  options: { fallback: number },
+): number {
   const text = stringOption(values, name);
-  return text === undefined ? fallback : parseSize(text, `--${name}`);
+  return text === undefined ? options.fallback : parseSize(text, `--${name}`);
 }
 
 /** Reads `--host` and `--port` for a server, with its defaults. */
@@ -172,7 +180,7 @@ export function listenOptions(
   values: OptionValues,
   defaults: { host: string; port: number },
 ): { hostname: string; port: number } {
-  const hostname = stringOption(values, "host", defaults.host);
+  const hostname = stringOption(values, "host", { fallback: defaults.host });
   const portText = stringOption(values, "port");
   const port = portText === undefined ? defaults.port : parsePort(portText, "--port");
   return { hostname, port };

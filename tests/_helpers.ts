@@ -80,7 +80,7 @@ class LineLog {
       if (this.#ended) fail();
       else this.#endWaiters.push(fail);
     });
-    return withTimeout(p, timeoutMs, `${what} (log so far:\n${this.lines.join("\n")})`);
+    return withTimeout(p, timeoutMs, { what: `${what} (log so far:\n${this.lines.join("\n")})` });
   }
 }
 
@@ -173,7 +173,7 @@ export async function startSockit(
       } catch {
         // Already exited.
       }
-      return await withTimeout(status, EVENT_TIMEOUT_MS, "the process to exit");
+      return await withTimeout(status, EVENT_TIMEOUT_MS, { what: "the process to exit" });
     },
     status,
     async [Symbol.asyncDispose]() {
@@ -241,7 +241,9 @@ export async function runSockit(
     }
   })();
   try {
-    const out = await withTimeout(child.output(), options.timeoutMs ?? 60_000, `sockit ${args[0]}`);
+    const out = await withTimeout(child.output(), options.timeoutMs ?? 60_000, {
+      what: `sockit ${args[0]}`,
+    });
     await feeding;
     return {
       code: out.code,
@@ -287,7 +289,7 @@ export class TestClient implements AsyncDisposable {
 
   /** Reads one line (without its terminator), or null at end of file, within `timeoutMs`. */
   async readLine(timeoutMs = EVENT_TIMEOUT_MS): Promise<string | null> {
-    const line = await withTimeout(this.reader.readLine(1 << 19), timeoutMs, "a line");
+    const line = await withTimeout(this.reader.readLine(1 << 19), timeoutMs, { what: "a line" });
     return line === null ? null : decoder.decode(line);
   }
 
@@ -303,7 +305,7 @@ export class TestClient implements AsyncDisposable {
 
   /** Reads exactly `n` bytes within `timeoutMs`. */
   async readBytes(n: number, timeoutMs = EVENT_TIMEOUT_MS): Promise<Uint8Array> {
-    return await withTimeout(this.reader.readExact(n, n), timeoutMs, `${n} bytes`);
+    return await withTimeout(this.reader.readExact(n, n), timeoutMs, { what: `${n} bytes` });
   }
 
   /** Reads until end of file and returns everything read, within `timeoutMs`. */
@@ -316,7 +318,7 @@ export class TestClient implements AsyncDisposable {
         while ((n = await this.reader.read(buf)) !== null) chunks.push(buf.slice(0, n));
       })(),
       timeoutMs,
-      "end of file",
+      { what: "end of file" },
     );
     const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
     let off = 0;
@@ -409,7 +411,7 @@ export function captureLog(tool: string): CapturedLog {
       return withTimeout(
         new Promise<string>((resolve) => waiters.push({ re, resolve })),
         EVENT_TIMEOUT_MS,
-        `log line ${re}`,
+        { what: `log line ${re}` },
       );
     },
   };

@@ -44,12 +44,12 @@ Deno.test("readFrame() reports a frame cut short", async () => {
 
 Deno.test("readHello() accepts the same protocol and version", async () => {
   const r = new BufferedReader(trickleReader(encodeHello("relay", 1), 1));
-  assert.equal(await readHello(r, "relay", 1), 1);
+  assert.equal(await readHello(r, { protocol: "relay", version: 1 }), 1);
 });
 
 Deno.test("readHello() names both versions on a mismatch", async () => {
   const r = new BufferedReader(trickleReader(encodeHello("relay", 2), 4));
-  await assert.rejects(readHello(r, "relay", 1), (err: unknown) => {
+  await assert.rejects(readHello(r, { protocol: "relay", version: 1 }), (err: unknown) => {
     assert.ok(err instanceof VersionMismatchError);
     assert.match(err.message, /peer speaks relay v2, this side speaks relay v1/);
     return true;
@@ -58,11 +58,11 @@ Deno.test("readHello() names both versions on a mismatch", async () => {
 
 Deno.test("readHello() rejects another protocol and a non-sockit peer", async () => {
   const other = new BufferedReader(trickleReader(encodeHello("transfer", 1), 64));
-  await assert.rejects(readHello(other, "relay", 1), VersionMismatchError);
+  await assert.rejects(readHello(other, { protocol: "relay", version: 1 }), VersionMismatchError);
   const http = new BufferedReader(
     trickleReader(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n")),
   );
-  await assert.rejects(readHello(http, "relay", 1), (err: unknown) => {
+  await assert.rejects(readHello(http, { protocol: "relay", version: 1 }), (err: unknown) => {
     assert.ok(err instanceof ProtocolError);
     assert.match(err.message, /not a sockit peer/);
     return true;

@@ -244,10 +244,12 @@ Deno.test("relay refuses clients past --max-clients with one line", async () => 
 async function framedJoin(port: number) {
   const client = await TestClient.connect(port);
   await client.write(encodeHello("relay", 1));
-  await withTimeout(readHello(client.reader, "relay", 1), EVENT_TIMEOUT_MS, "hello");
+  await withTimeout(readHello(client.reader, { protocol: "relay", version: 1 }), EVENT_TIMEOUT_MS, {
+    what: "hello",
+  });
   const nextOfType = async (type: number) => {
     while (true) {
-      const f = await withTimeout(readFrame(client.reader), EVENT_TIMEOUT_MS, "a frame");
+      const f = await withTimeout(readFrame(client.reader), EVENT_TIMEOUT_MS, { what: "a frame" });
       assert.ok(f, "connection closed");
       if (f.type === type) return f;
     }
@@ -282,7 +284,9 @@ Deno.test("relay framed mode drops a peer that stops answering heartbeats", asyn
   // The live client answers pings until the dead one is announced gone.
   const answering = (async () => {
     while (true) {
-      const f = await withTimeout(readFrame(live.client.reader), EVENT_TIMEOUT_MS, "a frame");
+      const f = await withTimeout(readFrame(live.client.reader), EVENT_TIMEOUT_MS, {
+        what: "a frame",
+      });
       if (!f) return "closed";
       if (f.type === ControlFrame.Ping) await live.client.write(encodeFrame(ControlFrame.Pong));
       if (f.type === RelayFrame.Notice && /left \(idle/.test(dec(f.payload))) return "dropped";
@@ -300,8 +304,8 @@ Deno.test("relay framed mode rejects a client of another version with a clear er
   await using t = startTestRelay({ framed: true });
   await using c = await TestClient.connect(t.relay.addr.port);
   await c.write(encodeHello("relay", 9));
-  await readHello(c.reader, "relay", 1);
-  const f = await withTimeout(readFrame(c.reader), EVENT_TIMEOUT_MS, "error frame");
+  await readHello(c.reader, { protocol: "relay", version: 1 });
+  const f = await withTimeout(readFrame(c.reader), EVENT_TIMEOUT_MS, { what: "error frame" });
   assert.equal(f?.type, ControlFrame.Error);
   assert.match(dec(f!.payload), /peer speaks relay v9, this side speaks relay v1/);
 });

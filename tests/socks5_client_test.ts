@@ -61,7 +61,7 @@ async function retryRefused<T>(fn: () => Promise<T>): Promise<T> {
       }
     })(),
     EVENT_TIMEOUT_MS,
-    "the proxy to listen",
+    { what: "the proxy to listen" },
   );
 }
 

@@ -17,11 +17,9 @@ const NODE_IO = { sanitizeOps: false, sanitizeResources: false };
 
 /** Resolves the first value an event emitter emits for `event`, within the test timeout. */
 function once<T>(emitter: EventEmitter, event: string): Promise<T> {
-  return withTimeout(
-    eventOnce(emitter, event).then(([value]) => value as T),
-    EVENT_TIMEOUT_MS,
-    event,
-  );
+  return withTimeout(eventOnce(emitter, event).then(([value]) => value as T), EVENT_TIMEOUT_MS, {
+    what: event,
+  });
 }
 
 /** Reads from a node socket until `want` bytes arrived. */
@@ -40,7 +38,7 @@ function readN(socket: net.Socket, want: number): Promise<string> {
       socket.once("error", reject);
     }),
     EVENT_TIMEOUT_MS,
-    `${want} bytes`,
+    { what: `${want} bytes` },
   );
 }
 
@@ -101,7 +99,7 @@ Deno.test({
     // From 127.0.0.1: not the expected peer, closed by the proxy.
     const stranger = await Deno.connect({ hostname: "127.0.0.1", port });
     assert.equal(
-      await withTimeout(stranger.read(new Uint8Array(8)), EVENT_TIMEOUT_MS, "EOF"),
+      await withTimeout(stranger.read(new Uint8Array(8)), EVENT_TIMEOUT_MS, { what: "EOF" }),
       null,
     );
     stranger.close();
@@ -182,11 +180,9 @@ Deno.test({
         udp.send(frame, relay.port, relay.host, (err) => (err ? reject(err) : resolve()));
       });
     const nextReply = () =>
-      withTimeout(
-        new Promise<void>((r) => (replies.length ? r() : (wake = r))),
-        EVENT_TIMEOUT_MS,
-        "a UDP reply",
-      ).then(() => replies.shift()!);
+      withTimeout(new Promise<void>((r) => (replies.length ? r() : (wake = r))), EVENT_TIMEOUT_MS, {
+        what: "a UDP reply",
+      }).then(() => replies.shift()!);
 
     await send("hello");
     assert.deepEqual(await nextReply(), { host: "127.0.0.1", port: echo.port, data: "hello" });
@@ -253,7 +249,7 @@ print(data.decode(), addr[1])
       new Deno.Command(PYTHON, { args: ["-c", script], stdout: "piped", stderr: "piped" })
         .output(),
       EVENT_TIMEOUT_MS,
-      "python",
+      { what: "python" },
     );
     assert.equal(out.code, 0, dec(out.stderr));
     assert.equal(dec(out.stdout).trim(), `py-hello ${echo.port}`);

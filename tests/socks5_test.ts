@@ -66,7 +66,7 @@ async function curl(args: string[]): Promise<{ code: number; stdout: string; std
   const out = await withTimeout(
     new Deno.Command("curl", { args: ["-sS", "--max-time", "10", ...args] }).output(),
     15_000,
-    "curl",
+    { what: "curl" },
   );
   return { code: out.code, stdout: dec(out.stdout), stderr: dec(out.stderr) };
 }
@@ -293,7 +293,7 @@ Deno.test("socks5: half-close passes through: the client shuts its write side an
   while (off < data.length) off += await conn.write(data.subarray(off));
   await conn.closeWrite();
   assert.equal(
-    dec((await withTimeout(client.readLine(100), EVENT_TIMEOUT_MS, "answer"))!),
+    dec((await withTimeout(client.readLine(100), EVENT_TIMEOUT_MS, { what: "answer" }))!),
     `got ${data.length}`,
   );
   assert.equal(await client.readLine(100), null);
@@ -446,7 +446,7 @@ Deno.test("socks5: an idle tunnel is closed after the idle timeout", async () =>
   await conn.write(enc("still here\n"));
   assert.equal(dec((await reader.readLine(100))!), "still here");
   // Then silence: the proxy closes the tunnel.
-  assert.equal(await withTimeout(reader.readLine(100), EVENT_TIMEOUT_MS, "EOF"), null);
+  assert.equal(await withTimeout(reader.readLine(100), EVENT_TIMEOUT_MS, { what: "EOF" }), null);
   conn.close();
   await proxy.waitForLog(/reply=0x00 .*\[idle timeout\]/);
 });
@@ -464,7 +464,7 @@ Deno.test("socks5: a half-open tunnel is closed after the half-open cap", async 
   await conn.closeWrite();
   // The target sees EOF, keeps its side open; the proxy gives up and the client sees EOF.
   assert.equal(await target.read(new Uint8Array(8)), null);
-  const eof = await withTimeout(conn.read(new Uint8Array(8)), EVENT_TIMEOUT_MS, "EOF");
+  const eof = await withTimeout(conn.read(new Uint8Array(8)), EVENT_TIMEOUT_MS, { what: "EOF" });
   assert.equal(eof, null);
   await proxy.waitForLog(/\[half-open timeout\]/);
   conn.close();

@@ -51,9 +51,9 @@ class RawSender implements AsyncDisposable {
     if (options.hello !== false) {
       await s.send(encodeHello(TRANSFER_PROTOCOL, options.version ?? TRANSFER_VERSION));
       await withTimeout(
-        readHello(s.reader, TRANSFER_PROTOCOL, TRANSFER_VERSION),
+        readHello(s.reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION }),
         EVENT_TIMEOUT_MS,
-        "hello",
+        { what: "hello" },
       );
     }
     return s;
@@ -68,11 +68,9 @@ class RawSender implements AsyncDisposable {
   }
 
   async reply(): Promise<Frame | null> {
-    return await withTimeout(
-      readFrame(this.reader, { maxPayload: 1 << 16 }),
-      EVENT_TIMEOUT_MS,
-      "a reply",
-    );
+    return await withTimeout(readFrame(this.reader, { maxPayload: 1 << 16 }), EVENT_TIMEOUT_MS, {
+      what: "a reply",
+    });
   }
 
   /** Sends an offer and resolves the receiver's answer. */
@@ -407,7 +405,7 @@ Deno.test("recv closes only the connection that breaks the protocol and keeps se
     // Not a sockit peer at all.
     await using s = await RawSender.connect(f.recv.port, { hello: false });
     await s.send(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    await readHello(s.reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
+    await readHello(s.reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
     const answer = await s.reply();
     assert.equal(answer?.type, ControlFrame.Error);
     assert.match(new TextDecoder().decode(answer!.payload), /not a sockit peer/);
@@ -462,7 +460,10 @@ Deno.test("a version mismatch is a clear error on both sides", async () => {
     const conn = await listener.accept();
     await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, 1));
     const reader = new BufferedReader(conn);
-    await assert.rejects(readHello(reader, TRANSFER_PROTOCOL, 1), VersionMismatchError);
+    await assert.rejects(
+      readHello(reader, { protocol: TRANSFER_PROTOCOL, version: 1 }),
+      VersionMismatchError,
+    );
     conn.close();
   })();
   const file = `${f.base}/v.txt`;

@@ -85,13 +85,16 @@ Deno.test("the receiver closes a sender that goes silent after its hello", async
     const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     const reader = new BufferedReader(client);
     await writeAll(client, encodeHello("transfer", TRANSFER_VERSION));
-    await readHello(reader, "transfer", TRANSFER_VERSION);
+    await readHello(reader, { protocol: "transfer", version: TRANSFER_VERSION });
     // Now say nothing: the receiver gives up, tells why, and closes.
-    const summary = await withTimeout(session, 5000, "the idle deadline");
+    const summary = await withTimeout(session, 5000, { what: "the idle deadline" });
     assert.equal(summary.ok, false);
     assert.match(summary.error ?? "", /Sender sent nothing for 300 ms/);
     // The deadline closes the connection (a pending read cannot be cancelled otherwise).
-    assert.equal(await withTimeout(readFrame(reader), 5000, "the receiver to close"), null);
+    assert.equal(
+      await withTimeout(readFrame(reader), 5000, { what: "the receiver to close" }),
+      null,
+    );
     client.close();
   } finally {
     listener.close();

@@ -93,7 +93,7 @@ function entryEvent(stdout: string) {
 }
 
 function exitOf(proc: { status: Promise<Deno.CommandStatus> }): Promise<number> {
-  return withTimeout(proc.status, 20_000, "recv to exit").then((s) => s.code);
+  return withTimeout(proc.status, 20_000, { what: "recv to exit" }).then((s) => s.code);
 }
 
 Deno.test("send and recv round-trip empty, one-byte and multi-MiB files byte for byte", async () => {

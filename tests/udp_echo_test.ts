@@ -23,11 +23,9 @@ function to(hostname: string, port: number): Deno.NetAddr {
 }
 
 async function receive(conn: Deno.DatagramConn): Promise<[Uint8Array, Deno.NetAddr]> {
-  const [data, from] = await withTimeout(
-    conn.receive(new Uint8Array(65_536)),
-    EVENT_TIMEOUT_MS,
-    "an echoed datagram",
-  );
+  const [data, from] = await withTimeout(conn.receive(new Uint8Array(65_536)), EVENT_TIMEOUT_MS, {
+    what: "an echoed datagram",
+  });
   return [data.slice(), from as Deno.NetAddr];
 }
 
@@ -157,7 +155,7 @@ Deno.test("udp-echo binds 127.0.0.1 by default and says so in its ready line", a
 
 Deno.test("udp-echo exits 2 with usage for a bad option value", async () => {
   await using echo = await startSockit(["udp-echo", "--rate", "fast"], { ready: false });
-  const status = await withTimeout(echo.status, EVENT_TIMEOUT_MS, "exit");
+  const status = await withTimeout(echo.status, EVENT_TIMEOUT_MS, { what: "exit" });
   assert.equal(status.code, 2);
   assert.ok(echo.stderr.some((l) => /Cannot parse --rate 'fast'/.test(l)));
 });

@@ -6,6 +6,12 @@
 
 import { TimeoutError } from "./errors.ts";
 
+/** Options for {@linkcode withTimeout}. */
+export interface TimeoutOptions {
+  /** What is awaited, for the error message ("Timed out after 500 ms waiting for WHAT"). */
+  what?: string;
+}
+
 /**
  * Resolves like `promise`, or rejects with {@linkcode TimeoutError} ("Timed out after N ms
  * waiting for WHAT") when `ms` pass first. The timer is cleared either way.
@@ -13,11 +19,16 @@ import { TimeoutError } from "./errors.ts";
  * @example Usage
  * ```ts
  * import { withTimeout } from "./deadline.ts";
- * const value = await withTimeout(Promise.resolve(42), 100, "the answer");
+ * const value = await withTimeout(Promise.resolve(42), 100, { what: "the answer" });
  * console.assert(value === 42);
  * ```
  */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  options: TimeoutOptions = {},
+): Promise<T> {
+  const what = options.what ?? "a result";
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(

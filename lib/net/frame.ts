@@ -156,17 +156,25 @@ export function encodeHello(protocol: string, version: number): Uint8Array {
   return encodeFrame(ControlFrame.Hello, payload);
 }
 
+/** Which protocol and version {@linkcode readHello} expects. */
+export interface HelloExpectation {
+  /** Protocol name, e.g. "relay". */
+  protocol: string;
+  /** Protocol version this side speaks. */
+  version: number;
+}
+
 /**
  * Reads the peer's hello and checks its magic, protocol and version. Throws
  * {@linkcode ProtocolError} for a peer that is not sockit, and
  * {@linkcode VersionMismatchError} for another protocol or version. Resolves the peer's
- * version (equal to `version`).
+ * version (equal to `expected.version`).
  */
 export async function readHello(
   reader: BufferedReader,
-  protocol: string,
-  version: number,
+  expected: HelloExpectation,
 ): Promise<number> {
+  const { protocol, version } = expected;
   let frame: Frame | null;
   try {
     frame = await readFrame(reader, { maxPayload: 64 });

@@ -92,9 +92,9 @@ export async function runChat(conn: Deno.TcpConn, options: ChatOptions = {}): Pr
   if (framed) {
     await send(encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION));
     await withTimeout(
-      readHello(reader, RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
+      readHello(reader, { protocol: RELAY_PROTOCOL, version: RELAY_PROTOCOL_VERSION }),
       10_000,
-      "the relay's hello",
+      { what: "the relay's hello" },
     );
   }
   if (options.name) await sendLine(encoder.encode(`/nick ${options.name}`));
@@ -147,7 +147,9 @@ export async function runChat(conn: Deno.TcpConn, options: ChatOptions = {}): Pr
   const first = await Promise.race([fromRelay.then(() => "relay"), toRelay.then(() => "input")]);
   if (first === "input" && quitting) {
     try {
-      await withTimeout(fromRelay, options.quitTimeoutMs ?? 5000, "the relay to close after /quit");
+      await withTimeout(fromRelay, options.quitTimeoutMs ?? 5000, {
+        what: "the relay to close after /quit",
+      });
     } catch {
       // The relay kept the connection open: leave anyway.
     }

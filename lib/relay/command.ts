@@ -75,26 +75,29 @@ export const relayCommand: Command = {
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
-    const slow = stringOption(values, "slow", D.slowPolicy);
+    const slow = stringOption(values, "slow", { fallback: D.slowPolicy });
     if (slow !== "disconnect" && slow !== "drop") {
       throw new UsageError(`Cannot parse --slow '${slow}': expected disconnect or drop`);
     }
     const log = new Logger("relay", { quiet: !!values.quiet, verbose: !!values.verbose });
     const options = {
       framed: !!values.framed,
-      maxLineBytes: sizeOption(values, "max-line", D.maxLineBytes),
-      maxQueuedBytes: sizeOption(values, "max-queue", D.maxQueuedBytes),
+      maxLineBytes: sizeOption(values, "max-line", { fallback: D.maxLineBytes }),
+      maxQueuedBytes: sizeOption(values, "max-queue", { fallback: D.maxQueuedBytes }),
       slowPolicy: slow as SlowClientPolicy,
-      writeTimeoutMs: intOption(values, "write-timeout", D.writeTimeoutMs),
-      maxClients: intOption(values, "max-clients", D.maxClients, { min: 1 }),
-      idleTimeoutMs: intOption(values, "idle-timeout", D.idleTimeoutMs),
-      heartbeatMs: intOption(values, "heartbeat", D.heartbeatMs, { min: 10 }),
+      writeTimeoutMs: intOption(values, "write-timeout", { fallback: D.writeTimeoutMs }),
+      maxClients: intOption(values, "max-clients", { fallback: D.maxClients, min: 1 }),
+      idleTimeoutMs: intOption(values, "idle-timeout", { fallback: D.idleTimeoutMs }),
+      heartbeatMs: intOption(values, "heartbeat", { fallback: D.heartbeatMs, min: 10 }),
       logger: log,
     };
     if (options.maxLineBytes < 1 || options.maxLineBytes > 16 * 1024 * 1024) {
       throw new UsageError("Cannot use --max-line: expected 1 byte to 16MiB");
     }
-    const statsEvery = intOption(values, "stats-interval", D.statsIntervalSeconds, { min: 1 });
+    const statsEvery = intOption(values, "stats-interval", {
+      fallback: D.statsIntervalSeconds,
+      min: 1,
+    });
     const listener = listenTcp({ hostname, port });
     const relay = new Relay(listener, options);
     log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");

@@ -233,7 +233,7 @@ export class Relay {
         encodeFrame(ControlFrame.Error, encoder.encode(text)),
       )
       : encodeLineNotice(text);
-    await withTimeout(writeAll(conn, bytes), 1000, "the refusal to be sent");
+    await withTimeout(writeAll(conn, bytes), 1000, { what: "the refusal to be sent" });
   }
 
   async #handle(conn: Deno.TcpConn): Promise<void> {
@@ -267,9 +267,9 @@ export class Relay {
         if (o.framed) {
           s.send(encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION));
           await withTimeout(
-            readHello(s.reader, RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
+            readHello(s.reader, { protocol: RELAY_PROTOCOL, version: RELAY_PROTOCOL_VERSION }),
             HELLO_TIMEOUT_MS,
-            "the client's hello",
+            { what: "the client's hello" },
           );
         }
         if (this.#shuttingDown) return;

@@ -229,7 +229,7 @@ async function handshake<T>(
     return { conn: c, value: await steps(c) };
   };
   try {
-    return await withTimeout(run(), timeoutMs, what);
+    return await withTimeout(run(), timeoutMs, { what: what });
   } catch (error) {
     timedOut = true;
     try {
@@ -308,10 +308,8 @@ export async function socks5Bind(
     conn,
     bound,
     accepted: (opts = {}) =>
-      withTimeout(
-        readReply(conn, "incoming BIND connection"),
-        opts.timeoutMs ?? 60_000,
-        "the BIND peer",
-      ),
+      withTimeout(readReply(conn, "incoming BIND connection"), opts.timeoutMs ?? 60_000, {
+        what: "the BIND peer",
+      }),
   };
 }

@@ -114,10 +114,16 @@ export const socks5Command: Command = {
       allowBind: !values["no-bind"],
       allowUdp: !values["no-udp"],
       advertise,
-      maxConnections: intOption(values, "max-conns", D.maxConnections, { min: 1 }),
-      handshakeTimeoutMs: intOption(values, "handshake-timeout", D.handshakeTimeoutMs, { min: 1 }),
-      connectTimeoutMs: intOption(values, "connect-timeout", D.connectTimeoutMs, { min: 1 }),
-      idleTimeoutMs: intOption(values, "idle-timeout", D.idleTimeoutMs),
+      maxConnections: intOption(values, "max-conns", { fallback: D.maxConnections, min: 1 }),
+      handshakeTimeoutMs: intOption(values, "handshake-timeout", {
+        fallback: D.handshakeTimeoutMs,
+        min: 1,
+      }),
+      connectTimeoutMs: intOption(values, "connect-timeout", {
+        fallback: D.connectTimeoutMs,
+        min: 1,
+      }),
+      idleTimeoutMs: intOption(values, "idle-timeout", { fallback: D.idleTimeoutMs }),
       logger: log,
     });
     const detail = [

@@ -103,7 +103,7 @@ Example:
     const conn = proxy ? await socks5Connect(proxy, target, { timeoutMs }) : await withTimeout(
       Deno.connect({ hostname: target.hostname, port: target.port }),
       timeoutMs,
-      `a connection to ${formatAddress(target)}`,
+      { what: `a connection to ${formatAddress(target)}` },
     );
     try {
       const summary = await sendEntries(conn, walk, {
@@ -159,8 +159,8 @@ Example:
     if (flag(values, "overwrite") && flag(values, "rename")) {
       throw new UsageError("Choose one of --overwrite and --rename");
     }
-    const maxFileSize = sizeOption(values, "max-size", RECEIVE_DEFAULTS.maxFileSize);
-    const dirText = stringOption(values, "dir", ".");
+    const maxFileSize = sizeOption(values, "max-size", { fallback: RECEIVE_DEFAULTS.maxFileSize });
+    const dirText = stringOption(values, "dir", { fallback: "." });
     let dir: string;
     try {
       dir = await Deno.realPath(dirText);

@@ -174,7 +174,7 @@ export class WorkerHasher implements ChunkHasher {
     const worker = new Worker(new URL("./hash_worker.ts", import.meta.url), { type: "module" });
     const hasher = new WorkerHasher(worker);
     try {
-      await withTimeout(hasher.reset(), timeoutMs, "the hash worker to start");
+      await withTimeout(hasher.reset(), timeoutMs, { what: "the hash worker to start" });
       return hasher;
     } catch (error) {
       hasher[Symbol.dispose]();

@@ -1148,7 +1148,7 @@ export async function receiveSession(
   try {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
-    await readHello(reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
+    await readHello(reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
     session.summary.started = true;
     log?.debug(`sender ${peer} connected`);
     await session.run();

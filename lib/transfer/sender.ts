@@ -654,7 +654,7 @@ export async function sendEntries(
     const reader = new BufferedReader(idle);
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
-    await readHello(reader, TRANSFER_PROTOCOL, TRANSFER_VERSION);
+    await readHello(reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
     const session = new SendSession(conn, reader, options);
     closeSession = () => session.close();
     const summary: SendSummary = {

@@ -104,18 +104,25 @@ export const udpEchoCommand: Command = {
       host: UDP_ECHO_DEFAULTS.hostname,
       port: UDP_ECHO_DEFAULTS.port,
     });
-    const ratePerSecond = intOption(values, "rate", UDP_ECHO_DEFAULTS.ratePerSecond, {
+    const ratePerSecond = intOption(values, "rate", {
+      fallback: UDP_ECHO_DEFAULTS.ratePerSecond,
       max: 100_000_000,
     });
-    const burst = intOption(values, "burst", Math.max(1, ratePerSecond), {
+    const burst = intOption(values, "burst", {
+      fallback: Math.max(1, ratePerSecond),
       min: 1,
       max: 100_000_000,
     });
-    const maxSources = intOption(values, "max-sources", 65_536, { min: 1, max: 10_000_000 });
+    const maxSources = intOption(values, "max-sources", {
+      fallback: 65_536,
+      min: 1,
+      max: 10_000_000,
+    });
     const extraRefused = listOption(values, "refuse-port").map((p) =>
       parsePort(p, "--refuse-port")
     );
-    const statsSeconds = intOption(values, "stats-interval", STATS_INTERVAL_SECONDS, {
+    const statsSeconds = intOption(values, "stats-interval", {
+      fallback: STATS_INTERVAL_SECONDS,
       min: 1,
       max: 86_400,
     });
@@ -250,24 +257,30 @@ export const udpPingCommand: Command = {
       );
     }
     const target = parseAddress(positionals[0]);
-    const count = intOption(values, "count", UDP_PING_DEFAULTS.count, { max: 1_000_000_000 });
-    const size = sizeOption(values, "size", UDP_PING_DEFAULTS.size);
+    const count = intOption(values, "count", {
+      fallback: UDP_PING_DEFAULTS.count,
+      max: 1_000_000_000,
+    });
+    const size = sizeOption(values, "size", { fallback: UDP_PING_DEFAULTS.size });
     if (size < PROBE_HEADER_SIZE || size > MAX_UDP_PAYLOAD_IPV6) {
       throw new UsageError(`Cannot use --size ${size}: must be ${PROBE_HEADER_SIZE} to 65507`);
     }
-    const intervalMs = intOption(values, "interval", UDP_PING_DEFAULTS.intervalMs, {
+    const intervalMs = intOption(values, "interval", {
+      fallback: UDP_PING_DEFAULTS.intervalMs,
       max: 3_600_000,
     });
-    const timeoutMs = intOption(values, "timeout", UDP_PING_DEFAULTS.timeoutMs, {
+    const timeoutMs = intOption(values, "timeout", {
+      fallback: UDP_PING_DEFAULTS.timeoutMs,
       min: 1,
       max: 3_600_000,
     });
     const ratePps = values.rate === undefined
       ? undefined
-      : intOption(values, "rate", 0, { min: 1, max: 10_000_000 });
+      : intOption(values, "rate", { fallback: 0, min: 1, max: 10_000_000 });
     const flood = values.flood === true;
     if (flood && ratePps !== undefined) throw new UsageError("Use --rate or --flood, not both");
-    const window = intOption(values, "window", UDP_PING_DEFAULTS.floodWindow, {
+    const window = intOption(values, "window", {
+      fallback: UDP_PING_DEFAULTS.floodWindow,
       min: 1,
       max: 65_536,
     });
