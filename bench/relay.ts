@@ -19,7 +19,7 @@ import { writeAll } from "../lib/net/write_all.ts";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 
 const CLIENTS = 16;
-const LINES_PER_CLIENT = 20_000;
+const LINES_PER_CLIENT = 50_000;
 const LINE_BYTES = 61; // 60 bytes and LF
 /** A run that has not finished by then reports what it delivered so far. */
 const RUN_LIMIT_MS = 20_000;
@@ -138,15 +138,16 @@ async function relayScenario(): Promise<BenchRow[]> {
   for (const stuckClient of [false, true]) {
     let sockit: FanOutResult;
     {
-      // Each client sends its 20,000 lines in one burst: a bigger outbox than the default
-      // (4 MiB) lets healthy clients absorb it; the client that never reads is still bounded.
+      // Each client sends its 50,000 lines in one burst: a bigger outbox than the default
+      // (4 MiB) lets healthy clients absorb it (about 50 MB each); the client that never reads
+      // is still bounded by it.
       await using relay = await startSockit([
         "relay",
         "--port",
         "0",
         "--quiet",
         "--max-queue",
-        "64MiB",
+        "256MiB",
       ]);
       sockit = await fanOut(relay.port, relay.child.pid, { sockit: true, stuckClient });
     }
