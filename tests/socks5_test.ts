@@ -312,12 +312,15 @@ Deno.test("socks5: every resolved address is tried in turn, IPv6 included", asyn
     console.log("no IPv6 loopback here; nothing to test");
     return;
   }
-  const dialled = await dialAny(["127.0.0.1", "::1"], listener.addr.port, { timeoutMs: 5000 });
+  const dialled = await dialAny(["127.0.0.1", "::1"], {
+    port: listener.addr.port,
+    timeoutMs: 5000,
+  });
   assert.ok("conn" in dialled);
   assert.equal(dialled.address, "::1");
   dialled.conn.close();
   (await listener.accept()).close();
-  const refused = await dialAny(["127.0.0.1"], listener.addr.port, { timeoutMs: 5000 });
+  const refused = await dialAny(["127.0.0.1"], { port: listener.addr.port, timeoutMs: 5000 });
   assert.ok("reply" in refused && refused.reply === Reply.ConnectionRefused);
   // An IPv6 destination (ATYP 4) through the proxy.
   const accepted = listener.accept();

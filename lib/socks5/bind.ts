@@ -22,7 +22,7 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
   let expected: Set<string> | undefined;
   if (!isUnspecified(dst.hostname)) {
     const resolved = await resolveDestination(dst.hostname, opts.rules);
-    if ("reply" in resolved) return await fail(ctx, resolved.reply, resolved.why);
+    if ("reply" in resolved) return await fail(ctx, { reply: resolved.reply, why: resolved.why });
     expected = new Set(resolved.addresses.map(canonicalIP));
   }
   const local = conn.localAddr;
@@ -30,7 +30,10 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
   try {
     listener = Deno.listen({ hostname: local.hostname, port: 0, transport: "tcp" });
   } catch (error) {
-    return await fail(ctx, Reply.GeneralFailure, `cannot listen: ${describeError(error)}`);
+    return await fail(ctx, {
+      reply: Reply.GeneralFailure,
+      why: `cannot listen: ${describeError(error)}`,
+    });
   }
   let peer: Deno.TcpConn | undefined;
   // Watch the control connection: EOF means the client gave up. Bytes that arrive stay
@@ -45,7 +48,9 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
     const deadline = performance.now() + opts.bindTimeoutMs;
     while (!peer) {
       const left = deadline - performance.now();
-      if (left <= 0) return await fail(ctx, Reply.TtlExpired, "no peer connected in time");
+      if (left <= 0) {
+        return await fail(ctx, { reply: Reply.TtlExpired, why: "no peer connected in time" });
+      }
       const accepted = listener.accept();
       let stop = () => {};
       const outcome = await Promise.race([
@@ -61,7 +66,7 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
         return;
       }
       if ("timeout" in outcome) {
-        return await fail(ctx, Reply.TtlExpired, "no peer connected in time");
+        return await fail(ctx, { reply: Reply.TtlExpired, why: "no peer connected in time" });
       }
       const from = canonicalIP(outcome.peer.remoteAddr.hostname);
       if ((expected && !expected.has(from)) || !opts.rules.allows(from)) {

@@ -16,12 +16,13 @@ import { fail, relay, sendReply, type SessionContext } from "./session.ts";
 export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Promise<void> {
   const { opts, record } = ctx;
   const resolved = await resolveDestination(dst.hostname, opts.rules);
-  if ("reply" in resolved) return await fail(ctx, resolved.reply, resolved.why);
-  const dialled = await dialAny(resolved.addresses, dst.port, {
+  if ("reply" in resolved) return await fail(ctx, { reply: resolved.reply, why: resolved.why });
+  const dialled = await dialAny(resolved.addresses, {
+    port: dst.port,
     timeoutMs: opts.connectTimeoutMs,
     sweeper: ctx.sweeper,
   });
-  if ("reply" in dialled) return await fail(ctx, dialled.reply, dialled.why);
+  if ("reply" in dialled) return await fail(ctx, { reply: dialled.reply, why: dialled.why });
   const target = dialled.conn;
   record.via = formatAddress({ hostname: dialled.address, port: dst.port });
   try {

@@ -66,6 +66,8 @@ export function replyForConnectError(error: unknown): number {
 
 /** Options of {@linkcode dialAny}. */
 export interface DialOptions {
+  /** Port to dial on every address. */
+  port: number;
   /** Deadline for all addresses together, in ms. */
   timeoutMs: number;
   /** Deadline checker to use. @default {a new one} */
@@ -73,15 +75,14 @@ export interface DialOptions {
 }
 
 /**
- * Dials each address in turn, within one deadline for all of them, and resolves the first
+ * Dials `options.port` on each address in turn, within one deadline for all of them, and resolves the first
  * connection; or the reply code for the last failure.
  */
 export async function dialAny(
   addresses: string[],
-  port: number,
   options: DialOptions,
 ): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
-  const { timeoutMs } = options;
+  const { port, timeoutMs } = options;
   const sweeper = options.sweeper ?? new Sweeper();
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
@@ -90,7 +91,9 @@ export async function dialAny(
     if (left <= 0) break;
     const attempt = Deno.connect({ hostname: address, port });
     try {
-      const conn = await sweeper.deadline(attempt, Math.ceil(left), `connect to ${address}`);
+      const conn = await sweeper.deadline(attempt, Math.ceil(left), {
+        what: `connect to ${address}`,
+      });
       return { conn, address };
     } catch (error) {
       attempt.then((c) => c.close(), () => {});

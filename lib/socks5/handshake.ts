@@ -101,7 +101,10 @@ export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
   const command = await reader.readU8();
   await reader.readU8(); // RSV
   if (version !== Version.Socks5) {
-    return await fail(ctx, Reply.GeneralFailure, `bad request version 0x${hex(version)}`);
+    return await fail(ctx, {
+      reply: Reply.GeneralFailure,
+      why: `bad request version 0x${hex(version)}`,
+    });
   }
   record.command = COMMAND_NAMES[command] ?? `command 0x${hex(command)}`;
   const enabled = command === Command.Connect ||
@@ -109,17 +112,17 @@ export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
     (command === Command.UdpAssociate && opts.allowUdp);
   if (!enabled) {
     const why = COMMAND_NAMES[command] ? "command disabled" : "unknown command";
-    return await fail(ctx, Reply.CommandNotSupported, why);
+    return await fail(ctx, { reply: Reply.CommandNotSupported, why: why });
   }
   let destination: SocksAddress;
   try {
     destination = await readAddress(reader);
   } catch (error) {
     if (error instanceof AddressTypeError) {
-      return await fail(ctx, Reply.AddressTypeNotSupported, error.message);
+      return await fail(ctx, { reply: Reply.AddressTypeNotSupported, why: error.message });
     }
     if (error instanceof ProtocolError && !(error.name === "UnexpectedEofError")) {
-      return await fail(ctx, Reply.GeneralFailure, error.message);
+      return await fail(ctx, { reply: Reply.GeneralFailure, why: error.message });
     }
     throw error;
   }

@@ -106,12 +106,10 @@ export async function handleClient(
   try {
     conn.setNoDelay(true);
     // One deadline for greeting, authentication and request; on expiry the socket is closed.
-    const request = await sweeper.deadline(
-      readHandshake(ctx),
-      opts.handshakeTimeoutMs,
-      "the handshake",
-      () => conn.close(),
-    );
+    const request = await sweeper.deadline(readHandshake(ctx), opts.handshakeTimeoutMs, {
+      what: "the handshake",
+      onTimeout: () => conn.close(),
+    });
     if ("socks4" in request) await handleSocks4(ctx, request.socks4);
     else if (request.command === Command.Connect) await handleConnect(ctx, request.destination);
     else if (request.command === Command.Bind) await handleBind(ctx, request.destination);

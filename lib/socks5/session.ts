@@ -113,8 +113,12 @@ export async function sendReply(
   }
 }
 
-/** Sends a failure reply and ends the session with `why` in the log. */
-export async function fail(ctx: SessionContext, reply: number, why: string): Promise<never> {
+/** Sends the failure reply `failure.reply` and ends the session with `failure.why` in the log. */
+export async function fail(
+  ctx: SessionContext,
+  failure: { reply: number; why: string },
+): Promise<never> {
+  const { reply, why } = failure;
   ctx.record.note = why;
   await sendReply(ctx, reply);
   throw new SessionEnd(why);
@@ -136,7 +140,10 @@ export async function lingerClose(ctx: SessionContext): Promise<void> {
       let n;
       while (total < opts.lingerBytes && (n = await reader.read(buf)) !== null) total += n;
     };
-    await ctx.sweeper.deadline(drain(), opts.lingerMs, "the client to close", () => conn.close());
+    await ctx.sweeper.deadline(drain(), opts.lingerMs, {
+      what: "the client to close",
+      onTimeout: () => conn.close(),
+    });
   } catch {
     // Already closed, reset, or the linger time is up: close below either way.
   }

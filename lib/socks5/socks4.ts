@@ -70,7 +70,8 @@ export async function handleSocks4(ctx: SessionContext, head: Socks4Request): Pr
     return await refuse("SOCKS4 supports CONNECT only");
   }
   const resolved = await resolveDestination(head.hostname, opts.rules);
-  const dialled = "reply" in resolved ? resolved : await dialAny(resolved.addresses, head.port, {
+  const dialled = "reply" in resolved ? resolved : await dialAny(resolved.addresses, {
+    port: head.port,
     timeoutMs: opts.connectTimeoutMs,
     sweeper: ctx.sweeper,
   });

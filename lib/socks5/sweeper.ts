@@ -67,9 +67,15 @@ export class Sweeper {
 
   /**
    * Resolves like `promise`, or rejects with {@linkcode TimeoutError} ("Timed out after N ms
-   * waiting for WHAT") once `ms` passed; `onTimeout` runs then (to close what is pending).
+   * waiting for `options.what`") once `ms` passed; `options.onTimeout` runs then (to close what
+   * is pending).
    */
-  deadline<T>(promise: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
+  deadline<T>(
+    promise: Promise<T>,
+    ms: number,
+    options: { what: string; onTimeout?: () => void },
+  ): Promise<T> {
+    const { what, onTimeout } = options;
     let stop = () => {};
     const timeout = new Promise<never>((_, reject) => {
       stop = this.after(ms, () => {
