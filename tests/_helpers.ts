@@ -38,12 +38,15 @@ export function hasCommand(name: string): boolean {
  * Registers a test that needs the external program `peer`; where it is missing the test is
  * skipped and its name says so.
  */
-export function peerTest(peer: string, name: string, fn: () => Promise<void>): void {
+export function peerTest(
+  peer: string,
+  test: { name: string; fn: () => Promise<void> },
+): void {
   const present = hasCommand(peer);
   Deno.test({
-    name: present ? name : `${name} (skipped: ${peer} is not installed)`,
+    name: present ? test.name : `${test.name} (skipped: ${peer} is not installed)`,
     ignore: !present,
-    fn,
+    fn: test.fn,
   });
 }
 

@@ -117,20 +117,23 @@ Deno.test("sockit relay rejects a bad option value with exit 2", async () => {
   assert.match(c.stderr, /Cannot parse address 'nohost': missing port/);
 });
 
-peerTest("ncat", "ncat clients chat through sockit relay", async () => {
-  await using relay = await startSockit(["relay", "--port", "0"]);
-  const { client } = await join(relay.port);
-  const child = new Deno.Command("ncat", {
-    args: ["127.0.0.1", String(relay.port)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode("/nick ncatuser\nhi from ncat\n/quit\n"));
-  await w.close();
-  assert.equal(await client.readLineMatching(/^\[/), "[ncatuser] hi from ncat");
-  const out = new TextDecoder().decode((await child.output()).stdout);
-  assert.match(out, /\* bye/);
-  client.close();
+peerTest("ncat", {
+  name: "ncat clients chat through sockit relay",
+  fn: async () => {
+    await using relay = await startSockit(["relay", "--port", "0"]);
+    const { client } = await join(relay.port);
+    const child = new Deno.Command("ncat", {
+      args: ["127.0.0.1", String(relay.port)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("/nick ncatuser\nhi from ncat\n/quit\n"));
+    await w.close();
+    assert.equal(await client.readLineMatching(/^\[/), "[ncatuser] hi from ncat");
+    const out = new TextDecoder().decode((await child.output()).stdout);
+    assert.match(out, /\* bye/);
+    client.close();
+  },
 });

@@ -115,10 +115,9 @@ Deno.test("socks5Bind() reports the listening address, then the peer, then carri
   }
 });
 
-peerTest(
-  "microsocks",
-  "socks5Connect() works against microsocks, and maps its refusal",
-  async () => {
+peerTest("microsocks", {
+  name: "socks5Connect() works against microsocks, and maps its refusal",
+  fn: async () => {
     await using greeter = startGreeter();
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = probe.addr.port;
@@ -144,4 +143,4 @@ peerTest(
       await child.status;
     }
   },
-);
+});

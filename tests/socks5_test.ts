@@ -73,30 +73,36 @@ async function curl(args: string[]): Promise<{ code: number; stdout: string; std
 
 // --- curl -------------------------------------------------------------------------------
 
-peerTest("curl", "socks5: curl --socks5 and --socks5-hostname fetch a local page", async () => {
-  await using http = startHttp();
-  await using proxy = startTestProxy();
-  const a = await curl(["--socks5", `127.0.0.1:${proxy.port}`, `http://127.0.0.1:${http.port}/a`]);
-  assert.equal(a.code, 0, a.stderr);
-  assert.equal(a.stdout, "hello from /a\n");
-  const b = await curl([
-    "--socks5-hostname",
-    `127.0.0.1:${proxy.port}`,
-    `http://localhost:${http.port}/b`,
-  ]);
-  assert.equal(b.code, 0, b.stderr);
-  assert.equal(b.stdout, "hello from /b\n");
-  const line = await proxy.waitForLog(/CONNECT localhost:\d+ via/);
-  assert.match(
-    line,
-    /127\.0\.0\.1:\d+ CONNECT localhost:\d+ via .* reply=0x00 .*up=\d+B down=\d+B/,
-  );
+peerTest("curl", {
+  name: "socks5: curl --socks5 and --socks5-hostname fetch a local page",
+  fn: async () => {
+    await using http = startHttp();
+    await using proxy = startTestProxy();
+    const a = await curl([
+      "--socks5",
+      `127.0.0.1:${proxy.port}`,
+      `http://127.0.0.1:${http.port}/a`,
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(a.stdout, "hello from /a\n");
+    const b = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${proxy.port}`,
+      `http://localhost:${http.port}/b`,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.stdout, "hello from /b\n");
+    const line = await proxy.waitForLog(/CONNECT localhost:\d+ via/);
+    assert.match(
+      line,
+      /127\.0\.0\.1:\d+ CONNECT localhost:\d+ via .* reply=0x00 .*up=\d+B down=\d+B/,
+    );
+  },
 });
 
-peerTest(
-  "curl",
-  "socks5: curl with --proxy-user passes; a wrong password is rejected",
-  async () => {
+peerTest("curl", {
+  name: "socks5: curl with --proxy-user passes; a wrong password is rejected",
+  fn: async () => {
     await using http = startHttp();
     await using proxy = startTestProxy({ users: UserTable.fromSpecs(["alice:s3cret:x"]) });
     const proxyArg = ["--socks5-hostname", `127.0.0.1:${proxy.port}`];
@@ -113,12 +119,11 @@ peerTest(
     await proxy.waitForLog(/no acceptable method/);
     await proxy.waitForLog(/user=alice CONNECT/);
   },
-);
+});
 
-peerTest(
-  "curl",
-  "socks5: curl through the sockit process, which logs one line per session",
-  async () => {
+peerTest("curl", {
+  name: "socks5: curl through the sockit process, which logs one line per session",
+  fn: async () => {
     await using http = startHttp();
     await using proxy = await startSockit(["socks5", "--port", "0"]);
     const r = await curl([
@@ -132,7 +137,7 @@ peerTest(
     const status = await proxy.stop("SIGTERM");
     assert.equal(status.code, 0);
   },
-);
+});
 
 // --- raw clients --------------------------------------------------------------------------
 

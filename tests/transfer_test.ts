@@ -271,33 +271,36 @@ Deno.test("send fails clearly when nothing listens or a path is missing", async 
   assert.match(usage.stderr, /Missing PATH/);
 });
 
-peerTest("microsocks", "send --proxy goes through a SOCKS5 proxy (microsocks)", async () => {
-  await using t = await tempBase();
-  const data = pseudoRandomBytes(2 * MiB, 8);
-  await Deno.writeFile(`${t.src}/via-proxy.bin`, data);
-  const proxyPort = freePort();
-  const proxy = new Deno.Command("microsocks", {
-    args: ["-i", "127.0.0.1", "-p", String(proxyPort)],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    await waitForTcpPort(proxyPort);
-    await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
-    const run = await runSockit([
-      "send",
-      `127.0.0.1:${recv.port}`,
-      `${t.src}/via-proxy.bin`,
-      "--proxy",
-      `socks5://127.0.0.1:${proxyPort}`,
-    ]);
-    assert.equal(run.code, 0, run.stderr);
-    assert.equal(await exitOf(recv), 0);
-    assert.deepEqual(await Deno.readFile(`${t.out}/via-proxy.bin`), data);
-  } finally {
-    proxy.kill("SIGKILL");
-    await proxy.status;
-  }
+peerTest("microsocks", {
+  name: "send --proxy goes through a SOCKS5 proxy (microsocks)",
+  fn: async () => {
+    await using t = await tempBase();
+    const data = pseudoRandomBytes(2 * MiB, 8);
+    await Deno.writeFile(`${t.src}/via-proxy.bin`, data);
+    const proxyPort = freePort();
+    const proxy = new Deno.Command("microsocks", {
+      args: ["-i", "127.0.0.1", "-p", String(proxyPort)],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      await waitForTcpPort(proxyPort);
+      await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+      const run = await runSockit([
+        "send",
+        `127.0.0.1:${recv.port}`,
+        `${t.src}/via-proxy.bin`,
+        "--proxy",
+        `socks5://127.0.0.1:${proxyPort}`,
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(await exitOf(recv), 0);
+      assert.deepEqual(await Deno.readFile(`${t.out}/via-proxy.bin`), data);
+    } finally {
+      proxy.kill("SIGKILL");
+      await proxy.status;
+    }
+  },
 });
 
 Deno.test("a sender killed mid-transfer resumes: the second run sends about the remainder", async () => {
