@@ -77,3 +77,22 @@ Deno.test("writeAll() loops over partial writes", async () => {
   await writeAll(writer, data);
   assert.deepEqual(got, [...data]);
 });
+
+Deno.test("BufferedReader grows from a small buffer for a long line, up to its capacity", async () => {
+  const long = "z".repeat(50_000);
+  const r = new BufferedReader(trickleReader(enc(`${long}\nnext\n${long}x\n`), 999), {
+    bufferSize: 50_002,
+  });
+  assert.equal(dec(await r.readLine(50_000)), long);
+  assert.equal(dec(await r.readLine(50_000)), "next");
+  await assert.rejects(r.readLine(50_000), LimitError);
+});
+
+Deno.test("BufferedReader.readExact() beyond the initial buffer size is served whole", async () => {
+  const data = new Uint8Array(20_000).map((_, i) => i & 0xff);
+  const r = new BufferedReader(trickleReader(data, 3000));
+  assert.equal(await r.readU8(), 0);
+  const rest = await r.peek(19_999);
+  assert.deepEqual([...rest.subarray(0, 3)], [1, 2, 3]);
+  assert.equal(rest.length, 19_999);
+});

@@ -20,12 +20,23 @@ export interface Reader {
 
 /** Options for {@linkcode BufferedReader}. */
 export interface BufferedReaderOptions {
-  /** Size of the internal buffer in bytes; also the longest line {@linkcode BufferedReader.readLine} can return. @default {65536} */
+  /**
+   * Largest size the internal buffer grows to, in bytes; also bounds the longest line
+   * {@linkcode BufferedReader.readLine} can return. The buffer starts at
+   * {@linkcode INITIAL_BUFFER_SIZE} and grows on demand. @default {65536}
+   */
   bufferSize?: number;
 }
 
-/** Default size of a {@linkcode BufferedReader}'s buffer. */
+/** Default capacity of a {@linkcode BufferedReader}'s buffer. */
 export const DEFAULT_BUFFER_SIZE = 64 * 1024;
+
+/**
+ * A reader's buffer starts this small and doubles, up to its capacity, when a read fills it
+ * or a line or `ensure(n)` needs more room: an idle connection costs 4 KiB, a busy one gets
+ * full-size reads after a few.
+ */
+export const INITIAL_BUFFER_SIZE = 4 * 1024;
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -53,6 +64,8 @@ const CR = 0x0d;
 export class BufferedReader implements Reader {
   #source: Reader;
   #buf: Uint8Array;
+  #capacity: number;
+  #growNext = false;
   #start = 0;
   #end = 0;
   #eof = false;
@@ -60,7 +73,8 @@ export class BufferedReader implements Reader {
   /** Wraps `source`; nothing is read until a read method is called. */
   constructor(source: Reader, options: BufferedReaderOptions = {}) {
     this.#source = source;
-    this.#buf = new Uint8Array(options.bufferSize ?? DEFAULT_BUFFER_SIZE);
+    this.#capacity = options.bufferSize ?? DEFAULT_BUFFER_SIZE;
+    this.#buf = new Uint8Array(Math.min(this.#capacity, INITIAL_BUFFER_SIZE));
   }
 
   /** Bytes read from the source but not yet consumed. */
@@ -73,6 +87,16 @@ export class BufferedReader implements Reader {
     return this.#eof;
   }
 
+  /** Replaces the buffer by a bigger one (at least `min` bytes, at most the capacity). */
+  #grow(min: number): void {
+    const size = Math.min(this.#capacity, Math.max(this.#buf.length * 2, min));
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buf = next;
+  }
+
   /** Reads once more from the source into free buffer space. Resolves false at end of file. */
   async fill(): Promise<boolean> {
     if (this.#eof) return false;
@@ -81,23 +105,31 @@ export class BufferedReader implements Reader {
       this.#end -= this.#start;
       this.#start = 0;
     }
-    if (this.#end === this.#buf.length) {
-      throw new LimitError(`Cannot buffer more: ${this.#buf.length} bytes already buffered`);
+    if ((this.#growNext || this.#end === this.#buf.length) && this.#buf.length < this.#capacity) {
+      this.#grow(this.#buf.length * 2);
     }
+    this.#growNext = false;
+    if (this.#end === this.#buf.length) {
+      throw new LimitError(`Cannot buffer more: ${this.#capacity} bytes already buffered`);
+    }
+    const free = this.#buf.length - this.#end;
     const n = await this.#source.read(this.#buf.subarray(this.#end));
     if (n === null) {
       this.#eof = true;
       return false;
     }
+    // A read that filled all the free space suggests a busy peer: grow before the next one.
+    if (n === free) this.#growNext = true;
     this.#end += n;
     return true;
   }
 
   /** Makes sure `n` bytes (at most the buffer size) are buffered; throws on early EOF. */
   async ensure(n: number): Promise<void> {
-    if (n > this.#buf.length) {
-      throw new LimitError(`Cannot buffer ${n} bytes: buffer holds ${this.#buf.length}`);
+    if (n > this.#capacity) {
+      throw new LimitError(`Cannot buffer ${n} bytes: buffer holds ${this.#capacity}`);
     }
+    if (n > this.#buf.length) this.#grow(n);
     while (this.buffered < n) {
       if (this.#start + n > this.#buf.length) {
         this.#buf.copyWithin(0, this.#start, this.#end);
@@ -233,7 +265,7 @@ export class BufferedReader implements Reader {
     max: number,
     options: { partialAtEof?: boolean } = {},
   ): Promise<Uint8Array | null> {
-    const limit = Math.min(max, this.#buf.length - 1);
+    const limit = Math.min(max, this.#capacity - 1);
     let scanned = 0;
     while (true) {
       const view = this.#buf.subarray(this.#start + scanned, this.#end);

@@ -299,15 +299,22 @@ export class Session {
       this.#queueHead++;
       return first;
     }
-    this.#batch ??= new Uint8Array(WRITE_BATCH_SIZE);
-    const batch = this.#batch;
+    // Size the batch first: a small one gets a fresh exact-size array (an idle peer keeps no
+    // big buffer), a big one reuses this session's WRITE_BATCH_SIZE buffer.
+    let size = 0;
+    let count = 0;
+    for (let i = this.#queueHead; i < q.length && size + q[i].length <= WRITE_BATCH_SIZE; i++) {
+      size += q[i].length;
+      count++;
+    }
+    const batch = size <= DIRECT_WRITE_BYTES
+      ? new Uint8Array(size)
+      : (this.#batch ??= new Uint8Array(WRITE_BATCH_SIZE));
     let used = 0;
-    while (this.#queueHead < q.length) {
-      const next = q[this.#queueHead];
-      if (used + next.length > batch.length) break;
+    for (let i = 0; i < count; i++) {
+      const next = q[this.#queueHead++];
       batch.set(next, used);
       used += next.length;
-      this.#queueHead++;
     }
     return batch.subarray(0, used);
   }
