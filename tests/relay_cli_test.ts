@@ -18,6 +18,35 @@ Deno.test("sockit relay announces SIGTERM shutdown to clients and exits 0", asyn
   assert.ok(relay.stderr.some((l) => /stopped: clients/.test(l)));
 });
 
+Deno.test("sockit relay on IPv6 prints [::1]:PORT and relays over IPv6", async () => {
+  await using relay = await startSockit(["relay", "--host", "::1", "--port", "0"]);
+  assert.ok(relay.stderr.some((l) => l.includes(`listening on [::1]:${relay.port}`)));
+  const a = await TestClient.connect(relay.port, "::1");
+  const b = await TestClient.connect(relay.port, "::1");
+  await b.readLine();
+  await a.writeLine("over v6");
+  assert.match(await b.readLineMatching(/^\[/), /^\[user\d+\] over v6$/);
+  a.close();
+  b.close();
+});
+
+Deno.test("sockit relay --stats logs its counters", async () => {
+  await using relay = await startSockit([
+    "relay",
+    "--port",
+    "0",
+    "--stats",
+    "--stats-interval",
+    "1",
+  ]);
+  const { client } = await join(relay.port);
+  await client.writeLine("counted");
+  // A line every second; the first after the message was read counts it.
+  const m = await relay.waitForStderr(/clients 1 \(accepted 1, refused 0\), messages in 1, .*/);
+  assert.match(m[0], /delivered 0, dropped 0, slow disconnects 0, bytes in 8, out \d+$/);
+  client.close();
+});
+
 Deno.test("sockit chat sends piped lines, then leaves cleanly with exit 0", async () => {
   await using relay = await startSockit(["relay", "--port", "0"]);
   const { client } = await join(relay.port);
