@@ -48,25 +48,6 @@ const decoder = new TextDecoder();
 export const NOTICE_PREFIX = "* ";
 
 /**
- * Line mode: `[from] data\n` as one buffer.
- *
- * @example Usage
- * ```ts
- * import { encodeLineDeliver } from "./protocol.ts";
- * const bytes = encodeLineDeliver("alice", new TextEncoder().encode("hi"));
- * console.assert(new TextDecoder().decode(bytes) === "[alice] hi\n");
- * ```
- */
-export function encodeLineDeliver(from: string, data: Uint8Array): Uint8Array {
-  const prefix = encoder.encode(`[${from}] `);
-  const out = new Uint8Array(prefix.length + data.length + 1);
-  out.set(prefix);
-  out.set(data, prefix.length);
-  out[out.length - 1] = 0x0a;
-  return out;
-}
-
-/**
  * Line mode: lines of one sender as consecutive `[from] line\n` in one buffer. The lines
  * are given as `lines.spans` into `lines.src`: `[start0, end0, start1, end1, ...]` (ends exclusive,
  * without terminators). One allocation; short copies are done byte by byte, which beats a

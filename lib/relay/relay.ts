@@ -24,7 +24,6 @@ import {
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
-  encodeLineDeliver,
   encodeLineDeliverSpans,
   encodeLineNotice,
   encodeWelcomePayload,
@@ -83,14 +82,12 @@ export interface RelayStats {
 
 /** How one mode encodes what the relay sends. */
 interface Codec {
-  deliver(from: string, room: string, data: Uint8Array): Uint8Array;
   notice(text: string): Uint8Array;
   welcome(name: string, room: string): Uint8Array;
   farewell(reason: string): Uint8Array;
 }
 
 const LINE_CODEC: Codec = {
-  deliver: (from, _room, data) => encodeLineDeliver(from, data),
   notice: encodeLineNotice,
   welcome: (name, room) =>
     encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
@@ -101,8 +98,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const FRAME_CODEC: Codec = {
-  deliver: (from, room, data) =>
-    encodeFrame(RelayFrame.Deliver, encodeDeliverPayload({ from, room, data })),
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
   farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
@@ -463,9 +458,12 @@ export class Relay {
       const frame = await readFrame(s.reader, { maxPayload: this.#opts.maxLineBytes });
       if (frame === null) return;
       switch (frame.type) {
-        case RelayFrame.Message:
-          this.#broadcast(client, this.#codec.deliver(client.name, client.room, frame.payload), 1);
+        case RelayFrame.Message: {
+          const delivery = { from: client.name, room: client.room, data: frame.payload };
+          const bytes = encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(delivery));
+          this.#broadcast(client, bytes, 1);
           break;
+        }
         case RelayFrame.Command:
           if (!this.#command(client, decoder.decode(frame.payload))) return;
           break;
