@@ -445,6 +445,21 @@ class ReceiveSession {
   }
 
   /**
+   * Reads the payload of a control frame inside a file's data (End, Abort, Error), bounded by
+   * MAX_CONTROL_PAYLOAD. An Error frame from the sender ends the session here.
+   */
+  async #readControlPayload(header: { type: number; length: number }): Promise<Uint8Array> {
+    if (header.length > MAX_CONTROL_PAYLOAD) {
+      throw new ProtocolError(`Cannot read ${frameName(header.type)}: ${header.length} bytes`);
+    }
+    const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
+    if (header.type === ControlFrame.Error) {
+      throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
+    }
+    return payload;
+  }
+
+  /**
    * Reads a pipelined file's Data frames (exactly its offered size in all, into one reused
    * buffer) and its End. Resolves the bytes and the sender's SHA-256 (null without Verify).
    */
@@ -469,23 +484,10 @@ class ReceiveSession {
         received += header.length;
         continue;
       }
-      if (header.length > MAX_CONTROL_PAYLOAD) {
-        throw new ProtocolError(`Cannot read ${frameName(header.type)}: ${header.length} bytes`);
-      }
-      const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
+      const payload = await this.#readControlPayload(header);
       if (header.type === TransferFrame.End) {
-        const digest = decodeEnd(payload);
-        if ((digest !== null) !== offer.verify) {
-          throw new ProtocolError(
-            `Cannot finish ${offer.path}: End ${digest ? "carries" : "lacks"} a SHA-256 the offer ${
-              offer.verify ? "promised" : "did not promise"
-            }`,
-          );
-        }
+        const digest = endDigest(offer, payload);
         return { data: buf.subarray(0, received), digest: digest?.slice() ?? null };
-      }
-      if (header.type === ControlFrame.Error) {
-        throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
       }
       throw new ProtocolError(
         `Cannot receive ${offer.path}: got ${frameName(header.type)} in a pipelined file`,
@@ -1083,28 +1085,15 @@ class ReceiveSession {
           busy[slot].catch(() => {});
           continue;
         }
-        if (header.length > MAX_CONTROL_PAYLOAD) {
-          throw new ProtocolError(`Cannot read ${frameName(header.type)}: ${header.length} bytes`);
-        }
-        const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
+        const payload = await this.#readControlPayload(header);
         if (header.type === TransferFrame.End) {
-          const digest = decodeEnd(payload);
-          if ((digest !== null) !== offer.verify) {
-            throw new ProtocolError(
-              `Cannot finish ${offer.path}: End ${
-                digest ? "carries" : "lacks"
-              } a SHA-256 the offer ${offer.verify ? "promised" : "did not promise"}`,
-            );
-          }
+          const digest = endDigest(offer, payload);
           await drain();
           return { received, digest: digest ?? undefined, writeError };
         }
         if (header.type === TransferFrame.Abort) {
           await drain();
           return { received, aborted: decodeTextPayload(payload) };
-        }
-        if (header.type === ControlFrame.Error) {
-          throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
         }
         throw new ProtocolError(
           `Cannot receive ${offer.path}: got ${frameName(header.type)} among its data`,
@@ -1179,4 +1168,20 @@ export async function receiveSession(
     );
   }
   return s;
+}
+
+/**
+ * Decodes a file's End payload: its SHA-256, or null without one. Throws when it carries a
+ * hash the offer did not promise, or lacks one the offer promised.
+ */
+function endDigest(offer: Offer, payload: Uint8Array): Uint8Array | null {
+  const digest = decodeEnd(payload);
+  if ((digest !== null) !== offer.verify) {
+    throw new ProtocolError(
+      `Cannot finish ${offer.path}: End ${digest ? "carries" : "lacks"} a SHA-256 the offer ${
+        offer.verify ? "promised" : "did not promise"
+      }`,
+    );
+  }
+  return digest;
 }

@@ -305,20 +305,7 @@ class SendSession {
       return finish();
     };
     const verify = entry.kind === EntryKind.File && this.#opts.verify;
-    await this.#request(
-      encodeFrame(
-        TransferFrame.Offer,
-        encodeOffer({
-          kind: entry.kind,
-          path: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeMs: entry.mtimeMs,
-          verify,
-          target: entry.target,
-        }),
-      ),
-    );
+    await this.#request(offerFrame(entry, { verify, pipelined: false }));
     const what = `the answer to the offer of ${entry.path}`;
     if (entry.kind !== EntryKind.File) {
       const answer = await this.#reply([TransferFrame.Confirm, TransferFrame.Reject], what);
@@ -460,20 +447,7 @@ class SendSession {
    * size changed since the walk, or one that cannot be read now (the streamed path reports it).
    */
   #pipelined(entry: LocalEntry): Uint8Array[] | null {
-    const offer = (verify: boolean) =>
-      encodeFrame(
-        TransferFrame.Offer,
-        encodeOffer({
-          kind: entry.kind,
-          path: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeMs: entry.mtimeMs,
-          verify,
-          pipelined: true,
-          target: entry.target,
-        }),
-      );
+    const offer = (verify: boolean) => offerFrame(entry, { verify, pipelined: true });
     if (entry.kind !== EntryKind.File) return [offer(false)];
     if (entry.size > MAX_INLINE_FILE_BYTES) return null;
     const data = new Uint8Array(entry.size + 1);
@@ -715,4 +689,24 @@ export async function sendEntries(
     idle.dispose();
     await closeSession();
   }
+}
+
+/** The Offer frame for a local entry. */
+function offerFrame(
+  entry: LocalEntry,
+  flags: { verify: boolean; pipelined: boolean },
+): Uint8Array {
+  return encodeFrame(
+    TransferFrame.Offer,
+    encodeOffer({
+      kind: entry.kind,
+      path: entry.path,
+      size: entry.size,
+      mode: entry.mode,
+      mtimeMs: entry.mtimeMs,
+      verify: flags.verify,
+      pipelined: flags.pipelined,
+      target: entry.target,
+    }),
+  );
 }
