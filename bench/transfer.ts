@@ -116,21 +116,32 @@ function shellQuote(argv: string[]): string {
   return argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
 }
 
-/** One sockit send into a fresh `recv --once`. */
-async function sockitOnce(
-  src: string,
-  dir: string,
-  sendFlags: string[],
-  recvFlags: string[],
-): Promise<Timing> {
+/** How {@linkcode sockitOnce} runs: flags for each side, which sockit, how to check. */
+interface SockitRun {
+  /** Extra `send` flags. */
+  sendFlags?: string[];
+  /** Extra `recv` flags. */
+  recvFlags?: string[];
+  /** main.ts of the sockit to run (another checkout for a baseline). @default {MAIN} */
+  main?: string;
+  /** Checks what arrived under `dir` (throws when wrong). */
+  check: (dir: string) => Promise<void>;
+}
+
+/**
+ * One sockit send of `src` into a fresh `recv --once` in `dir`: wall time from starting the
+ * sender to its exit, and CPU seconds of both ends when /usr/bin/time is there.
+ */
+async function sockitOnce(src: string, dir: string, opts: SockitRun): Promise<Timing> {
   await settle();
   const port = freePort();
+  const main = opts.main ?? MAIN;
   const cpu = [`${dir}/../recv.cpu`, `${dir}/../send.cpu`];
   const recvArgv = timed(cpu[0], [
     Deno.execPath(),
     "run",
     "-A",
-    MAIN,
+    main,
     "recv",
     "--port",
     String(port),
@@ -138,7 +149,7 @@ async function sockitOnce(
     dir,
     "--once",
     "-q",
-    ...recvFlags,
+    ...(opts.recvFlags ?? []),
   ]);
   const recv = new Deno.Command(recvArgv[0], {
     args: recvArgv.slice(1),
@@ -153,12 +164,12 @@ async function sockitOnce(
       Deno.execPath(),
       "run",
       "-A",
-      MAIN,
+      main,
       "send",
       `127.0.0.1:${port}`,
       src,
       "-q",
-      ...sendFlags,
+      ...(opts.sendFlags ?? []),
     ]);
     await run(sendArgv[0], sendArgv.slice(1));
     const wall = (performance.now() - start) / 1000;
@@ -166,7 +177,7 @@ async function sockitOnce(
     if (out.code !== 0) {
       throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
     }
-    await checkSize(`${dir}/${src.split("/").pop()}`);
+    await opts.check(`${dir}/${src.split("/").pop()}`);
     return { wall, cpu: await cpuOf(cpu) };
   } finally {
     try {
@@ -221,10 +232,15 @@ async function transferBench(): Promise<BenchRow[]> {
     await randomFile(src, FILE_SIZE);
     const hasNc = peerAvailable("nc");
     const variants: Record<string, () => Promise<Timing>> = {
-      verified: () => sockitOnce(src, dir, [], []),
-      noVerify: () => sockitOnce(src, dir, ["--no-verify"], []),
-      noSync: () => sockitOnce(src, dir, [], ["--no-sync"]),
-      neither: () => sockitOnce(src, dir, ["--no-verify"], ["--no-sync"]),
+      verified: () => sockitOnce(src, dir, { check: checkSize }),
+      noVerify: () => sockitOnce(src, dir, { sendFlags: ["--no-verify"], check: checkSize }),
+      noSync: () => sockitOnce(src, dir, { recvFlags: ["--no-sync"], check: checkSize }),
+      neither: () =>
+        sockitOnce(src, dir, {
+          sendFlags: ["--no-verify"],
+          recvFlags: ["--no-sync"],
+          check: checkSize,
+        }),
       ...(hasNc
         ? { ncSync: () => ncOnce(src, dir, true), ncRaw: () => ncOnce(src, dir, false) }
         : {}),
@@ -325,42 +341,6 @@ async function checkSmallTree(root: string): Promise<void> {
   if (files !== SMALL_FILES) throw new Error(`${root}: ${files} files, expected ${SMALL_FILES}`);
 }
 
-/** One sockit send of the tree into a fresh `recv --once`; wall time to the sender's exit. */
-async function sockitTreeOnce(
-  src: string,
-  dir: string,
-  recvFlags: string[],
-  main = MAIN,
-): Promise<number> {
-  await settle();
-  const port = freePort();
-  const recv = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", main, "recv", "--port", String(port), "--dir", dir, "--once", "-q"]
-      .concat(recvFlags),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  try {
-    await waitForListen(port);
-    const start = performance.now();
-    await run(Deno.execPath(), ["run", "-A", main, "send", `127.0.0.1:${port}`, src, "-q"]);
-    const wall = (performance.now() - start) / 1000;
-    const out = await withTimeout(recv.output(), 60_000, { what: "recv to exit" });
-    if (out.code !== 0) {
-      throw new Error(`recv exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    await checkSmallTree(`${dir}/${src.split("/").pop()}`);
-    return wall;
-  } finally {
-    try {
-      recv.kill("SIGKILL");
-    } catch {
-      // Exited.
-    }
-  }
-}
-
 /**
  * `tar -cf - TREE | nc -N` into `nc -l | tar -xf -`; wall time from starting the sender to the
  * receiving tar's exit, plus a `sync` when asked (sockit's durability when it confirms).
@@ -410,13 +390,16 @@ async function smallFilesBench(): Promise<BenchRow[]> {
     };
     const hasNc = peerAvailable("nc") && peerAvailable("tar");
     const baseline = Deno.env.get(BASELINE_ENV);
+    /** One sockit send of the tree into a fresh folder; wall time to the sender's exit. */
+    const sockitTreeWall = async (recvFlags: string[], main = MAIN) =>
+      (await sockitOnce(src, await fresh(), { recvFlags, main, check: checkSmallTree })).wall;
     const variants: Record<string, () => Promise<number>> = {
-      synced: async () => sockitTreeOnce(src, await fresh(), []),
-      noSync: async () => sockitTreeOnce(src, await fresh(), ["--no-sync"]),
+      synced: () => sockitTreeWall([]),
+      noSync: () => sockitTreeWall(["--no-sync"]),
       ...(baseline
         ? {
-          baseSynced: async () => sockitTreeOnce(src, await fresh(), [], baseline),
-          baseNoSync: async () => sockitTreeOnce(src, await fresh(), ["--no-sync"], baseline),
+          baseSynced: () => sockitTreeWall([], baseline),
+          baseNoSync: () => sockitTreeWall(["--no-sync"], baseline),
         }
         : {}),
       ...(hasNc
