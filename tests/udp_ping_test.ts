@@ -3,6 +3,11 @@ import type { PingSummary } from "../lib/udp/ping_stats.ts";
 import { ProbeOffset, readProbe, writeProbe } from "../lib/udp/probe.ts";
 import { runSockit, startSockit } from "./_helpers.ts";
 
+/** Runs `sockit udp-ping ARGS...` to completion. */
+function udpPing(args: string[]) {
+  return runSockit(["udp-ping", ...args]);
+}
+
 function parseSummary(stdout: string): PingSummary {
   const lines = stdout.trim().split("\n");
   assert.equal(lines.length, 1, `--json prints one line, got:\n${stdout}`);
@@ -11,8 +16,7 @@ function parseSummary(stdout: string): PingSummary {
 
 Deno.test("udp-ping against sockit udp-echo reports 0% loss and RTT percentiles", async () => {
   await using echo = await startSockit(["udp-echo", "--port", "0"]);
-  const run = await runSockit([
-    "udp-ping",
+  const run = await udpPing([
     `127.0.0.1:${echo.port}`,
     "--count",
     "20",
@@ -38,7 +42,7 @@ Deno.test("udp-ping against sockit udp-echo reports 0% loss and RTT percentiles"
 
 Deno.test("udp-ping prints a line per reply like ping, then the summary", async () => {
   await using echo = await startSockit(["udp-echo", "--port", "0"]);
-  const run = await runSockit(["udp-ping", `127.0.0.1:${echo.port}`, "-c", "3", "-i", "5"]);
+  const run = await udpPing([`127.0.0.1:${echo.port}`, "-c", "3", "-i", "5"]);
   assert.equal(run.code, 0, run.stderr);
   const lines = run.stdout.split("\n");
   assert.equal(lines[0], `UDP-PING 127.0.0.1:${echo.port}: 64-byte probes`);
@@ -55,8 +59,7 @@ Deno.test("udp-ping prints a line per reply like ping, then the summary", async 
 
 Deno.test("udp-ping carries 65,507-byte probes intact through udp-echo", async () => {
   await using echo = await startSockit(["udp-echo", "--port", "0"]);
-  const run = await runSockit([
-    "udp-ping",
+  const run = await udpPing([
     `127.0.0.1:${echo.port}`,
     "-c",
     "3",
@@ -74,8 +77,7 @@ Deno.test("udp-ping carries 65,507-byte probes intact through udp-echo", async (
 
 Deno.test("udp-ping --flood keeps a window in flight and reports the achieved rate", async () => {
   await using echo = await startSockit(["udp-echo", "--port", "0", "--rate", "0"]);
-  const run = await runSockit([
-    "udp-ping",
+  const run = await udpPing([
     `127.0.0.1:${echo.port}`,
     "-c",
     "2000",
@@ -94,15 +96,7 @@ Deno.test("udp-ping --flood keeps a window in flight and reports the achieved ra
 
 Deno.test("udp-ping --rate sends open loop at the asked rate", async () => {
   await using echo = await startSockit(["udp-echo", "--port", "0", "--rate", "0"]);
-  const run = await runSockit([
-    "udp-ping",
-    `127.0.0.1:${echo.port}`,
-    "-c",
-    "100",
-    "--rate",
-    "1000",
-    "--json",
-  ]);
+  const run = await udpPing([`127.0.0.1:${echo.port}`, "-c", "100", "--rate", "1000", "--json"]);
   const s = parseSummary(run.stdout);
   assert.equal(s.sent, 100);
   assert.ok(s.received > 0);
@@ -116,16 +110,7 @@ Deno.test("udp-ping exits 1 when nothing answers", async () => {
   const silent = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   try {
     const port = (silent.addr as Deno.NetAddr).port;
-    const run = await runSockit([
-      "udp-ping",
-      `127.0.0.1:${port}`,
-      "-c",
-      "2",
-      "-i",
-      "5",
-      "-W",
-      "50",
-    ]);
+    const run = await udpPing([`127.0.0.1:${port}`, "-c", "2", "-i", "5", "-W", "50"]);
     assert.equal(run.code, 1);
     assert.match(run.stdout, /2 sent, 0 received, 100% loss/);
     assert.doesNotMatch(run.stdout, /rtt min/);
@@ -174,7 +159,7 @@ Deno.test({
   })(),
   fn: async () => {
     await using echo = await startSockit(["udp-echo", "--host", "::1", "--port", "0"]);
-    const run = await runSockit(["udp-ping", `[::1]:${echo.port}`, "-c", "3", "-i", "5", "--json"]);
+    const run = await udpPing([`[::1]:${echo.port}`, "-c", "3", "-i", "5", "--json"]);
     assert.equal(run.code, 0, run.stderr);
     const s = parseSummary(run.stdout);
     assert.equal(s.target, `[::1]:${echo.port}`);
@@ -264,8 +249,7 @@ Deno.test("udp-ping counts drops, duplicates, reordering, late, corrupted, trunc
   try {
     // Interval 20 ms, timeout 300 ms: 2 is held for at least 400 ms (late); 10 only until
     // the next probe (on time, unless the machine stalls for over 280 ms).
-    const run = await runSockit([
-      "udp-ping",
+    const run = await udpPing([
       `127.0.0.1:${server.port}`,
       "-c",
       "50",
@@ -312,16 +296,7 @@ Deno.test("udp-ping counts drops, duplicates, reordering, late, corrupted, trunc
 Deno.test("udp-ping per-reply lines mark duplicates, reordering and bad replies", async () => {
   const server = startMisbehavingServer();
   try {
-    const run = await runSockit([
-      "udp-ping",
-      `127.0.0.1:${server.port}`,
-      "-c",
-      "41",
-      "-i",
-      "15",
-      "-W",
-      "200",
-    ]);
+    const run = await udpPing([`127.0.0.1:${server.port}`, "-c", "41", "-i", "15", "-W", "200"]);
     assert.equal(run.code, 0, run.stderr);
     const out = run.stdout;
     assert.match(out, /seq=7 time=[\d.]+ ms \(DUP!\)/);
