@@ -3,8 +3,9 @@ import { Relay, type RelayOptions } from "../lib/relay/mod.ts";
 import { RelayFrame } from "../lib/relay/protocol.ts";
 import { decodeDeliverPayload, encodeDeliverPayload } from "../lib/relay/protocol.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
-import { withTimeout } from "../lib/net/deadline.ts";
-import { EVENT_TIMEOUT_MS, pseudoRandomBytes, TestClient } from "./_helpers.ts";
+import { delay, withTimeout } from "../lib/net/deadline.ts";
+import { RELAY_DEFAULTS } from "../lib/relay/limits.ts";
+import { captureLog, EVENT_TIMEOUT_MS, pseudoRandomBytes, TestClient } from "./_helpers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -156,6 +157,119 @@ Deno.test("relay cuts off a client that never reads; healthy clients get every l
   assert.match(rest, /\* disconnected: slow consumer/);
 });
 
+/** Reads `n` message lines `[from] i BODY` in order (notices skipped); returns the longest gap. */
+async function readSequence(
+  c: TestClient,
+  options: { from: string; n: number; body: string },
+): Promise<number> {
+  let longestGap = 0;
+  let last = performance.now();
+  for (let i = 0; i < options.n;) {
+    const l = await c.readLine(60_000);
+    assert.notEqual(l, null, `a healthy client was disconnected after ${i} lines`);
+    const now = performance.now();
+    longestGap = Math.max(longestGap, now - last);
+    last = now;
+    if (l!.startsWith("* ")) continue;
+    assert.equal(l, `[${options.from}] ${i} ${options.body}`);
+    i++;
+  }
+  return longestGap;
+}
+
+/** `n` lines `i BODY\n` as one buffer. */
+function burst(n: number, body: string): Uint8Array {
+  return enc(Array.from({ length: n }, (_, i) => `${i} ${body}\n`).join(""));
+}
+
+Deno.test("relay with default options: a healthy reader beside a stuck one gets every line of a 24 MB burst", async () => {
+  const log = captureLog("relay");
+  await using t = startTestRelay({ logger: log.logger, shutdownFlushMs: 200 });
+  const sender = await t.join();
+  const healthy = await t.join();
+  const stuck = await t.join(); // never reads until the end
+  const body = "b".repeat(390);
+  const N = 60_000; // 60,000 lines of 400 B: 24 MB
+  const sending = sender.client.write(burst(N, body));
+  const longestGap = await readSequence(healthy.client, { from: sender.name, n: N, body });
+  await sending;
+  // The stuck client held the room back once, for about the stall time, then was cut at the cap.
+  await log.waitForLog(new RegExp(`${stuck.name} disconnected: slow consumer: took no byte`));
+  const stats = t.relay.stats();
+  assert.equal(stats.slowDisconnects, 1);
+  assert.equal(stats.closes["slow-stall"], 1);
+  assert.ok(stats.stalls >= 1);
+  assert.ok(stats.pausedMs > 0, "the sender was held while the stuck client was still live");
+  assert.ok(longestGap < RELAY_DEFAULTS.stallTimeoutMs + 5_000, `longest gap ${longestGap} ms`);
+  // Read only now, long after the 200 ms flush: the stream still ends with the reason line.
+  await delay(500);
+  const rest = dec(await stuck.client.readToEnd());
+  assert.match(
+    rest,
+    /\n\* disconnected: slow consumer: took no byte for 1000 ms and more than 4194304 bytes queued\n$/,
+  );
+  // What it got before the reason are whole lines of the burst, in order.
+  const lines = rest.split("\n").filter((l) => l.startsWith("["));
+  assert.ok(lines.length > 0);
+  const first = Number(lines[0].split(" ")[1]);
+  lines.forEach((l, k) => assert.equal(l, `[${sender.name}] ${first + k} ${body}`));
+});
+
+Deno.test("relay with default options paces a sender to a reader throttled to about 1 MB/s", async () => {
+  await using t = startTestRelay();
+  const sender = await t.join();
+  const slow = await t.join();
+  const body = "s".repeat(390);
+  const N = 20_000; // 8 MB
+  const sending = sender.client.write(burst(N, body));
+  // About 1 MB/s: 16 KiB every 16 ms, straight from the socket.
+  const throttled = (async () => {
+    const buf = new Uint8Array(16 * 1024);
+    let text = "";
+    let next = 0;
+    while (next < N) {
+      const n = await slow.client.conn.read(buf);
+      assert.notEqual(n, null, `the throttled reader was cut after ${next} lines`);
+      text += dec(buf.subarray(0, n!));
+      const parts = text.split("\n");
+      text = parts.pop()!;
+      for (const l of parts) {
+        if (l.startsWith("* ")) continue;
+        assert.equal(l, `[${sender.name}] ${next} ${body}`);
+        next++;
+      }
+      await delay(16);
+    }
+    return next;
+  })();
+  assert.equal(await throttled, N);
+  await sending;
+  // The sender was paced, not cut: it is still here and gets its answer.
+  await sender.client.writeLine("/who");
+  assert.match(await sender.client.readLineMatching(/^\* in /), new RegExp(slow.name));
+  const stats = t.relay.stats();
+  assert.ok(stats.pausedMs > 0, "the sender was held back");
+  assert.equal(stats.slowDisconnects, 0);
+  assert.equal(stats.dropped, 0);
+});
+
+Deno.test("relay: a stuck client that reads again before its cap gets every queued line in order", async () => {
+  await using t = startTestRelay({ maxQueuedBytes: 64 * 1024 * 1024, stallTimeoutMs: 200 });
+  const sender = await t.join();
+  const healthy = await t.join();
+  const late = await t.join(); // stuck for a while, then reads
+  const body = "l".repeat(390);
+  const N = 20_000; // 8 MB: more than its socket buffers, less than its 64 MiB cap
+  const sending = sender.client.write(burst(N, body));
+  await readSequence(healthy.client, { from: sender.name, n: N, body });
+  await sending;
+  assert.ok(t.relay.stats().stalls >= 1, "the late reader was stuck");
+  await readSequence(late.client, { from: sender.name, n: N, body });
+  const stats = t.relay.stats();
+  assert.equal(stats.stuckClients, 0);
+  assert.equal(stats.slowDisconnects, 0);
+});
+
 Deno.test("relay with --slow drop keeps a slow client and tells it what it missed", async () => {
   await using t = startTestRelay({ maxQueuedBytes: 64 * 1024, slowPolicy: "drop" });
   const sender = await t.join();
@@ -208,14 +322,28 @@ Deno.test("relay passes invalid UTF-8 and binary garbage through without harm", 
   assert.equal(await b.client.readLineMatching(/^\[/), `[${c.name}] still fine`);
 });
 
-Deno.test("relay delivers a final unterminated line as one whole line on close", async () => {
+Deno.test("relay delivers a final unterminated line as one whole line on half-close", async () => {
   await using t = startTestRelay();
   const a = await t.join();
   const b = await t.join();
   await a.client.write("half a line");
   await a.client.conn.closeWrite();
   assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] half a line`);
-  assert.match(await b.client.readLineMatching(/left/), new RegExp(`${a.name} left`));
+});
+
+Deno.test("relay keeps a client that half-closes at once (listen-only) and delivers to it", async () => {
+  await using t = startTestRelay();
+  const listener = await t.join();
+  await listener.client.conn.closeWrite(); // like nc -N host port </dev/null
+  const talker = await t.join();
+  for (let i = 0; i < 100; i++) await talker.client.writeLine(`line ${i}`);
+  for (let i = 0; i < 100; i++) {
+    assert.equal(await listener.client.readLineMatching(/^\[/), `[${talker.name}] line ${i}`);
+  }
+  assert.equal(t.relay.stats().clients, 2);
+  // Its name is still taken: it is a member like any other.
+  await talker.client.writeLine(`/nick ${listener.name}`);
+  assert.match(await talker.client.readLineMatching(/cannot rename|welcome/), /cannot rename/);
 });
 
 Deno.test("relay accepts a line of exactly --max-line bytes whose CRLF arrives split", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Session } from "../lib/net/session.ts";
+import { describeCloseReason } from "../lib/net/close_reason.ts";
 import { TestClient } from "./_helpers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -20,11 +21,11 @@ Deno.test("Session delivers queued messages in order and closes so the peer sees
   const { session, client, listener } = await sessionPair({});
   const done = session.run(async (s) => {
     for (let i = 0; i < 1000; i++) s.send(enc(`line ${i}\n`));
-    await s.close("done");
+    await s.close({ kind: "shutdown", text: "done" });
   });
   for (let i = 0; i < 1000; i++) assert.equal(await client.readLine(), `line ${i}`);
   assert.equal(await client.readLine(), null);
-  assert.equal((await done).reason, "done");
+  assert.equal((await done).text, "done");
   client.close();
   listener.close();
 });
@@ -32,8 +33,10 @@ Deno.test("Session delivers queued messages in order and closes so the peer sees
 Deno.test("Session closes a peer that never reads once its outbox cap is passed", async () => {
   const { session, client, listener } = await sessionPair({
     maxQueuedBytes: 256 * 1024,
+    // The farewell of a slow consumer waits for its socket up to the write timeout.
+    writeTimeoutMs: 200,
     flushTimeoutMs: 100,
-    farewell: (reason) => enc(`bye: ${reason}\n`),
+    farewell: (reason) => enc(`bye: ${describeCloseReason(reason)}\n`),
   });
   const chunk = new Uint8Array(64 * 1024);
   let sent = 0;
@@ -47,7 +50,7 @@ Deno.test("Session closes a peer that never reads once its outbox cap is passed"
     }
     await s.closed;
   });
-  assert.match(info.reason, /slow consumer/);
+  assert.match(info.text, /slow consumer/);
   assert.ok(maxQueued <= 256 * 1024, `queued up to ${maxQueued} bytes`);
   assert.ok(sent > 4, `sent ${sent} chunks`);
   client.close();
@@ -64,14 +67,14 @@ Deno.test("Session with overflow 'drop' counts what it drops and stays open", as
     for (let i = 0; i < 20; i++) s.send(new Uint8Array(100).fill(0x61 + (i % 26)));
     s.send(enc("\n"));
     await s.reader.readLine(10); // wait for the client's go-ahead
-    await s.close("done");
+    await s.close({ kind: "shutdown", text: "done" });
   });
   const line = await client.readLine();
   assert.equal(line?.length, 1000);
   assert.equal(session.dropped, 10);
   assert.equal(session.droppedBytes, 1000);
   await client.writeLine("go");
-  assert.equal((await done).reason, "done");
+  assert.equal((await done).text, "done");
   client.close();
   listener.close();
 });
@@ -79,14 +82,14 @@ Deno.test("Session with overflow 'drop' counts what it drops and stays open", as
 Deno.test("Session closes an idle peer after idleTimeoutMs with a farewell", async () => {
   const { session, client, listener } = await sessionPair({
     idleTimeoutMs: 200,
-    farewell: (reason) => enc(`closing: ${reason}\n`),
+    farewell: (reason) => enc(`closing: ${describeCloseReason(reason)}\n`),
   });
   const done = session.run(async (s) => {
     while ((await s.reader.readLine(100)) !== null) { /* ignore */ }
   });
   assert.match((await client.readLine()) ?? "", /closing: idle for more than 200 ms/);
   assert.equal(await client.readLine(), null);
-  assert.match((await done).reason, /idle/);
+  assert.match((await done).text, /idle/);
   client.close();
   listener.close();
 });
@@ -107,7 +110,7 @@ Deno.test("Session sends heartbeats while the peer is quiet and keeps a live pee
   await client.writeLine("PONG");
   assert.equal(await client.readLine(), "PING");
   await client.writeLine("quit");
-  assert.equal((await done).reason, "peer closed");
+  assert.equal((await done).text, "peer closed");
   client.close();
   listener.close();
 });
@@ -119,7 +122,7 @@ Deno.test("Session reports the peer closing as 'peer closed'", async () => {
   });
   await client.writeLine("hi");
   client.close();
-  assert.equal((await done).reason, "peer closed");
+  assert.equal((await done).text, "peer closed");
   assert.equal(session.bytesIn, 3);
   listener.close();
 });
@@ -147,7 +150,7 @@ Deno.test("Session forgets written messages even when its outbox never empties",
     await new Promise((r) => setTimeout(r, 0));
   }
   const grown = Deno.memoryUsage().external - before;
-  await session.close("done", { flush: false });
+  await session.close({ kind: "shutdown", text: "done" }, { flush: false });
   assert.ok(written > 0);
   // Holding every written message would keep all 48 MiB alive.
   assert.ok(grown < 16 * 1024 * 1024, `external memory grew by ${grown} bytes`);

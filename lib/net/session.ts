@@ -1,6 +1,5 @@
 /**
- * The connection session from the seed note: per long-lived connection, one reader, one
- * writer and one handler.
+ * The connection session: per long-lived connection, one reader, one writer and one handler.
  *
  * - The **reader** is a {@linkcode BufferedReader} over the connection; the handler pulls
  *   lines or frames from it, so there is exactly one reader per connection.
@@ -9,18 +8,34 @@
  * - The **handler** is the protocol's async function given to {@linkcode Session.run}; it owns
  *   the connection's state and puts replies on the outbox with {@linkcode Session.send}.
  *
- * The outbox is bounded in bytes ({@linkcode SessionOptions.maxQueuedBytes}): a peer that does
- * not read fills it, and then either the session closes ("slow consumer", the default) or
- * further messages are dropped and counted. Deadlines notice dead peers: a write that stays
- * blocked past {@linkcode SessionOptions.writeTimeoutMs}, or no bytes read for
- * {@linkcode SessionOptions.idleTimeoutMs}. {@linkcode Session.close} lets the peer know:
- * it flushes a last message (bounded wait), half-closes, then closes.
+ * **The outbox** is bounded in bytes ({@linkcode SessionOptions.maxQueuedBytes}). Without flow
+ * control a message that would pass the cap either closes the session (`slow-bytes`) or is
+ * dropped and counted (overflow `"drop"`). With {@linkcode SessionOptions.flow} the outbox
+ * also has water marks (see `flow.ts`): above high water a live peer *holds its producers*
+ * ({@linkcode Session.holdsProducers}, {@linkcode Session.released}), and the cap applies
+ * only once the peer is *stuck*, its socket having taken no byte for the stall time
+ * (`slow-stall`). A live peer's outbox is then bounded by high water plus what each producer
+ * had in hand when it paused.
+ *
+ * **Deadlines** run on the shared {@linkcode DEADLINES} scheduler, two tasks per session, re-armed
+ * lazily: the write side (stall, and `write-timeout` when the socket took no byte for
+ * {@linkcode SessionOptions.writeTimeoutMs}) and the read side (`idle`, heartbeat pings and
+ * `heartbeat` after missed ones).
+ *
+ * **Closing** lets the peer know: {@linkcode Session.close} flushes a last message (bounded
+ * wait), half-closes, then closes. A slow consumer's queue is discarded and its farewell goes
+ * after what is already in flight, with up to `writeTimeoutMs` to get there, so the peer's
+ * stream ends with the reason line even when it was stuck for a long time. Every end has a
+ * typed {@linkcode CloseReason}.
  *
  * @module
  */
 
+import { type Widened, withDefaults } from "../defaults.ts";
 import { BufferedReader } from "./buffered_reader.ts";
-import { writeAll } from "./write_all.ts";
+import { type CloseReason, describeCloseReason, errorReason } from "./close_reason.ts";
+import { DEADLINES } from "./deadline.ts";
+import type { FlowOptions, FlowOutbox } from "./flow.ts";
 
 /** Defaults of {@linkcode SessionOptions}, in one place. */
 export const SESSION_DEFAULTS = {
@@ -28,10 +43,14 @@ export const SESSION_DEFAULTS = {
   maxQueuedBytes: 8 * 1024 * 1024,
   /** What happens when the outbox is full. */
   overflow: "close" as OverflowPolicy,
-  /** A single write blocked this long marks the peer as not reading, in ms (0 disables). */
+  /** The socket taking no byte this long marks the peer as not reading, in ms (0 disables). */
   writeTimeoutMs: 30_000,
   /** Close a peer that sent nothing for this long, in ms (0 disables). */
   idleTimeoutMs: 0,
+  /** Send a ping after this long without reading anything, in ms (0 disables). */
+  pingIntervalMs: 0,
+  /** Close after this many ping intervals without reading anything (0: pings only). */
+  heartbeatMisses: 0,
   /** How long {@linkcode Session.close} waits for queued bytes to go out, in ms. */
   flushTimeoutMs: 2_000,
   /** Read buffer per session (also the longest line or handshake it can buffer). */
@@ -56,20 +75,26 @@ export interface SessionOptions {
   maxQueuedBytes?: number;
   /** Policy when the outbox would exceed its cap. @default {"close"} */
   overflow?: OverflowPolicy;
-  /** Close when one write is blocked this long, in ms; 0 disables. @default {30000} */
+  /** Water marks and stall time; without them the cap applies to every peer. */
+  flow?: FlowOptions;
+  /** Close when the socket took no byte this long, in ms; 0 disables. @default {30000} */
   writeTimeoutMs?: number;
   /** Close when nothing was read for this long, in ms; 0 disables. @default {0} */
   idleTimeoutMs?: number;
   /** Send `ping()` after this long without reading anything, in ms; 0 disables. @default {0} */
   pingIntervalMs?: number;
+  /** Close after this many ping intervals without reading anything; 0: never. @default {0} */
+  heartbeatMisses?: number;
   /** Makes the heartbeat message sent every `pingIntervalMs`. */
   ping?: () => Uint8Array;
-  /** Message queued just before a slow-consumer or idle close, e.g. a reason line. */
-  farewell?: (reason: string) => Uint8Array | undefined;
+  /** Message queued just before a slow-consumer, idle or heartbeat close: a reason line. */
+  farewell?: (reason: CloseReason) => Uint8Array | undefined;
   /** Called once, synchronously, when the session starts closing (for any reason). */
   onClosing?: (info: CloseInfo) => void;
   /** Called each time the writer has emptied the outbox. */
   onDrained?: () => void;
+  /** Called when the peer becomes stuck (true) and when it takes bytes again (false). */
+  onStuck?: (stuck: boolean) => void;
   /** How long {@linkcode Session.close} waits for queued bytes, in ms. @default {2000} */
   flushTimeoutMs?: number;
   /** Read buffer size in bytes. @default {65536} */
@@ -78,10 +103,24 @@ export interface SessionOptions {
 
 /** Why and how a session ended. */
 export interface CloseInfo {
-  /** Human-readable reason: "peer closed", "slow consumer: ...", "idle for 30000 ms", ... */
-  reason: string;
+  /** The typed reason. */
+  reason: CloseReason;
+  /** The reason as text ({@linkcode describeCloseReason}). */
+  text: string;
   /** The error that ended the session, if one did. */
   error?: unknown;
+}
+
+/** Options for {@linkcode Session.close}. */
+export interface CloseOptions {
+  /** Wait for queued bytes to go out first (bounded). @default {true} */
+  flush?: boolean;
+  /** How long to wait for them, in ms. @default {SessionOptions.flushTimeoutMs} */
+  flushTimeoutMs?: number;
+  /** The error behind the close. */
+  error?: unknown;
+  /** A last message, queued after everything else. */
+  farewell?: Uint8Array;
 }
 
 /** The connection a session runs on: `Deno.Conn` or anything with the same calls. */
@@ -96,24 +135,42 @@ export interface SessionConn {
   close(): void;
 }
 
+/** A promise with its resolver, made when somebody waits. */
+interface Waiter {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+
+function waiter(): Waiter {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /**
- * One long-lived connection: a buffered reader, a bounded outbox with its writer loop, and
- * deadlines.
+ * One long-lived connection: a buffered reader, a bounded outbox with its writer loop,
+ * optional flow control, and deadlines.
  *
  * @example Echo lines back to the peer
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { Session } from "./session.ts";
- * const listener = Deno.listen({ port: 0 });
- * const conn = await listener.accept();
- * const session = new Session(conn, { maxQueuedBytes: 1 << 20 });
- * const info = await session.run(async (s) => {
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const session = new Session(await listener.accept());
+ * const ended = session.run(async (s) => {
  *   let line;
  *   while ((line = await s.reader.readLine(1024)) !== null) s.send(line);
  * });
- * console.log(info.reason);
+ * await client.write(new TextEncoder().encode("ping\n"));
+ * const buf = new Uint8Array(16);
+ * const n = await client.read(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
+ * client.close();
+ * assert.equal((await ended).reason.kind, "peer-closed");
  * ```
  */
-export class Session {
+export class Session implements FlowOutbox {
   /** The connection. */
   readonly conn: SessionConn;
   /** The one reader of this connection. */
@@ -127,9 +184,8 @@ export class Session {
   /** Bytes dropped because the outbox was full (with overflow "drop"). */
   droppedBytes = 0;
 
-  #opts:
-    & Required<Omit<SessionOptions, "ping" | "farewell" | "onClosing" | "onDrained">>
-    & SessionOptions;
+  #opts: Widened<typeof SESSION_DEFAULTS> & SessionOptions;
+  #flow: FlowOptions | undefined;
   #queue: Uint8Array[] = [];
   #queueHead = 0;
   #queued = 0;
@@ -139,17 +195,28 @@ export class Session {
   #closeInfo: CloseInfo | undefined;
   #closed: Promise<CloseInfo>;
   #resolveClosed!: (info: CloseInfo) => void;
-  #lastReadAt = performance.now();
-  #lastPingAt = 0;
-  #writingSince = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #finished = false;
   #writer: Promise<void> | undefined;
   #batch: Uint8Array | undefined;
+  // Write side: whether a write is under way, when the socket last took bytes, stuck state.
+  #writing = false;
+  #lastProgressAt = 0;
+  #stuck = false;
+  #cancelWriteTask: (() => void) | undefined;
+  // Read side.
+  #lastReadAt = performance.now();
+  #lastPingAt = 0;
+  #cancelReadTask: (() => void) | undefined;
+  // Waiters: "the outbox is empty" and "no longer holding producers".
+  #drained: Waiter | undefined;
+  #released: Waiter | undefined;
+  #cutFlush: (() => void) | undefined;
 
   /** Wraps `conn`; call {@linkcode run} to start the writer and the handler. */
   constructor(conn: SessionConn, options: SessionOptions = {}) {
     this.conn = conn;
-    this.#opts = { ...SESSION_DEFAULTS, pingIntervalMs: 0, ...options };
+    this.#opts = withDefaults(SESSION_DEFAULTS, options);
+    this.#flow = options.flow;
     this.reader = new BufferedReader(
       { read: (p: Uint8Array) => this.#readConn(p) },
       { bufferSize: this.#opts.readBufferSize },
@@ -166,7 +233,7 @@ export class Session {
     return n;
   }
 
-  /** Bytes waiting in the outbox. */
+  /** Bytes waiting in the outbox, including the part of a write not yet taken. */
   get queuedBytes(): number {
     return this.#queued + this.#inFlight;
   }
@@ -176,28 +243,52 @@ export class Session {
     return this.#closing;
   }
 
+  /** True while the peer is stuck: data waits and its socket took no byte for the stall time. */
+  get stuck(): boolean {
+    return this.#stuck;
+  }
+
+  /** True while this outbox is above its high-water mark, its peer live and the session open. */
+  get holdsProducers(): boolean {
+    return this.#flow !== undefined && !this.#closing && !this.#stuck &&
+      this.#queued + this.#inFlight > this.#flow.highWaterBytes;
+  }
+
+  /** Resolves once {@linkcode holdsProducers} turns false. */
+  released(): Promise<void> {
+    if (!this.holdsProducers) return Promise.resolve();
+    return (this.#released ??= waiter()).promise;
+  }
+
   /** Resolves once the connection is closed, with the reason. */
   get closed(): Promise<CloseInfo> {
     return this.#closed;
   }
 
   /**
-   * Queues `data` for the peer. Resolves nothing: returns true when queued, false when the
-   * session is closing or the outbox is full (which, by policy, either closed the session or
-   * dropped this message). `data` must not be modified afterwards.
+   * Queues `data` for the peer. Returns true when queued, false when the session is closing
+   * or the outbox is full (which, by policy, either closed the session or dropped this
+   * message). With flow control a live peer's outbox may pass the cap by what its producers
+   * had in hand; they are expected to wait on {@linkcode released}. `data` must not be
+   * modified afterwards.
    */
   send(data: Uint8Array): boolean {
     if (this.#closing) return false;
-    if (this.#queued + this.#inFlight + data.length > this.#opts.maxQueuedBytes) {
+    const max = this.#opts.maxQueuedBytes;
+    if (this.#queued + this.#inFlight + data.length > max) {
       if (this.#opts.overflow === "drop") {
         this.dropped++;
         this.droppedBytes += data.length;
         return false;
       }
-      this.#abortSlow(
-        `slow consumer: more than ${this.#opts.maxQueuedBytes} bytes queued`,
-      );
-      return false;
+      if (this.#flow === undefined) {
+        this.#abortSlow({ kind: "slow-bytes", limitBytes: max });
+        return false;
+      }
+      if (this.#stuck) {
+        this.#abortSlow({ kind: "slow-stall", stallMs: this.#flow.stallTimeoutMs, limitBytes: max });
+        return false;
+      }
     }
     this.#queue.push(data);
     this.#queued += data.length;
@@ -206,22 +297,19 @@ export class Session {
   }
 
   /**
-   * Starts the writer loop and the deadline timer, runs `handler` until it returns (the peer
+   * Starts the writer loop and the deadlines, runs `handler` until it returns (the peer
    * finished) or throws, then closes. Either way what is queued is flushed (bounded by
    * `flushTimeoutMs`), so an error notice queued by the handler reaches the peer; a thrown
    * error becomes the close reason. Resolves how the session ended. Never rejects.
    */
   async run(handler: (session: Session) => Promise<void>): Promise<CloseInfo> {
     this.#writer = this.#writeLoop();
-    this.#startTimer();
+    this.#armReadTask();
     try {
       await handler(this);
-      if (!this.#closing) await this.close("peer closed");
+      if (!this.#closing) await this.close({ kind: "peer-closed" });
     } catch (error) {
-      if (!this.#closing) {
-        const message = error instanceof Error ? error.message : String(error);
-        await this.close(message, { error, flush: true });
-      }
+      if (!this.#closing) await this.close(errorReason(error), { error, flush: true });
     }
     return await this.#closed;
   }
@@ -231,10 +319,7 @@ export class Session {
    * `flushTimeoutMs`), half-closes so the peer reads end of file, then closes. Safe to call
    * more than once; the first reason wins.
    */
-  async close(
-    reason: string,
-    options: { flush?: boolean; error?: unknown; farewell?: Uint8Array } = {},
-  ): Promise<CloseInfo> {
+  async close(reason: CloseReason, options: CloseOptions = {}): Promise<CloseInfo> {
     if (this.#closing) return await this.#closed;
     if (options.farewell) {
       this.#queue.push(options.farewell);
@@ -242,12 +327,14 @@ export class Session {
       this.#wake?.();
     }
     this.#closing = true;
-    this.#closeInfo = options.error === undefined ? { reason } : { reason, error: options.error };
-    this.#stopTimer();
+    this.#closeInfo = { reason, text: describeCloseReason(reason) };
+    if (options.error !== undefined) this.#closeInfo.error = options.error;
+    this.#cancelReadTask?.();
+    this.#released?.resolve();
     this.#opts.onClosing?.(this.#closeInfo);
     if (options.flush !== false && this.#writer) {
-      await this.#waitDrained(this.#opts.flushTimeoutMs);
-      if (this.queuedBytes === 0) {
+      await this.#waitDrained(options.flushTimeoutMs ?? this.#opts.flushTimeoutMs);
+      if (this.queuedBytes === 0 && !this.#finished) {
         try {
           await this.conn.closeWrite();
         } catch {
@@ -259,29 +346,56 @@ export class Session {
     return await this.#closed;
   }
 
-  #abortSlow(reason: string): void {
-    // Drop what has not started to go out, keep the farewell so the peer learns why.
+  /** Ends a close that is still flushing at once (closing with `reason` if none started). */
+  terminate(reason: CloseReason = { kind: "shutdown" }): void {
+    if (!this.#closing) void this.close(reason, { flush: false });
+    this.#cutFlush?.();
+  }
+
+  #abortSlow(reason: CloseReason): void {
+    // Drop what has not started to go out; the farewell follows what is in flight, with the
+    // write timeout (not the short flush) to get there, so a stuck peer that reads again
+    // sees why it was cut.
     this.#queue = [];
     this.#queueHead = 0;
     this.#queued = 0;
     const farewell = this.#opts.farewell?.(reason);
-    void this.close(reason, { farewell, flush: farewell !== undefined });
+    const { writeTimeoutMs, flushTimeoutMs } = this.#opts;
+    void this.close(reason, {
+      farewell,
+      flush: farewell !== undefined,
+      flushTimeoutMs: reason.kind === "write-timeout" ? flushTimeoutMs : writeTimeoutMs,
+    });
   }
 
   #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#cancelWriteTask?.();
+    this.#cancelReadTask?.();
     try {
       this.conn.close();
     } catch {
       // Already closed.
     }
     this.#wake?.();
-    this.#resolveClosed(this.#closeInfo ?? { reason: "closed" });
+    this.#drained?.resolve();
+    this.#released?.resolve();
+    this.#resolveClosed(this.#closeInfo ?? { reason: { kind: "peer-closed" }, text: "closed" });
   }
 
   async #waitDrained(ms: number): Promise<void> {
-    const deadline = performance.now() + ms;
-    while (this.queuedBytes > 0 && this.#writer && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
+    if (this.queuedBytes === 0 || !this.#writer) return;
+    const drained = (this.#drained ??= waiter());
+    let cut!: () => void;
+    const cutPromise = new Promise<void>((r) => (cut = r));
+    this.#cutFlush = cut;
+    const cancel = ms > 0 ? DEADLINES.after(ms, cut) : (cut(), () => {});
+    try {
+      await Promise.race([drained.promise, cutPromise]);
+    } finally {
+      cancel();
+      this.#cutFlush = undefined;
     }
   }
 
@@ -321,10 +435,15 @@ export class Session {
 
   async #writeLoop(): Promise<void> {
     try {
-      while (true) {
+      while (!this.#finished) {
         if (this.#queueHead === this.#queue.length) {
           this.#queue = [];
           this.#queueHead = 0;
+          this.#writing = false;
+          if (this.#drained) {
+            this.#drained.resolve();
+            this.#drained = undefined;
+          }
           if (this.#closeInfo && this.#queued === 0) return;
           if (!this.#closing) this.#opts.onDrained?.();
           if (this.#queue.length > 0) continue;
@@ -335,11 +454,19 @@ export class Session {
         const data = this.#nextBatch();
         this.#queued -= data.length;
         this.#inFlight = data.length;
-        this.#writingSince = performance.now();
-        await writeAll(this.conn, data);
-        this.#writingSince = 0;
-        this.#inFlight = 0;
-        this.bytesOut += data.length;
+        if (!this.#writing) {
+          this.#writing = true;
+          this.#lastProgressAt = performance.now();
+          this.#armWriteTask();
+        }
+        let off = 0;
+        while (off < data.length) {
+          const n = await this.conn.write(off === 0 ? data : data.subarray(off));
+          off += n;
+          this.#inFlight -= n;
+          this.bytesOut += n;
+          this.#progress();
+        }
       }
     } catch (error) {
       this.#queue = [];
@@ -349,47 +476,110 @@ export class Session {
       if (!this.#closing) {
         const message = error instanceof Error ? error.message : String(error);
         this.#closing = true;
-        this.#closeInfo = { reason: `write failed: ${message}`, error };
-        this.#stopTimer();
+        this.#closeInfo = {
+          reason: { kind: "error", message: `write failed: ${message}` },
+          text: `write failed: ${message}`,
+          error,
+        };
         this.#opts.onClosing?.(this.#closeInfo);
-        this.#finish();
       }
+      this.#finish();
     } finally {
       this.#writer = undefined;
+      this.#drained?.resolve();
     }
   }
 
-  #startTimer(): void {
-    const { idleTimeoutMs, writeTimeoutMs, pingIntervalMs } = this.#opts;
-    const periods = [idleTimeoutMs, writeTimeoutMs, pingIntervalMs].filter((ms) => ms > 0);
-    if (periods.length === 0) return;
-    const tick = Math.max(10, Math.min(1000, Math.min(...periods) / 4));
-    this.#timer = setInterval(() => this.#checkDeadlines(), tick);
+  /** The socket took bytes: the peer is live; release held producers at low water. */
+  #progress(): void {
+    this.#lastProgressAt = performance.now();
+    if (this.#stuck) {
+      this.#stuck = false;
+      this.#opts.onStuck?.(false);
+      // Stall detection starts over from now.
+      this.#cancelWriteTask?.();
+      this.#cancelWriteTask = undefined;
+      this.#armWriteTask();
+    }
+    const flow = this.#flow;
+    if (this.#released && flow && this.#queued + this.#inFlight <= flow.lowWaterBytes) {
+      this.#released.resolve();
+      this.#released = undefined;
+    }
   }
 
-  #stopTimer(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+  /** Write side deadlines: stall (with flow control) and the write timeout. */
+  #armWriteTask(): void {
+    if (this.#cancelWriteTask !== undefined || this.#finished) return;
+    const stallMs = this.#flow?.stallTimeoutMs ?? 0;
+    const writeMs = this.#opts.writeTimeoutMs;
+    if (stallMs <= 0 && writeMs <= 0) return;
+    const dueAfter = (since: number) => {
+      let due = Infinity;
+      if (stallMs > 0 && !this.#stuck) due = since + stallMs;
+      if (writeMs > 0) due = Math.min(due, since + writeMs);
+      return due;
+    };
+    this.#cancelWriteTask = DEADLINES.schedule(dueAfter(this.#lastProgressAt), (now) => {
+      if (!this.#writing || this.#finished) {
+        this.#cancelWriteTask = undefined;
+        return undefined;
+      }
+      const quiet = now - this.#lastProgressAt;
+      if (writeMs > 0 && quiet >= writeMs) {
+        this.#cancelWriteTask = undefined;
+        if (this.#closing) this.#cutFlush?.();
+        else this.#abortSlow({ kind: "write-timeout", ms: writeMs });
+        return undefined;
+      }
+      if (stallMs > 0 && !this.#stuck && quiet >= stallMs) this.#becomeStuck();
+      const due = dueAfter(this.#lastProgressAt);
+      if (due === Infinity) this.#cancelWriteTask = undefined;
+      return due === Infinity ? undefined : due;
+    });
   }
 
-  #checkDeadlines(): void {
-    const now = performance.now();
-    const { idleTimeoutMs, writeTimeoutMs, pingIntervalMs, ping } = this.#opts;
-    if (writeTimeoutMs > 0 && this.#writingSince > 0 && now - this.#writingSince > writeTimeoutMs) {
-      this.#abortSlow(`slow consumer: a write was blocked for more than ${writeTimeoutMs} ms`);
-      return;
+  #becomeStuck(): void {
+    this.#stuck = true;
+    this.#opts.onStuck?.(true);
+    this.#released?.resolve();
+    this.#released = undefined;
+    const max = this.#opts.maxQueuedBytes;
+    if (!this.#closing && this.#queued + this.#inFlight > max) {
+      this.#abortSlow({ kind: "slow-stall", stallMs: this.#flow!.stallTimeoutMs, limitBytes: max });
     }
-    const idle = now - this.#lastReadAt;
-    if (idleTimeoutMs > 0 && idle > idleTimeoutMs) {
-      const reason = `idle for more than ${idleTimeoutMs} ms`;
-      void this.close(reason, { farewell: this.#opts.farewell?.(reason) });
-      return;
-    }
-    if (
-      pingIntervalMs > 0 && ping && idle > pingIntervalMs && now - this.#lastPingAt > pingIntervalMs
-    ) {
-      this.#lastPingAt = now;
-      this.send(ping());
-    }
+  }
+
+  /** Read side deadlines: idle, heartbeat pings, missed heartbeats. */
+  #armReadTask(): void {
+    const { idleTimeoutMs, pingIntervalMs, heartbeatMisses, ping } = this.#opts;
+    const pingMs = ping ? pingIntervalMs : 0;
+    const deadMs = pingMs > 0 && heartbeatMisses > 0 ? pingMs * heartbeatMisses : 0;
+    if (idleTimeoutMs <= 0 && pingMs <= 0) return;
+    const due = () => {
+      let at = Infinity;
+      if (idleTimeoutMs > 0) at = this.#lastReadAt + idleTimeoutMs;
+      if (deadMs > 0) at = Math.min(at, this.#lastReadAt + deadMs);
+      if (pingMs > 0) at = Math.min(at, Math.max(this.#lastReadAt, this.#lastPingAt) + pingMs);
+      return at;
+    };
+    this.#cancelReadTask = DEADLINES.schedule(due(), (now) => {
+      if (this.#closing) return undefined;
+      const quiet = now - this.#lastReadAt;
+      let reason: CloseReason | undefined;
+      if (idleTimeoutMs > 0 && quiet >= idleTimeoutMs) reason = { kind: "idle", ms: idleTimeoutMs };
+      else if (deadMs > 0 && quiet >= deadMs) {
+        reason = { kind: "heartbeat", ms: deadMs, misses: heartbeatMisses };
+      }
+      if (reason) {
+        void this.close(reason, { farewell: this.#opts.farewell?.(reason) });
+        return undefined;
+      }
+      if (pingMs > 0 && quiet >= pingMs && now - this.#lastPingAt >= pingMs) {
+        this.#lastPingAt = now;
+        this.send(ping!());
+      }
+      return due();
+    });
   }
 }

@@ -1,19 +1,45 @@
 /**
- * The relay's limits and its slow-client policy, in one place.
+ * The relay's limits and its flow-control and slow-client policy, in one place.
  *
- * **Slow clients.** Every client has an outbox capped in bytes (`maxQueuedBytes`). Delivery
- * to one client never waits for another: a message is appended to each recipient's outbox and
- * the sender moves on. A client whose outbox would pass the cap, or whose socket accepts no
- * byte for `writeTimeoutMs`, is a slow consumer. With the policy `"disconnect"` (the default)
- * it is sent one line saying why and disconnected; with `"drop"` the messages it cannot take
- * are dropped, counted, and once it catches up it is told how many it missed.
+ * **Every live reader gets every line, in order.** Each client has an outbox. A message is
+ * appended to the outbox of every other member of the sender's room, as one buffer shared by
+ * all of them. When a recipient's outbox passes its **high-water mark**
+ * (`highWaterBytes`, 1 MiB) while the recipient is *live*, the relay stops reading from the
+ * senders whose messages go to it; their kernel buffers fill and TCP pushes back on the
+ * sending clients. They resume once the recipient drains to its **low-water mark**
+ * (`lowWaterBytes`, 256 KiB). Nothing is dropped and nobody healthy is cut: a room moves at
+ * the pace of its slowest live reader, as with `ncat --broker`. A live recipient's outbox is
+ * bounded by high water plus one read chunk per sender (at most one line or frame of
+ * `maxLineBytes`, or what one read brought in).
  *
- * Every figure here is a default: the `relay` command's options override each one.
+ * **Stuck is "the socket took no byte for `stallTimeoutMs`"** (1 s) while the relay had data
+ * for it. A stuck client stops holding anyone back: from then on messages for it pile up in
+ * its outbox up to `maxQueuedBytes` (4 MiB), and then the slow policy applies. If it reads
+ * again before that, it gets everything queued, in order, and is live again (it may hold
+ * senders once more). Why 1 s: a healthy reader is never silent that long (a GC pause, a
+ * descheduled process on a loaded machine or a terminal scrolling megabytes stall it for tens
+ * to a few hundred ms), while a reader that is suspended (Ctrl-S, a stopped process, a full
+ * pipe nobody drains) is silent indefinitely. Each client that gets stuck costs the senders of
+ * its room one pause of at most this long; afterwards they go at full speed.
+ *
+ * **Slow policy** `"disconnect"` (the default): a stuck client past the cap is sent one line
+ * saying why (`* disconnected: slow consumer: ...`) after what was already on its way, and
+ * disconnected; the reason reaches it even if it only reads again much later (within
+ * `writeTimeoutMs`). `"drop"`: no flow control at all (never wait for a slow reader):
+ * messages a client's full outbox cannot take are dropped and counted, and once it catches up
+ * it is told how many it missed. `writeTimeoutMs` (30 s) is the last resort for a socket that
+ * takes nothing: the client is disconnected even when nothing more is sent to it.
+ *
+ * **Half-closed clients** (`nc -N host port </dev/null`, listen-only clients) stay connected
+ * in line mode and keep receiving; the relay notices that they went away when a write fails.
+ *
+ * The figures are the defaults; the `relay` command's options override every one except
+ * `defaultRoom` and `maxNameLength`, which are fixed.
  *
  * @module
  */
 
-/** What happens to a client whose outbox is full. */
+/** What happens to a stuck client whose outbox is full. */
 export type SlowClientPolicy = "disconnect" | "drop";
 
 /** Defaults of {@linkcode RelayOptions}. */
@@ -24,11 +50,19 @@ export const RELAY_DEFAULTS = {
   port: 7070,
   /** Longest line (line mode) or message payload (framed mode), in bytes: 64 KiB. */
   maxLineBytes: 64 * 1024,
-  /** Bytes queued for one client before it is a slow consumer: 4 MiB. */
+  /** Largest `maxLineBytes` the relay accepts: 16 MiB. */
+  maxLineLimit: 16 * 1024 * 1024,
+  /** Bytes queued for a stuck client before the slow policy applies: 4 MiB. */
   maxQueuedBytes: 4 * 1024 * 1024,
+  /** A live client's outbox above this holds the senders of its room: 1 MiB. */
+  highWaterBytes: 1024 * 1024,
+  /** Held senders go on once the outbox is down to this: 256 KiB. */
+  lowWaterBytes: 256 * 1024,
+  /** A client whose socket took no byte for this long is stuck, in ms. */
+  stallTimeoutMs: 1_000,
   /** Slow-client policy. */
   slowPolicy: "disconnect" as SlowClientPolicy,
-  /** A write blocked this long marks a client as not reading, in ms. */
+  /** A socket that takes no byte for this long is disconnected, in ms (0: never). */
   writeTimeoutMs: 30_000,
   /** Clients served at once; more get a one-line refusal. */
   maxClients: 1024,
@@ -40,13 +74,44 @@ export const RELAY_DEFAULTS = {
   heartbeatMisses: 3,
   /** How long shutdown waits for queued messages to reach clients, in ms. */
   shutdownFlushMs: 2_000,
-  /** Room every client starts in. */
+  /** How long a framed client has to send its hello, in ms. */
+  helloTimeoutMs: 10_000,
+  /** Room every client starts in (fixed). */
   defaultRoom: "lobby",
-  /** Longest name or room name, in characters. */
+  /** Longest name or room name, in characters (fixed). */
   maxNameLength: 32,
   /** Seconds between `--stats` log lines. */
   statsIntervalSeconds: 10,
 } as const;
+
+/**
+ * The water marks for an outbox cap: the defaults, scaled down when `maxQueuedBytes` is set
+ * below them so that low water < high water <= cap / 2 always holds.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { waterMarks } from "./limits.ts";
+ * assert.deepEqual(waterMarks({ maxQueuedBytes: 4 << 20 }), {
+ *   highWaterBytes: 1 << 20,
+ *   lowWaterBytes: 256 << 10,
+ * });
+ * assert.deepEqual(waterMarks({ maxQueuedBytes: 64 << 10 }), {
+ *   highWaterBytes: 32 << 10,
+ *   lowWaterBytes: 8 << 10,
+ * });
+ * ```
+ */
+export function waterMarks(
+  options: { maxQueuedBytes: number; highWaterBytes?: number; lowWaterBytes?: number },
+): { highWaterBytes: number; lowWaterBytes: number } {
+  const high = Math.max(
+    2,
+    Math.min(options.highWaterBytes ?? RELAY_DEFAULTS.highWaterBytes, options.maxQueuedBytes / 2),
+  );
+  const low = Math.min(options.lowWaterBytes ?? RELAY_DEFAULTS.lowWaterBytes, high / 4);
+  return { highWaterBytes: Math.floor(high), lowWaterBytes: Math.floor(low) };
+}
 
 /** Names and rooms: letters, digits and `_ . -` (rooms may also start with `#`). */
 export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_.-]+$/;

@@ -1,17 +1,27 @@
 /**
  * The relay server: a TCP hub that pushes what one client sends to every other client in the
- * same room. Each client is a {@linkcode Session} (reader, bounded writer, handler), so one
- * client that stops reading never slows the others (see `limits.ts` for the policy).
+ * same room. Each client is a {@linkcode Session} (reader, bounded writer, handler). A reader
+ * that is behind paces the senders of its room; one that is stuck stops holding them back
+ * and meets the slow policy (`limits.ts` has the whole policy).
  *
  * @module
  */
 
+import { type Widened, withDefaults } from "../defaults.ts";
 import { formatAddress } from "../net/address.ts";
-import { withTimeout } from "../net/deadline.ts";
-import { ProtocolError } from "../net/errors.ts";
+import {
+  CLOSE_KINDS,
+  type CloseKind,
+  type CloseReason,
+  describeCloseReason,
+  isSlowConsumer,
+} from "../net/close_reason.ts";
+import { DEADLINES, withTimeout } from "../net/deadline.ts";
+import { ProtocolError, TimeoutError } from "../net/errors.ts";
+import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
-import { type CloseInfo, Session } from "../net/session.ts";
+import { Session } from "../net/session.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
@@ -21,6 +31,7 @@ import {
   RELAY_DEFAULTS,
   ROOM_PATTERN,
   type SlowClientPolicy,
+  waterMarks,
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
@@ -38,11 +49,17 @@ export interface RelayOptions {
   framed?: boolean;
   /** Longest line or message, in bytes. @default {65536} */
   maxLineBytes?: number;
-  /** Outbox cap per client, in bytes. @default {4 MiB} */
+  /** Outbox cap of a stuck client, in bytes. @default {4 MiB} */
   maxQueuedBytes?: number;
-  /** What to do with a client whose outbox is full. @default {"disconnect"} */
+  /** A live client's outbox above this holds its room's senders. @default {1 MiB} */
+  highWaterBytes?: number;
+  /** Held senders resume once the outbox is down to this. @default {256 KiB} */
+  lowWaterBytes?: number;
+  /** A client whose socket took no byte this long is stuck, in ms. @default {1000} */
+  stallTimeoutMs?: number;
+  /** What to do with a stuck client whose outbox is full. @default {"disconnect"} */
   slowPolicy?: SlowClientPolicy;
-  /** A write blocked this long marks a slow consumer, in ms. @default {30000} */
+  /** A socket that took no byte this long is disconnected, in ms. @default {30000} */
   writeTimeoutMs?: number;
   /** Clients at once. @default {1024} */
   maxClients?: number;
@@ -72,8 +89,18 @@ export interface RelayStats {
   delivered: number;
   /** Message copies dropped for slow clients (policy "drop"). */
   dropped: number;
-  /** Clients disconnected as slow consumers. */
+  /** Clients disconnected as slow consumers (stuck past the cap, or write timeout). */
   slowDisconnects: number;
+  /** Senders held back right now by a recipient above high water. */
+  pausedSenders: number;
+  /** Total time senders spent held back, in ms (summed over senders). */
+  pausedMs: number;
+  /** Clients stuck right now (their socket took no byte for the stall time). */
+  stuckClients: number;
+  /** Times a client became stuck. */
+  stalls: number;
+  /** Clients that ended, by close reason. */
+  closes: Record<CloseKind, number>;
   /** Bytes read from clients. */
   bytesIn: number;
   /** Bytes written to clients. */
@@ -84,14 +111,14 @@ export interface RelayStats {
 interface Codec {
   notice(text: string): Uint8Array;
   welcome(name: string, room: string): Uint8Array;
-  farewell(reason: string): Uint8Array;
+  farewell(reason: CloseReason): Uint8Array;
 }
 
 const LINE_CODEC: Codec = {
   notice: encodeLineNotice,
   welcome: (name, room) =>
     encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
-  farewell: (reason) => encodeLineNotice(`disconnected: ${reason}`),
+  farewell: (reason) => encodeLineNotice(`disconnected: ${describeCloseReason(reason)}`),
 };
 
 const encoder = new TextEncoder();
@@ -100,7 +127,8 @@ const decoder = new TextDecoder();
 const FRAME_CODEC: Codec = {
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
-  farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(reason)),
+  farewell: (reason) =>
+    encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
 };
 
 interface Client {
@@ -112,6 +140,10 @@ interface Client {
   missed: number;
   reportedDrops: number;
   quit: boolean;
+  /** Recipients whose outbox went above high water with this client's messages. */
+  holders: Session[];
+  /** True while this client's reading is held back. */
+  paused: boolean;
 }
 
 const HELP_TEXT = [
@@ -120,9 +152,6 @@ const HELP_TEXT = [
 ].join(" ");
 
 const LF_BYTES = new Uint8Array([0x0a]);
-
-/** How long a framed client has to send its hello, in ms. */
-const HELLO_TIMEOUT_MS = 10_000;
 
 /**
  * A running relay: the accept loop, the clients, their rooms and the counters.
@@ -138,7 +167,7 @@ const HELLO_TIMEOUT_MS = 10_000;
 export class Relay {
   /** Bound address. */
   readonly addr: Deno.NetAddr;
-  #opts: Required<Omit<RelayOptions, "logger">>;
+  #opts: Widened<typeof RELAY_DEFAULTS> & { framed: boolean };
   #log: Logger | undefined;
   #codec: Codec;
   #server: Server;
@@ -155,25 +184,18 @@ export class Relay {
     delivered: 0,
     dropped: 0,
     slowDisconnects: 0,
+    pausedMs: 0,
+    stalls: 0,
   };
+  #closes = Object.fromEntries(CLOSE_KINDS.map((k) => [k, 0])) as Record<CloseKind, number>;
+  #pausedSenders = 0;
+  #stuckClients = 0;
   #shuttingDown = false;
 
   /** Starts serving on `listener`. */
   constructor(listener: Deno.TcpListener, options: RelayOptions = {}) {
     const { logger, ...rest } = options;
-    this.#opts = {
-      framed: false,
-      maxLineBytes: RELAY_DEFAULTS.maxLineBytes,
-      maxQueuedBytes: RELAY_DEFAULTS.maxQueuedBytes,
-      slowPolicy: RELAY_DEFAULTS.slowPolicy,
-      writeTimeoutMs: RELAY_DEFAULTS.writeTimeoutMs,
-      maxClients: RELAY_DEFAULTS.maxClients,
-      idleTimeoutMs: RELAY_DEFAULTS.idleTimeoutMs,
-      heartbeatMs: RELAY_DEFAULTS.heartbeatMs,
-      heartbeatMisses: RELAY_DEFAULTS.heartbeatMisses,
-      shutdownFlushMs: RELAY_DEFAULTS.shutdownFlushMs,
-      ...rest,
-    };
+    this.#opts = withDefaults({ ...RELAY_DEFAULTS, framed: false }, rest);
     this.#log = logger;
     this.#codec = this.#opts.framed ? FRAME_CODEC : LINE_CODEC;
     this.addr = listener.addr;
@@ -199,7 +221,15 @@ export class Relay {
       bytesOut += c.session.bytesOut;
       if (!c.session.closing) clients++;
     }
-    return { clients, ...this.#stats, bytesIn, bytesOut };
+    return {
+      clients,
+      ...this.#stats,
+      pausedSenders: this.#pausedSenders,
+      stuckClients: this.#stuckClients,
+      closes: { ...this.#closes },
+      bytesIn,
+      bytesOut,
+    };
   }
 
   /**
@@ -210,11 +240,15 @@ export class Relay {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
     const stopping = this.#server.stop({ timeoutMs: this.#opts.shutdownFlushMs + 1000 });
-    await Promise.all(
-      [...this.#clients].map((c) =>
-        c.session.close(reason, { farewell: this.#codec.farewell(reason) })
-      ),
-    );
+    const why: CloseReason = { kind: "shutdown", text: reason };
+    const sessions = [...this.#clients].map((c) => c.session);
+    // Clients already closing (a slow consumer's farewell may wait up to the write timeout)
+    // are cut at the same shutdown deadline as the rest.
+    const cut = DEADLINES.after(this.#opts.shutdownFlushMs, () => {
+      for (const s of sessions) s.terminate(why);
+    });
+    await Promise.all(sessions.map((s) => s.close(why, { farewell: this.#codec.farewell(why) })));
+    cut();
     await stopping;
   }
 
@@ -235,22 +269,40 @@ export class Relay {
     conn.setNoDelay(true);
     const o = this.#opts;
     const peer = peerOf(conn);
-    const heartbeatDeadline = o.framed ? o.heartbeatMs * o.heartbeatMisses : 0;
-    const idle = [o.idleTimeoutMs, heartbeatDeadline].filter((ms) => ms > 0);
+    const flow = o.slowPolicy === "drop" ? undefined : {
+      ...waterMarks(o),
+      stallTimeoutMs: o.stallTimeoutMs,
+    };
     const session = new Session(conn, {
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.slowPolicy === "drop" ? "drop" : "close",
+      flow,
       writeTimeoutMs: o.writeTimeoutMs,
-      idleTimeoutMs: idle.length ? Math.min(...idle) : 0,
+      idleTimeoutMs: o.idleTimeoutMs,
       pingIntervalMs: o.framed ? o.heartbeatMs : 0,
+      heartbeatMisses: o.heartbeatMisses,
       ping: () => encodeFrame(ControlFrame.Ping),
       farewell: (reason) => this.#codec.farewell(reason),
       flushTimeoutMs: o.shutdownFlushMs,
       onClosing: (info) => {
-        if (client) this.#depart(client, info);
+        this.#closes[info.reason.kind]++;
+        if (isSlowConsumer(info.reason)) this.#stats.slowDisconnects++;
+        if (session.stuck) this.#stuckClients--;
+        if (client) this.#depart(client, info.reason);
       },
       onDrained: () => {
         if (client) this.#reportDrops(client);
+      },
+      onStuck: (stuck) => {
+        if (session.closing) return;
+        this.#stuckClients += stuck ? 1 : -1;
+        if (stuck) {
+          this.#stats.stalls++;
+          this.#log?.info(
+            `${client?.name ?? peer} is stuck (took no byte for ${o.stallTimeoutMs} ms): ` +
+              `no longer holding senders back`,
+          );
+        }
       },
       // A whole line (plus CRLF) must fit in the read buffer.
       readBufferSize: o.framed ? 64 * 1024 : o.maxLineBytes + 2,
@@ -263,18 +315,21 @@ export class Relay {
           s.send(encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION));
           await withTimeout(
             readHello(s.reader, { protocol: RELAY_PROTOCOL, version: RELAY_PROTOCOL_VERSION }),
-            HELLO_TIMEOUT_MS,
+            o.helloTimeoutMs,
             { what: "the client's hello" },
           );
         }
         if (this.#shuttingDown) return;
         client = this.#register(s, peer);
         if (o.framed) await this.#readFrames(client);
-        else await this.#readLines(client);
+        else if (await this.#readLines(client)) {
+          // End of input without /quit: a listen-only client (nc -N, ncat --recv-only)
+          // stays and keeps receiving until it goes away or the relay closes it.
+          this.#log?.debug(`${client.name} half-closed: listening only`);
+          await s.closed;
+        }
       } catch (error) {
-        if (
-          error instanceof ProtocolError || error instanceof Error && error.name === "TimeoutError"
-        ) {
+        if (error instanceof ProtocolError || error instanceof TimeoutError) {
           s.send(
             o.framed
               ? encodeFrame(ControlFrame.Error, encoder.encode(error.message))
@@ -282,18 +337,14 @@ export class Relay {
           );
         }
         throw error;
+      } finally {
+        if (client?.paused) this.#pausedSenders--;
       }
     });
     this.#closedBytesIn += session.bytesIn;
     this.#closedBytesOut += session.bytesOut;
-    if (client) {
-      this.#clients.delete(client);
-      const s = client.session;
-      this.#log?.info(
-        `${client.name} disconnected: ${client.quit ? "quit" : info.reason} ` +
-          `(in ${s.bytesIn} B, out ${s.bytesOut} B)`,
-      );
-    } else if (info.error) this.#log?.warn(`${peer}: ${info.reason}`);
+    if (client) this.#clients.delete(client);
+    else if (info.error) this.#log?.warn(`${peer}: ${info.text}`);
   }
 
   #register(session: Session, peer: string): Client {
@@ -301,12 +352,14 @@ export class Relay {
     do name = `user${this.#nextUser++}`; while (this.#names.has(name.toLowerCase()));
     const client: Client = {
       name,
-      room: RELAY_DEFAULTS.defaultRoom,
+      room: this.#opts.defaultRoom,
       session,
       peer,
       missed: 0,
       reportedDrops: 0,
       quit: false,
+      holders: [],
+      paused: false,
     };
     this.#clients.add(client);
     this.#names.set(name.toLowerCase(), client);
@@ -317,11 +370,14 @@ export class Relay {
   }
 
   /** Takes a closing client out of its room at once, so nothing more is queued to it. */
-  #depart(client: Client, info: CloseInfo): void {
+  #depart(client: Client, reason: CloseReason): void {
     this.#names.delete(client.name.toLowerCase());
-    const reason = client.quit ? "quit" : info.reason;
-    this.#leaveRoom(client, `${client.name} left (${reason})`);
-    if (info.reason.startsWith("slow consumer")) this.#stats.slowDisconnects++;
+    const why = client.quit ? "quit" : describeCloseReason(reason);
+    this.#leaveRoom(client, `${client.name} left (${why})`);
+    const s = client.session;
+    this.#log?.info(
+      `${client.name} disconnected: ${why} (in ${s.bytesIn} B, out ${s.bytesOut} B)`,
+    );
   }
 
   /** Drop policy: once a client's outbox has drained, tell it how many messages it missed. */
@@ -372,6 +428,7 @@ export class Relay {
       if (m === from) continue;
       if (m.session.send(bytes)) {
         this.#stats.delivered += count;
+        if (m.session.holdsProducers) from.holders.push(m.session);
       } else if (!m.session.closing) {
         this.#stats.dropped += count;
         m.missed += count;
@@ -380,31 +437,53 @@ export class Relay {
   }
 
   /**
+   * Flow control: before `client` is read again, waits while any recipient its messages
+   * went to is above high water and live (see `limits.ts`). Its socket is not read
+   * meanwhile, so TCP pushes back on the sending client.
+   */
+  async #holdSender(client: Client): Promise<void> {
+    const holders = client.holders;
+    client.holders = [];
+    const waited = await waitForOutboxes(holders, {
+      onHeld: () => {
+        client.paused = true;
+        this.#pausedSenders++;
+      },
+    });
+    if (client.paused) {
+      client.paused = false;
+      this.#pausedSenders--;
+      this.#stats.pausedMs += waited;
+    }
+  }
+
+  /**
    * Line mode. Every whole line already buffered is handled in one pass: the messages
    * among them go out as one buffer per recipient, so lines that arrive together cost one
-   * queue entry each, not one per line.
+   * queue entry each, not one per line. Resolves true at end of input, false after /quit.
    */
-  async #readLines(client: Client): Promise<void> {
+  async #readLines(client: Client): Promise<boolean> {
     const reader = client.session.reader;
     const max = this.#opts.maxLineBytes;
     while (true) {
       const block = reader.takeLines();
       if (block !== null) {
-        if (!this.#handleLines(client, block)) return;
+        if (!this.#handleLines(client, block)) return false;
         continue;
       }
+      if (client.holders.length > 0) await this.#holdSender(client);
       // A line may hold max bytes plus a CR whose LF has not arrived yet; #handleLines checks
       // the exact length once the line is whole.
       if (reader.buffered > max + 1) {
         this.#refuseLongLine(client);
-        if (!(await reader.skipLine())) return;
+        if (!(await reader.skipLine())) return true;
         continue;
       }
       if (!(await reader.fill())) {
         // End of input: a last line without a newline still counts as a whole line.
         const rest = reader.takeBuffered();
         if (rest.length > 0) this.#handleLines(client, concatBytes(rest, LF_BYTES));
-        return;
+        return true;
       }
     }
   }
@@ -462,6 +541,7 @@ export class Relay {
           const delivery = { from: client.name, room: client.room, data: frame.payload };
           const bytes = encodeFrame(RelayFrame.Deliver, encodeDeliverPayload(delivery));
           this.#broadcast(client, bytes, 1);
+          if (client.holders.length > 0) await this.#holdSender(client);
           break;
         }
         case RelayFrame.Command:
@@ -484,7 +564,7 @@ export class Relay {
   #command(client: Client, text: string): boolean {
     const [cmd, ...args] = text.trim().split(/\s+/);
     const arg = args.join(" ");
-    const max = RELAY_DEFAULTS.maxNameLength;
+    const max = this.#opts.maxNameLength;
     switch (cmd.toLowerCase()) {
       case "/nick": {
         if (!arg || arg.length > max || !NAME_PATTERN.test(arg)) {
@@ -516,9 +596,11 @@ export class Relay {
             client,
             `cannot join: a room name is 1 to ${max} letters, digits, '_', '.' or '-'`,
           );
-        } else if (arg !== client.room) {
-          this.#leaveRoom(client, `${client.name} left for another room`);
-          this.#enterRoom(client, arg);
+        } else {
+          if (arg !== client.room) {
+            this.#leaveRoom(client, `${client.name} left for another room`);
+            this.#enterRoom(client, arg);
+          }
           client.session.send(this.#codec.welcome(client.name, client.room));
         }
         return true;
