@@ -5,7 +5,15 @@ import { decodeDeliverPayload, encodeDeliverPayload } from "../lib/relay/protoco
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
 import { delay, withTimeout } from "../lib/net/deadline.ts";
 import { RELAY_DEFAULTS } from "../lib/relay/limits.ts";
-import { captureLog, EVENT_TIMEOUT_MS, pseudoRandomBytes, TestClient } from "./_helpers.ts";
+import { BufferedReader } from "../lib/net/buffered_reader.ts";
+import { concatBytes } from "../lib/net/bytes.ts";
+import {
+  captureLog,
+  EVENT_TIMEOUT_MS,
+  peerTest,
+  pseudoRandomBytes,
+  TestClient,
+} from "./_helpers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -428,6 +436,34 @@ Deno.test("relay framed mode drops a peer that stops answering heartbeats", asyn
   dead.client.close();
 });
 
+Deno.test("relay framed mode: flow control paces a burst; a stuck framed client is cut at its cap", async () => {
+  await using t = startTestRelay({ framed: true, stallTimeoutMs: 300 });
+  const sender = await framedJoin(t.relay.addr.port);
+  const healthy = await framedJoin(t.relay.addr.port);
+  const stuck = await framedJoin(t.relay.addr.port); // never reads again
+  const N = 20_000;
+  const payload = (i: number) => enc(`${i} ${"f".repeat(1000)}`); // 20 MB in all
+  const sending = (async () => {
+    for (let i = 0; i < N; i += 500) {
+      const frames = [];
+      for (let k = i; k < i + 500; k++) frames.push(encodeFrame(RelayFrame.Message, payload(k)));
+      await sender.client.write(concatBytes(...frames));
+    }
+  })();
+  for (let i = 0; i < N; i++) {
+    const d = decodeDeliverPayload((await healthy.nextOfType(RelayFrame.Deliver)).payload);
+    assert.equal(dec(d.data), dec(payload(i)));
+  }
+  await sending;
+  const stats = t.relay.stats();
+  assert.ok(stats.pausedMs > 0, "the sender was held back");
+  assert.equal(stats.closes["slow-stall"], 1);
+  assert.equal(stats.slowDisconnects, 1);
+  stuck.client.close();
+  sender.client.close();
+  healthy.client.close();
+});
+
 Deno.test("relay framed mode rejects a client of another version with a clear error", async () => {
   await using t = startTestRelay({ framed: true });
   await using c = await TestClient.connect(t.relay.addr.port);
@@ -437,3 +473,47 @@ Deno.test("relay framed mode rejects a client of another version with a clear er
   assert.equal(f?.type, ControlFrame.Error);
   assert.match(dec(f!.payload), /peer speaks relay v9, this side speaks relay v1/);
 });
+
+peerTest("nc", {
+  name: "relay keeps a listen-only `nc -N host port </dev/null` and delivers to it",
+  fn: async () => {
+    await using t = startTestRelay();
+    const talker = await t.join();
+    const child = new Deno.Command("nc", {
+      args: ["-N", "127.0.0.1", String(t.relay.addr.port)],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const out = new BufferedReader(readerOf(child.stdout));
+    const line = async () =>
+      dec((await withTimeout(out.readLine(1 << 16), EVENT_TIMEOUT_MS, { what: "nc output" }))!);
+    assert.match(await line(), /^\* welcome user\d+,/);
+    // nc has sent its end of file by now; the relay must keep it as a listener.
+    await talker.client.writeLine("/who");
+    assert.match(await talker.client.readLineMatching(/^\* in /), /, user\d+|user\d+, /);
+    for (let i = 0; i < 50; i++) await talker.client.writeLine(`to nc ${i}`);
+    for (let i = 0; i < 50; i++) assert.equal(await line(), `[${talker.name}] to nc ${i}`);
+    child.kill("SIGTERM");
+    await child.status;
+  },
+});
+
+/** A Reader over a byte stream, for BufferedReader. */
+function readerOf(stream: ReadableStream<Uint8Array>) {
+  const r = stream.getReader();
+  let pending: Uint8Array | undefined;
+  return {
+    async read(p: Uint8Array): Promise<number | null> {
+      if (!pending || pending.length === 0) {
+        const { value, done } = await r.read();
+        if (done) return null;
+        pending = value;
+      }
+      const n = Math.min(p.length, pending.length);
+      p.set(pending.subarray(0, n));
+      pending = pending.subarray(n);
+      return n;
+    },
+  };
+}
