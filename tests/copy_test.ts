@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { copyBidirectional } from "../lib/net/copy.ts";
+import { Deadlines, delay } from "../lib/net/deadline.ts";
 import { pseudoRandomBytes, TestClient } from "./_helpers.ts";
 
 /**
@@ -92,4 +93,42 @@ Deno.test("copyBidirectional() caps how long a half-open pair lingers", async ()
   assert.equal(await client.readLine(), null);
   client.close();
   target.close();
+});
+
+Deno.test("copyBidirectional() closes an idle pair, but not one where bytes keep moving", async () => {
+  // An echo target: every byte the client sends comes back, so each line is activity.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const echo = (async () => {
+    const conn = await listener.accept();
+    listener.close();
+    const buf = new Uint8Array(1024);
+    let n;
+    try {
+      while ((n = await conn.read(buf)) !== null) await conn.write(buf.subarray(0, n));
+    } catch {
+      // Closed by the forwarder's idle cap.
+    }
+    conn.close();
+  })();
+  const deadlines = new Deadlines();
+  const idleTimeoutMs = 300;
+  const fwd = forwardOnce(listener.addr.port, { idleTimeoutMs, deadlines });
+  const client = await TestClient.connect(fwd.port);
+  const start = performance.now();
+  // Active for longer than the idle timeout: the idle task re-arms instead of firing.
+  for (let i = 0; i < 8; i++) {
+    await client.writeLine(`ping ${i}`);
+    assert.equal(await client.readLine(), `ping ${i}`);
+    await delay(50);
+  }
+  assert.ok(performance.now() - start > idleTimeoutMs);
+  assert.equal(deadlines.size, 1);
+  // Then silence: the pair is closed and its task is gone.
+  const result = await fwd.result;
+  assert.equal(result.end, "idle timeout");
+  assert.equal(result.aToB, result.bToA);
+  assert.equal(deadlines.size, 0);
+  assert.equal(await client.readLine(), null);
+  client.close();
+  await echo;
 });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { Deadlines, delay } from "../lib/net/deadline.ts";
+import { IdleReader } from "../lib/transfer/idle_reader.ts";
 import {
   decodeAccept,
   decodeOffer,
@@ -205,4 +207,62 @@ Deno.test("the worker hasher and the inline hasher agree with node:crypto, prefi
   assert.equal(useHashWorker(1 << 30, 8), true);
   assert.equal(useHashWorker(1 << 30, 2), false);
   assert.equal(useHashWorker(1024, 8), false);
+});
+
+Deno.test("IdleReader: no deadline while paused or between reads; a silent read is closed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const conn = await listener.accept();
+  listener.close();
+  const deadlines = new Deadlines();
+  let idle = 0;
+  const reader = new IdleReader(conn, 60, { onIdle: () => idle++, deadlines });
+  assert.equal(deadlines.size, 1);
+  // No read pending: time passes without consequence.
+  await delay(100);
+  // A read answered in time; a read while paused waits as long as it must.
+  const buf = new Uint8Array(8);
+  const first = reader.read(buf);
+  await peer.write(new Uint8Array([1]));
+  assert.equal(await first, 1);
+  const resume = reader.pause();
+  const second = reader.read(buf);
+  await delay(120);
+  await peer.write(new Uint8Array([2]));
+  assert.equal(await second, 1);
+  resume();
+  assert.equal(idle, 0);
+  assert.equal(reader.timedOut, false);
+  // Then a read the peer never answers: onIdle runs, the connection is closed.
+  const start = performance.now();
+  await assert.rejects(reader.read(buf));
+  assert.ok(performance.now() - start >= 55, `closed after ${performance.now() - start} ms`);
+  assert.equal(idle, 1);
+  assert.equal(reader.timedOut, true);
+  assert.equal(deadlines.size, 0);
+  reader.dispose();
+  peer.close();
+});
+
+Deno.test("IdleReader: dispose cancels the deadline and leaves the connection open", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const conn = await listener.accept();
+  listener.close();
+  const deadlines = new Deadlines();
+  {
+    using reader = new IdleReader(conn, 20, { deadlines });
+    assert.equal(deadlines.size, 1);
+    assert.ok(reader);
+  }
+  assert.equal(deadlines.size, 0);
+  const read = conn.read(new Uint8Array(8));
+  await delay(50);
+  await peer.write(new Uint8Array([7]));
+  assert.equal(await read, 1);
+  conn.close();
+  peer.close();
+  // 0 disables the deadline: nothing is scheduled.
+  assert.equal(new IdleReader(conn, 0, { deadlines }).timedOut, false);
+  assert.equal(deadlines.size, 0);
 });

@@ -1,7 +1,11 @@
 /**
  * Bidirectional copy between two connections, for proxies: read/write loops over reused
  * buffers (about twice as fast as `readable.pipeTo(writable)` at half the CPU), half-close
- * propagated with `closeWrite()`, and a cap on how long a half-open pair may linger.
+ * propagated with `closeWrite()`, and caps on how long a half-open or idle pair may linger.
+ *
+ * The caps are tasks on a {@linkcode Deadlines} scheduler ({@linkcode DEADLINES} unless
+ * `options.deadlines` names another), not a timer per pair: a read only records the time;
+ * when the idle task comes due and a byte moved since, it re-arms itself for the new due time.
  *
  * Buffers start small ({@linkcode COPY_DEFAULTS}.initialBufferSize) and double, up to
  * `maxBufferSize`, each time a read fills one, so an idle tunnel costs little memory and a
@@ -11,6 +15,7 @@
  */
 
 import type { Reader } from "./buffered_reader.ts";
+import { DEADLINES, type Deadlines } from "./deadline.ts";
 import { writeAll, type Writer } from "./write_all.ts";
 
 /** Defaults of {@linkcode CopyOptions}, in one place. */
@@ -47,6 +52,8 @@ export interface CopyOptions {
   readA?: Reader;
   /** Read `b` through this reader instead. */
   readB?: Reader;
+  /** Scheduler for the half-open and idle caps. @default {DEADLINES} */
+  deadlines?: Deadlines;
 }
 
 /** What {@linkcode copyBidirectional} moved and why it stopped. */
@@ -84,8 +91,11 @@ export async function copyBidirectional(
   const result: CopyResult = { aToB: 0, bToA: 0, end: "done" };
   let lastActivity = performance.now();
   let finished = 0;
-  let halfOpenSince = 0;
   let closed = false;
+  const deadlines = opts.deadlines ?? DEADLINES;
+  const { halfOpenTimeoutMs, idleTimeoutMs } = opts;
+  let cancelIdle = () => {};
+  let cancelHalfOpen = () => {};
 
   const closeBoth = (end: CopyResult["end"], error?: unknown) => {
     if (closed) return;
@@ -125,22 +135,21 @@ export async function copyBidirectional(
     }
     finished++;
     if (finished === 2) closeBoth("done");
-    else halfOpenSince = performance.now();
+    else if (halfOpenTimeoutMs > 0 && !closed) {
+      // The other direction may go on for halfOpenTimeoutMs from now, no longer.
+      cancelHalfOpen = deadlines.after(halfOpenTimeoutMs, () => closeBoth("half-open timeout"));
+    }
   };
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const { halfOpenTimeoutMs, idleTimeoutMs } = opts;
-  const periods = [halfOpenTimeoutMs, idleTimeoutMs].filter((ms) => ms > 0);
-  if (periods.length > 0) {
-    const tick = Math.max(10, Math.min(1000, Math.min(...periods) / 4));
-    timer = setInterval(() => {
-      const now = performance.now();
-      if (halfOpenTimeoutMs > 0 && halfOpenSince > 0 && now - halfOpenSince > halfOpenTimeoutMs) {
-        closeBoth("half-open timeout");
-      } else if (idleTimeoutMs > 0 && now - lastActivity > idleTimeoutMs) {
-        closeBoth("idle timeout");
-      }
-    }, tick);
+  if (idleTimeoutMs > 0) {
+    // Lazy: due at lastActivity + idleTimeoutMs; a read since then moves the due time.
+    cancelIdle = deadlines.schedule(lastActivity + idleTimeoutMs, (now) => {
+      if (closed) return undefined;
+      const due = lastActivity + idleTimeoutMs;
+      if (now < due) return due;
+      closeBoth("idle timeout");
+      return undefined;
+    });
   }
   try {
     await Promise.all([
@@ -148,7 +157,8 @@ export async function copyBidirectional(
       pump(opts.readB ?? b, a, (n) => (result.bToA += n)),
     ]);
   } finally {
-    clearInterval(timer);
+    cancelIdle();
+    cancelHalfOpen();
     closeBoth("done");
   }
   return result;

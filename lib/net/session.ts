@@ -286,7 +286,11 @@ export class Session implements FlowOutbox {
         return false;
       }
       if (this.#stuck) {
-        this.#abortSlow({ kind: "slow-stall", stallMs: this.#flow.stallTimeoutMs, limitBytes: max });
+        this.#abortSlow({
+          kind: "slow-stall",
+          stallMs: this.#flow.stallTimeoutMs,
+          limitBytes: max,
+        });
         return false;
       }
     }

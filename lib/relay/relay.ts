@@ -127,8 +127,7 @@ const decoder = new TextDecoder();
 const FRAME_CODEC: Codec = {
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
-  farewell: (reason) =>
-    encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
+  farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
 };
 
 interface Client {

@@ -57,7 +57,7 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
         accepted.then((c) => ({ peer: c })),
         watch.then((more) => (more ? new Promise<never>(() => {}) : { eof: true })),
         new Promise<{ timeout: true }>((r) => {
-          stop = ctx.sweeper.after(left, () => r({ timeout: true }));
+          stop = ctx.deadlines.after(left, () => r({ timeout: true }));
         }),
       ]).finally(() => stop());
       if (!("peer" in outcome)) accepted.then((c) => c.close(), () => {});

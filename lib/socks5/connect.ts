@@ -20,7 +20,7 @@ export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Pro
   const dialled = await dialAny(resolved.addresses, {
     port: dst.port,
     timeoutMs: opts.connectTimeoutMs,
-    sweeper: ctx.sweeper,
+    deadlines: ctx.deadlines,
   });
   if ("reply" in dialled) return await fail(ctx, { reply: dialled.reply, why: dialled.why });
   const target = dialled.conn;

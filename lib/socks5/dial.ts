@@ -6,12 +6,12 @@
  */
 
 import { lookup } from "node:dns/promises";
+import { DEADLINES, type Deadlines } from "../net/deadline.ts";
 import { TimeoutError } from "../net/errors.ts";
 import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
 import { Reply } from "./protocol.ts";
 import type { DestinationRules } from "./rules.ts";
 import { describeError } from "./session.ts";
-import { Sweeper } from "./sweeper.ts";
 
 /** Result of {@linkcode resolveDestination}: the addresses to try, or the reply to send. */
 export type Resolution = { addresses: string[] } | { reply: number; why: string };
@@ -70,8 +70,8 @@ export interface DialOptions {
   port: number;
   /** Deadline for all addresses together, in ms. */
   timeoutMs: number;
-  /** Deadline checker to use. @default {a new one} */
-  sweeper?: Sweeper;
+  /** Scheduler for the deadline (a server passes its own). @default {DEADLINES} */
+  deadlines?: Deadlines;
 }
 
 /**
@@ -83,7 +83,7 @@ export async function dialAny(
   options: DialOptions,
 ): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
   const { port, timeoutMs } = options;
-  const sweeper = options.sweeper ?? new Sweeper();
+  const deadlines = options.deadlines ?? DEADLINES;
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (const address of addresses) {
@@ -91,7 +91,7 @@ export async function dialAny(
     if (left <= 0) break;
     const attempt = Deno.connect({ hostname: address, port });
     try {
-      const conn = await sweeper.deadline(attempt, Math.ceil(left), {
+      const conn = await deadlines.deadline(attempt, Math.ceil(left), {
         what: `connect to ${address}`,
       });
       return { conn, address };

@@ -9,8 +9,8 @@
  * closes that one connection; the server keeps serving the others. The handshake is read
  * through a `BufferedReader`, so a greeting split into single bytes and a greeting, request
  * and payload in one write behave the same; bytes read ahead are handed to the relay.
- * Deadlines (handshake, dial, BIND, idle, half-open) are all checked by one shared
- * {@linkcode Sweeper}.
+ * Deadlines (handshake, dial, BIND, linger, idle, half-open) are all tasks on one
+ * {@linkcode Deadlines} scheduler that the server owns, so stopping it cancels them at once.
  *
  * One log line per session: client, user, command, destination (and the address dialled),
  * reply code, bytes each way and duration.
@@ -19,6 +19,7 @@
  */
 
 import { BufferedReader } from "../net/buffered_reader.ts";
+import { Deadlines } from "../net/deadline.ts";
 import { formatAddress } from "../net/address.ts";
 import { serve, type Server } from "../net/server.ts";
 import { handleBind } from "./bind.ts";
@@ -34,7 +35,6 @@ import {
   type SessionRecord,
 } from "./session.ts";
 import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts";
-import { Sweeper } from "./sweeper.ts";
 import { handleUdpAssociate } from "./udp.ts";
 
 /**
@@ -55,8 +55,8 @@ export function startSocks5Server(
   const opts = resolveOptions(options);
   const log = opts.logger;
   let lastRefusalLog = 0;
-  const sweeper = new Sweeper();
-  const server = serve(listener, (conn) => handleClient(conn, opts, sweeper), {
+  const deadlines = new Deadlines();
+  const server = serve(listener, (conn) => handleClient(conn, opts, deadlines), {
     maxConnections: opts.maxConnections,
     onRefused(conn) {
       const now = performance.now();
@@ -78,16 +78,19 @@ export function startSocks5Server(
     done: server.done,
     async stop(stopOptions) {
       await server.stop(stopOptions);
-      sweeper.clear();
+      deadlines.clear();
     },
   };
 }
 
-/** Serves one client connection from greeting to the end of its tunnel, then logs it. */
+/**
+ * Serves one client connection from greeting to the end of its tunnel, then logs it. Its
+ * deadlines are tasks on `deadlines` (the server's scheduler).
+ */
 export async function handleClient(
   conn: Deno.TcpConn,
   opts: ResolvedOptions,
-  sweeper: Sweeper = new Sweeper(),
+  deadlines: Deadlines = new Deadlines(),
 ): Promise<void> {
   const record: SessionRecord = {
     client: formatAddress(conn.remoteAddr),
@@ -100,13 +103,13 @@ export async function handleClient(
     reader: new BufferedReader(conn, { bufferSize: opts.handshakeBufferSize }),
     opts,
     record,
-    sweeper,
+    deadlines,
     closed: false,
   };
   try {
     conn.setNoDelay(true);
     // One deadline for greeting, authentication and request; on expiry the socket is closed.
-    const request = await sweeper.deadline(readHandshake(ctx), opts.handshakeTimeoutMs, {
+    const request = await deadlines.deadline(readHandshake(ctx), opts.handshakeTimeoutMs, {
       what: "the handshake",
       onTimeout: () => conn.close(),
     });

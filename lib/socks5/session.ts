@@ -7,13 +7,13 @@
  */
 
 import type { BufferedReader, Reader } from "../net/buffered_reader.ts";
-import { copyBidirectional, type CopyResult, type Duplex } from "../net/copy.ts";
+import { copyBidirectional, type CopyResult } from "../net/copy.ts";
+import type { Deadlines } from "../net/deadline.ts";
 import type { HostPort } from "../net/address.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";
-import type { Sweeper } from "./sweeper.ts";
 
 /** What one session did, for its log line. */
 export interface SessionRecord {
@@ -51,8 +51,8 @@ export interface SessionContext {
   opts: ResolvedOptions;
   /** The session's log record. */
   record: SessionRecord;
-  /** The server's shared deadline checker. */
-  sweeper: Sweeper;
+  /** The server's deadline scheduler (handshake, dial, BIND, linger, idle, half-open). */
+  deadlines: Deadlines;
   /** Set once the relay closed the client connection (so it is not closed twice). */
   closed: boolean;
 }
@@ -140,7 +140,7 @@ export async function lingerClose(ctx: SessionContext): Promise<void> {
       let n;
       while (total < opts.lingerBytes && (n = await reader.read(buf)) !== null) total += n;
     };
-    await ctx.sweeper.deadline(drain(), opts.lingerMs, {
+    await ctx.deadlines.deadline(drain(), opts.lingerMs, {
       what: "the client to close",
       onTimeout: () => conn.close(),
     });
@@ -156,9 +156,10 @@ export async function lingerClose(ctx: SessionContext): Promise<void> {
 
 /**
  * Relays the client connection and `target`, recording the bytes moved and how it ended. The
- * idle and half-open caps are checked by the shared sweeper, not by a timer per tunnel: every
- * write notes the time, and the first `closeWrite` (end of file one way) starts the
- * half-open clock. Reads are not wrapped, so an idle tunnel holds nothing extra.
+ * idle and half-open caps are tasks on the server's {@linkcode Deadlines}, not a timer per
+ * tunnel: a read notes the time, and the idle task, when due, re-arms itself for the last
+ * read plus the idle timeout; the first end of file one way starts the half-open task. Reads
+ * are not wrapped, so an idle tunnel holds nothing extra.
  */
 export async function relay(
   ctx: SessionContext,
@@ -167,53 +168,19 @@ export async function relay(
 ): Promise<void> {
   const { opts, record, conn } = ctx;
   target.setNoDelay(true);
-  let last = performance.now();
-  let ended = 0;
-  let endedAt = 0;
-  const tracked = (c: Deno.TcpConn): Duplex => ({
-    read: (p) => c.read(p),
-    write: (p) => {
-      last = performance.now();
-      return c.write(p);
-    },
-    closeWrite: () => {
-      if (++ended === 1) endedAt = performance.now();
-      return c.closeWrite();
-    },
-    close: () => c.close(),
+  const result: CopyResult = await copyBidirectional(conn, target, {
+    readA,
+    readB: target,
+    initialBufferSize: opts.initialRelayBufferSize,
+    maxBufferSize: opts.maxRelayBufferSize,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    halfOpenTimeoutMs: opts.halfOpenTimeoutMs,
+    deadlines: ctx.deadlines,
   });
-  const { idleTimeoutMs, halfOpenTimeoutMs } = opts;
-  const unwatch = ctx.sweeper.watch({
-    expired: (now) =>
-      (idleTimeoutMs > 0 && now - last > idleTimeoutMs) ||
-      (halfOpenTimeoutMs > 0 && ended === 1 && now - endedAt > halfOpenTimeoutMs),
-    expire() {
-      record.note = ended === 1 ? "half-open timeout" : "idle timeout";
-      for (const c of [conn, target]) {
-        try {
-          c.close();
-        } catch {
-          // Already closed.
-        }
-      }
-    },
-  });
-  try {
-    const result: CopyResult = await copyBidirectional(tracked(conn), tracked(target), {
-      readA,
-      readB: target,
-      initialBufferSize: opts.initialRelayBufferSize,
-      maxBufferSize: opts.maxRelayBufferSize,
-      idleTimeoutMs: 0,
-      halfOpenTimeoutMs: 0,
-    });
-    ctx.closed = true;
-    record.up = result.aToB;
-    record.down = result.bToA;
-    if (result.end !== "done") {
-      record.note ??= result.end === "error" ? `relay: ${describeError(result.error)}` : result.end;
-    }
-  } finally {
-    unwatch();
+  ctx.closed = true;
+  record.up = result.aToB;
+  record.down = result.bToA;
+  if (result.end !== "done") {
+    record.note ??= result.end === "error" ? `relay: ${describeError(result.error)}` : result.end;
   }
 }

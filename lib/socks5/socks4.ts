@@ -73,7 +73,7 @@ export async function handleSocks4(ctx: SessionContext, head: Socks4Request): Pr
   const dialled = "reply" in resolved ? resolved : await dialAny(resolved.addresses, {
     port: head.port,
     timeoutMs: opts.connectTimeoutMs,
-    sweeper: ctx.sweeper,
+    deadlines: ctx.deadlines,
   });
   if ("reply" in dialled) {
     record.note = dialled.why;

@@ -9,7 +9,8 @@
  *   dropped, the destination is resolved and checked against the rules, DATA is sent on.
  * - Replies are accepted only from destinations this association sent to (at most
  *   `maxUdpPeers` of them), wrapped with their source address and sent to the client.
- * - The association ends when the TCP control connection closes (or after the idle timeout).
+ * - The association ends when the TCP control connection closes (or after the idle timeout,
+ *   a task on the server's deadline scheduler).
  *
  * @module
  */
@@ -165,21 +166,27 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
     close();
   };
 
-  const unwatch = ctx.sweeper.watch({
-    expired: (now) => opts.idleTimeoutMs > 0 && now - lastActivity > opts.idleTimeoutMs,
-    expire() {
+  // Idle: due at lastActivity + idleTimeoutMs; a datagram or control byte since moves it.
+  const { idleTimeoutMs } = opts;
+  const cancelIdle = idleTimeoutMs <= 0 ? () => {} : ctx.deadlines.schedule(
+    lastActivity + idleTimeoutMs,
+    (now) => {
+      if (closed) return undefined;
+      const due = lastActivity + idleTimeoutMs;
+      if (now < due) return due;
       close("idle timeout");
       try {
         conn.close();
       } catch {
         // Already closed.
       }
+      return undefined;
     },
-  });
+  );
   try {
     await Promise.all([pump(), control()]);
   } finally {
-    unwatch();
+    cancelIdle();
     close();
     if (dropped > 0) {
       record.note = `${record.note ? record.note + ", " : ""}${dropped} datagrams dropped`;

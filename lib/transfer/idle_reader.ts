@@ -1,52 +1,71 @@
 /**
  * A reader over a connection that closes it when a read waits longer than a deadline, so a
- * silent peer costs one connection for a bounded time, never a hung transfer. One timer per
- * connection checks the deadline; reads only record timestamps.
+ * silent peer costs one connection for a bounded time, never a hung transfer. The deadline is
+ * one task on a {@linkcode Deadlines} scheduler ({@linkcode DEADLINES} by default), not a
+ * timer per connection; reads only record timestamps, and the task, when it comes due before
+ * the wait is over, re-arms itself for the pending read's start plus the timeout.
  *
  * @module
  */
 
 import type { Reader } from "../net/buffered_reader.ts";
+import { DEADLINES, type Deadlines } from "../net/deadline.ts";
+
+/** Options for {@linkcode IdleReader}. */
+export interface IdleReaderOptions {
+  /** Runs when the deadline passed, before the connection is closed. */
+  onIdle?: () => void;
+  /** Scheduler for the deadline. @default {DEADLINES} */
+  deadlines?: Deadlines;
+}
 
 /**
- * Wraps `conn` for reading; while a read is pending for more than `timeoutMs`, `onIdle` runs
- * and the connection is closed (the pending read then fails). 0 disables the deadline.
+ * Wraps `conn` for reading; while a read is pending for more than `timeoutMs`,
+ * `options.onIdle` runs and the connection is closed (the pending read then fails). 0
+ * disables the deadline.
  *
- * @example Usage
- * ```ts ignore
+ * @example A peer that sends nothing is closed after the timeout
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { IdleReader } from "./idle_reader.ts";
- * using reader = new IdleReader(conn, 60_000, () => log.warn("peer went silent"));
- * const n = await reader.read(new Uint8Array(1024));
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const silent = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const conn = await listener.accept();
+ * let idle = false;
+ * using reader = new IdleReader(conn, 20, { onIdle: () => (idle = true) });
+ * await assert.rejects(reader.read(new Uint8Array(16)));
+ * assert.ok(idle && reader.timedOut);
+ * silent.close();
+ * listener.close();
  * ```
  */
 export class IdleReader implements Reader, Disposable {
   #conn: Deno.Conn;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #cancel: () => void = () => {};
   #waitingSince = 0;
   #timedOut = false;
   #paused = 0;
 
-  /** Starts watching `conn`. */
-  constructor(conn: Deno.Conn, timeoutMs: number, onIdle: () => void = () => {}) {
+  /** Starts watching `conn`: reads that wait longer than `timeoutMs` close it (0: never). */
+  constructor(conn: Deno.Conn, timeoutMs: number, options: IdleReaderOptions = {}) {
     this.#conn = conn;
-    if (timeoutMs > 0) {
-      this.#timer = setInterval(() => {
-        if (
-          this.#paused === 0 && this.#waitingSince > 0 &&
-          performance.now() - this.#waitingSince > timeoutMs
-        ) {
-          this.#timedOut = true;
-          this.dispose();
-          onIdle();
-          try {
-            conn.close();
-          } catch {
-            // Already closed.
-          }
-        }
-      }, Math.max(10, Math.min(1000, timeoutMs / 4)));
-      Deno.unrefTimer(this.#timer);
-    }
+    if (timeoutMs <= 0) return;
+    const { onIdle, deadlines = DEADLINES } = options;
+    this.#cancel = deadlines.schedule(performance.now() + timeoutMs, (now) => {
+      // No read pending, or paused: nothing can be late before `timeoutMs` from now.
+      if (this.#paused > 0 || this.#waitingSince === 0) return now + timeoutMs;
+      const due = this.#waitingSince + timeoutMs;
+      if (now < due) return due;
+      this.#timedOut = true;
+      this.#cancel = () => {};
+      onIdle?.();
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      return undefined;
+    });
   }
 
   /** True once the deadline closed the connection. */
@@ -79,13 +98,13 @@ export class IdleReader implements Reader, Disposable {
     }
   }
 
-  /** Stops the timer (the connection stays open). */
+  /** Cancels the deadline (the connection stays open). */
   dispose(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#cancel();
+    this.#cancel = () => {};
   }
 
-  /** Stops the timer. */
+  /** Cancels the deadline. */
   [Symbol.dispose](): void {
     this.dispose();
   }
