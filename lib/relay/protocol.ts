@@ -47,45 +47,106 @@ const decoder = new TextDecoder();
 /** Line mode: the prefix of a notice line. */
 export const NOTICE_PREFIX = "* ";
 
+/** What {@linkcode encodeLineDelivers} did and why it stopped. */
+export interface LineScan {
+  /** Index in the block where the scan stopped (the start of the line it stopped at). */
+  next: number;
+  /** Bytes written to `out`. */
+  written: number;
+  /** Message lines written. */
+  count: number;
+  /**
+   * `"end"`: the whole block was done; `"command"`: the line at `next` is a command;
+   * `"long"`: the line at `next` is longer than the limit; `"full"`: `out` has no room for
+   * another line of the longest length.
+   */
+  stop: "end" | "command" | "long" | "full";
+  /** For `"command"` and `"long"`: the index of that line's LF. */
+  lineEnd: number;
+}
+
+/** Options for {@linkcode encodeLineDelivers}. */
+export interface LineScanOptions {
+  /** Where to start in the block. */
+  start: number;
+  /** The sender's prefix, `[NAME] ` as bytes. */
+  prefix: Uint8Array;
+  /** Where the delivered lines go, from index 0. */
+  out: Uint8Array;
+  /** Longest line accepted, without its terminator. */
+  maxLineBytes: number;
+}
+
 /**
- * Line mode: lines of one sender as consecutive `[from] line\n` in one buffer. The lines
- * are given as `lines.spans` into `lines.src`: `[start0, end0, start1, end1, ...]` (ends exclusive,
- * without terminators). One allocation; short copies are done byte by byte, which beats a
- * `set()` call per line.
+ * Line mode, the hot path: scans `block` (whole lines, each ending in LF) from
+ * `options.start` and writes each message line into `options.out` as `[NAME] line\n` (CR
+ * before LF dropped, `//text` sent as `/text`), in one pass with no allocation, until the
+ * block ends, a line that is not a message (a command, an over-long line) starts, or `out`
+ * lacks room for a line of `maxLineBytes`. `out` must hold at least
+ * `prefix.length + maxLineBytes + 4` bytes.
  *
- * @example Usage
+ * @example Two messages, then a command
  * ```ts
- * import { encodeLineDeliverSpans } from "./protocol.ts";
- * const src = new TextEncoder().encode("a\r\nbc\n");
- * const bytes = encodeLineDeliverSpans("bo", { src, spans: [0, 1, 3, 5] });
- * console.assert(new TextDecoder().decode(bytes) === "[bo] a\n[bo] bc\n");
+ * import assert from "node:assert/strict";
+ * import { encodeLineDelivers } from "./protocol.ts";
+ * const block = new TextEncoder().encode("a\r\n//b\n/who\n");
+ * const out = new Uint8Array(64);
+ * const prefix = new TextEncoder().encode("[bo] ");
+ * const scan = encodeLineDelivers(block, { start: 0, prefix, out, maxLineBytes: 16 });
+ * assert.equal(new TextDecoder().decode(out.subarray(0, scan.written)), "[bo] a\n[bo] /b\n");
+ * assert.deepEqual([scan.count, scan.stop, scan.next, scan.lineEnd], [2, "command", 7, 11]);
  * ```
  */
-export function encodeLineDeliverSpans(
-  from: string,
-  lines: { src: Uint8Array; spans: readonly number[] },
-): Uint8Array {
-  const { src, spans } = lines;
-  const prefix = encoder.encode(`[${from}] `);
+export function encodeLineDelivers(block: Uint8Array, options: LineScanOptions): LineScan {
+  const { prefix, out, maxLineBytes } = options;
   const p = prefix.length;
-  let total = 0;
-  for (let i = 0; i < spans.length; i += 2) total += p + spans[i + 1] - spans[i] + 1;
-  const out = new Uint8Array(total);
+  const len = block.length;
+  const room = out.length - (p + maxLineBytes + 4);
+  if (room < 0) throw new RangeError("Cannot encode lines: the output buffer is too small");
+  let i = options.start;
   let off = 0;
-  for (let i = 0; i < spans.length; i += 2) {
+  let count = 0;
+  while (i < len) {
+    if (off > room) return { next: i, written: off, count, stop: "full", lineEnd: -1 };
+    let s = i;
+    if (block[s] === 0x2f /* "/" */) {
+      if (block[s + 1] !== 0x2f) {
+        return { next: i, written: off, count, stop: "command", lineEnd: block.indexOf(0x0a, s) };
+      }
+      s++; // "//text" sends "/text"
+    }
+    const lineStart = off;
     for (let k = 0; k < p; k++) out[off + k] = prefix[k];
     off += p;
-    const a = spans[i];
-    const n = spans[i + 1] - a;
-    if (n < 64) {
-      for (let k = 0; k < n; k++) out[off + k] = src[a + k];
-    } else {
-      out.set(src.subarray(a, a + n), off);
+    // Short lines byte by byte (cheaper than a subarray and a set per line), the rest of a
+    // long one with indexOf and set.
+    let j = s;
+    let c = 0;
+    const fastEnd = Math.min(len, s + 128);
+    while (j < fastEnd) {
+      c = block[j++];
+      out[off++] = c;
+      if (c === 0x0a) break;
     }
-    off += n;
-    out[off++] = 0x0a;
+    if (c !== 0x0a) {
+      const lf = block.indexOf(0x0a, j);
+      out.set(block.subarray(j, lf + 1), off);
+      off += lf + 1 - j;
+      j = lf + 1;
+    }
+    const lf = j - 1;
+    const cr = lf > i && block[lf - 1] === 0x0d;
+    if (lf - (cr ? 1 : 0) - i > maxLineBytes) {
+      return { next: i, written: lineStart, count, stop: "long", lineEnd: lf };
+    }
+    if (cr && off - 2 >= lineStart + p) {
+      out[off - 2] = 0x0a;
+      off--;
+    }
+    count++;
+    i = j;
   }
-  return out;
+  return { next: i, written: off, count, stop: "end", lineEnd: -1 };
 }
 
 /**

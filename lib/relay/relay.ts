@@ -35,7 +35,7 @@ import {
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
-  encodeLineDeliverSpans,
+  encodeLineDelivers,
   encodeLineNotice,
   encodeWelcomePayload,
   RELAY_PROTOCOL,
@@ -143,6 +143,8 @@ interface Client {
   holders: Session[];
   /** True while this client's reading is held back. */
   paused: boolean;
+  /** Line mode: `[name] ` as bytes. */
+  prefix: Uint8Array;
 }
 
 const HELP_TEXT = [
@@ -151,6 +153,17 @@ const HELP_TEXT = [
 ].join(" ");
 
 const LF_BYTES = new Uint8Array([0x0a]);
+
+/**
+ * Line mode: the most a client's read buffer grows to (or a whole line and its CRLF, if
+ * larger): 256 KiB. Big reads mean big messages and few writes per recipient; the buffer starts
+ * at 4 KiB and grows only while reads fill it.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+/** Line mode: the scratch buffer delivered lines are encoded into, at least: 512 KiB. */
+const SCRATCH_BYTES = 512 * 1024;
+/** The longest `[NAME] ` prefix: a name of `maxNameLength` characters in UTF-8, and 3. */
+const MAX_PREFIX_BYTES = RELAY_DEFAULTS.maxNameLength * 4 + 3;
 
 /**
  * A running relay: the accept loop, the clients, their rooms and the counters.
@@ -190,6 +203,7 @@ export class Relay {
   #pausedSenders = 0;
   #stuckClients = 0;
   #shuttingDown = false;
+  #scratch: Uint8Array | undefined;
 
   /** Starts serving on `listener`. */
   constructor(listener: Deno.TcpListener, options: RelayOptions = {}) {
@@ -304,7 +318,7 @@ export class Relay {
         }
       },
       // A whole line (plus CRLF) must fit in the read buffer.
-      readBufferSize: o.framed ? 64 * 1024 : o.maxLineBytes + 2,
+      readBufferSize: o.framed ? 64 * 1024 : Math.max(READ_BUFFER_BYTES, o.maxLineBytes + 2),
     });
     this.#stats.accepted++;
     let client: Client | undefined;
@@ -359,6 +373,7 @@ export class Relay {
       quit: false,
       holders: [],
       paused: false,
+      prefix: linePrefix(name),
     };
     this.#clients.add(client);
     this.#names.set(name.toLowerCase(), client);
@@ -431,6 +446,8 @@ export class Relay {
       } else if (!m.session.closing) {
         this.#stats.dropped += count;
         m.missed += count;
+        // Nothing queued means no drain to report at: tell it now.
+        if (m.session.queuedBytes === 0) this.#reportDrops(m);
       }
     }
   }
@@ -489,38 +506,35 @@ export class Relay {
 
   /**
    * Handles whole lines (each ending in LF) in `block`: commands run in order, runs of
-   * messages are broadcast together. Resolves false when the client asked to leave.
+   * messages are encoded into the relay's scratch buffer in one pass and broadcast together
+   * (one exact-size copy per run). Resolves false when the client asked to leave.
    */
   #handleLines(client: Client, block: Uint8Array): boolean {
-    const max = this.#opts.maxLineBytes;
-    const spans: number[] = [];
-    const flush = () => {
-      if (spans.length === 0) return;
-      this.#broadcast(
-        client,
-        encodeLineDeliverSpans(client.name, { src: block, spans }),
-        spans.length / 2,
-      );
-      spans.length = 0;
-    };
+    const maxLineBytes = this.#opts.maxLineBytes;
+    const prefix = client.prefix;
+    // One message is at most a quarter of an outbox cap (or one longest line), so that a
+    // burst never makes a message no outbox can take.
+    const out = this.#scratch ??= new Uint8Array(
+      Math.max(
+        Math.min(SCRATCH_BYTES, this.#opts.maxQueuedBytes / 4),
+        maxLineBytes + MAX_PREFIX_BYTES + 4,
+      ),
+    );
     let start = 0;
     while (start < block.length) {
-      const lf = block.indexOf(0x0a, start);
-      let end = lf;
-      if (end > start && block[end - 1] === 0x0d) end--;
-      if (end - start > max) {
-        flush();
+      const scan = encodeLineDelivers(block, { start, prefix, out, maxLineBytes });
+      if (scan.count > 0) this.#broadcast(client, out.slice(0, scan.written), scan.count);
+      start = scan.next;
+      if (scan.stop === "long") {
         this.#refuseLongLine(client);
-      } else if (block[start] === 0x2f /* "/" */ && block[start + 1] !== 0x2f) {
-        flush();
+        start = scan.lineEnd + 1;
+      } else if (scan.stop === "command") {
+        let end = scan.lineEnd;
+        if (end > start && block[end - 1] === 0x0d) end--;
         if (!this.#command(client, decoder.decode(block.subarray(start, end)))) return false;
-      } else {
-        // "//text" sends "/text".
-        spans.push(block[start] === 0x2f ? start + 1 : start, end);
+        start = scan.lineEnd + 1;
       }
-      start = lf + 1;
     }
-    flush();
     return true;
   }
 
@@ -582,6 +596,7 @@ export class Relay {
           this.#names.delete(old.toLowerCase());
           this.#names.set(arg.toLowerCase(), client);
           client.name = arg;
+          client.prefix = linePrefix(arg);
           const members = this.#rooms.get(client.room) ?? [];
           this.#notice([...members].filter((m) => m !== client), `${old} is now ${arg}`);
           client.session.send(this.#codec.welcome(client.name, client.room));
@@ -626,6 +641,10 @@ export class Relay {
         return true;
     }
   }
+}
+
+function linePrefix(name: string): Uint8Array {
+  return encoder.encode(`[${name}] `);
 }
 
 function peerOf(conn: Deno.TcpConn): string {
