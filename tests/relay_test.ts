@@ -99,6 +99,15 @@ Deno.test("relay never interleaves lines from two clients blasting at once", asy
   }
 });
 
+Deno.test("relay: a /nick and a message in one read go out under the new name", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const b = await t.join();
+  await a.client.write("before\n/nick zed\nafter\n");
+  assert.equal(await b.client.readLineMatching(/^\[/), `[${a.name}] before`);
+  assert.equal(await b.client.readLineMatching(/^\[/), "[zed] after");
+});
+
 Deno.test("relay rooms isolate traffic", async () => {
   await using t = startTestRelay();
   const a = await t.join();

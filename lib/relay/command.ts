@@ -34,14 +34,20 @@ Options:
   --port P, -p P       port (default ${D.port}; 0 picks a free one)
   --framed             binary framed mode (clients: sockit chat --framed)
   --max-line SIZE      longest line/message accepted (default 64KiB)
-  --max-queue SIZE     bytes queued for one client before it is a slow consumer (default 4MiB)
-  --slow POLICY        slow consumer policy: disconnect (default) or drop (drop and count)
-  --write-timeout MS   a write blocked this long marks a slow consumer (default ${D.writeTimeoutMs})
+  --stall-timeout MS   a client whose socket takes no byte this long is stuck and stops
+                       holding its room's senders back (default ${D.stallTimeoutMs})
+  --max-queue SIZE     bytes queued for a stuck client before --slow applies (default 4MiB)
+  --slow POLICY        disconnect (default: one-line reason, then close) or drop (no flow
+                       control: drop what a full outbox cannot take, count, tell the client)
+  --write-timeout MS   disconnect a client whose socket takes no byte this long (default ${D.writeTimeoutMs})
   --max-clients N      clients at once; more get a one-line refusal (default ${D.maxClients})
   --idle-timeout MS    disconnect a client silent this long, 0 = never (default ${D.idleTimeoutMs})
   --heartbeat MS       framed mode: ping interval; ${D.heartbeatMisses} missed = dropped (default ${D.heartbeatMs})
   --stats              log counters every --stats-interval seconds (default ${D.statsIntervalSeconds})
   --stats-interval S   seconds between --stats lines
+
+Flow control: a reader that is behind holds back the senders of its room (TCP pushes back on
+them) until its outbox drains, so every live reader gets every line; a stuck one is cut.
 
 Client commands: /nick NAME, /join ROOM, /who, /rooms, /quit, /help; "//text" sends "/text".
 
@@ -51,7 +57,9 @@ Example:
 
 function statsLine(s: RelayStats): string {
   return `clients ${s.clients} (accepted ${s.accepted}, refused ${s.refused}), ` +
-    `messages in ${s.messagesIn}, delivered ${s.delivered}, dropped ${s.dropped}, ` +
+    `messages in ${s.messagesIn}, paused senders ${s.pausedSenders} ` +
+    `(paused ${Math.round(s.pausedMs)} ms in all), stuck clients ${s.stuckClients} ` +
+    `(stalls ${s.stalls}), delivered ${s.delivered}, dropped ${s.dropped}, ` +
     `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}`;
 }
 
@@ -65,6 +73,7 @@ export const relayCommand: Command = {
     framed: { type: "boolean" },
     "max-line": { type: "string" },
     "max-queue": { type: "string" },
+    "stall-timeout": { type: "string" },
     slow: { type: "string" },
     "write-timeout": { type: "string" },
     "max-clients": { type: "string" },
@@ -84,6 +93,7 @@ export const relayCommand: Command = {
       framed: !!values.framed,
       maxLineBytes: sizeOption(values, "max-line", { fallback: D.maxLineBytes }),
       maxQueuedBytes: sizeOption(values, "max-queue", { fallback: D.maxQueuedBytes }),
+      stallTimeoutMs: intOption(values, "stall-timeout", { fallback: D.stallTimeoutMs }),
       slowPolicy: slow as SlowClientPolicy,
       writeTimeoutMs: intOption(values, "write-timeout", { fallback: D.writeTimeoutMs }),
       maxClients: intOption(values, "max-clients", { fallback: D.maxClients, min: 1 }),
@@ -91,7 +101,7 @@ export const relayCommand: Command = {
       heartbeatMs: intOption(values, "heartbeat", { fallback: D.heartbeatMs, min: 10 }),
       logger: log,
     };
-    if (options.maxLineBytes < 1 || options.maxLineBytes > 16 * 1024 * 1024) {
+    if (options.maxLineBytes < 1 || options.maxLineBytes > D.maxLineLimit) {
       throw new UsageError("Cannot use --max-line: expected 1 byte to 16MiB");
     }
     const statsEvery = intOption(values, "stats-interval", {
@@ -115,14 +125,17 @@ export const relayCommand: Command = {
 
 const CHAT_USAGE = `Usage: sockit chat HOST:PORT [--name N] [--room R] [--framed] [--proxy URL]
 
-Connects to a sockit relay (or any line relay), sends each line read from stdin and prints
-what arrives on stdout. At the end of stdin it sends /quit and exits once the relay closes.
-Exit status: 0 after /quit, 1 when the relay closed the connection first (the reason is
-printed on stderr).
+Connects to a sockit relay, waits for its welcome, takes the name and room asked for, then
+sends each line read from stdin and prints what arrives on stdout. At the end of stdin it
+sends /quit and exits once the relay closes. On a terminal, control characters in received
+lines are shown escaped (\\r, \\x1b, ...); piped output is byte-exact.
+Exit status: 0 after /quit; 1 when the relay refused the connection (server full), the name
+or the room, when it speaks the other mode (--framed or not), or when it closed the
+connection first (the reason is printed on stderr).
 
 Options:
-  --name N     take this name (/nick N) once connected
-  --room R     join this room (/join R) once connected
+  --name N     take this name (/nick N) once connected; exit 1 if the relay refuses it
+  --room R     join this room (/join R) once connected; exit 1 if the relay refuses it
   --framed     speak the relay's framed protocol (relay started with --framed)
   --proxy URL  connect through a SOCKS5 proxy: socks5://[user:pass@]host:port
 
@@ -150,6 +163,11 @@ export const chatCommand: Command = {
       );
     }
     const target = parseAddress(positionals[0]);
+    for (const option of ["name", "room"]) {
+      if (/[\r\n]/.test(stringOption(values, option) ?? "")) {
+        throw new UsageError(`Cannot use --${option}: it must fit on one line`);
+      }
+    }
     const proxyUrl = stringOption(values, "proxy");
     const proxy = proxyUrl === undefined ? undefined : parseProxyUrl(proxyUrl);
     let conn: Deno.TcpConn;
@@ -169,6 +187,7 @@ export const chatCommand: Command = {
       name: stringOption(values, "name"),
       room: stringOption(values, "room"),
       framed: !!values.framed,
+      relayAddress: formatAddress(target),
     });
     if (result.code !== 0) console.error(`sockit chat: connection closed: ${result.reason}`);
     return result.code;

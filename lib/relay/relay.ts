@@ -511,7 +511,6 @@ export class Relay {
    */
   #handleLines(client: Client, block: Uint8Array): boolean {
     const maxLineBytes = this.#opts.maxLineBytes;
-    const prefix = client.prefix;
     // One message is at most a quarter of an outbox cap (or one longest line), so that a
     // burst never makes a message no outbox can take.
     const out = this.#scratch ??= new Uint8Array(
@@ -522,6 +521,8 @@ export class Relay {
     );
     let start = 0;
     while (start < block.length) {
+      // A /nick among the lines changes the prefix of the lines after it.
+      const prefix = client.prefix;
       const scan = encodeLineDelivers(block, { start, prefix, out, maxLineBytes });
       if (scan.count > 0) this.#broadcast(client, out.slice(0, scan.written), scan.count);
       start = scan.next;
