@@ -168,27 +168,55 @@ async function fanOut(
   };
 }
 
+/** Runs per configuration; the table shows the median run (by lines/s). */
+const RUNS = 3;
+
+/** The run with the median rate. */
+function medianRun(results: FanOutResult[]): FanOutResult {
+  const sorted = [...results].sort((x, y) => x.linesPerSecond - y.linesPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+async function sockitRun(stuckClient: boolean): Promise<FanOutResult> {
+  // Default options: what a user gets from `sockit relay`.
+  await using relay = await startSockit(["relay", "--port", "0", "--quiet"]);
+  return await fanOut(relay.port, relay.child.pid, { sockit: true, stuckClient });
+}
+
+async function ncatRun(stuckClient: boolean): Promise<FanOutResult> {
+  const port = freePort();
+  await using ncat = spawnPeer("ncat", ["--broker", "-l", "127.0.0.1", String(port)]);
+  await waitForTcpPort(port);
+  return await fanOut(port, ncat.child.pid, { sockit: false, stuckClient });
+}
+
 async function relayScenario(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   let healthyRate: number | undefined;
+  const haveNcat = peerAvailable("ncat");
   for (const stuckClient of [false, true]) {
-    let sockit: FanOutResult;
-    {
-      // Default options: what a user gets from `sockit relay`.
-      await using relay = await startSockit(["relay", "--port", "0", "--quiet"]);
-      sockit = await fanOut(relay.port, relay.child.pid, { sockit: true, stuckClient });
+    const sockitRuns: FanOutResult[] = [];
+    const peerRuns: FanOutResult[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      // ncat with a client that never reads stalls for the whole run limit: one run says so.
+      const peerToo = haveNcat && (!stuckClient || i === 0);
+      // Alternate who goes first, so neither always runs on a machine warmed by the other.
+      if (peerToo && i % 2 === 1) peerRuns.push(await ncatRun(stuckClient));
+      sockitRuns.push(await sockitRun(stuckClient));
+      if (peerToo && i % 2 === 0) peerRuns.push(await ncatRun(stuckClient));
     }
-    let peer: FanOutResult | undefined;
-    if (peerAvailable("ncat")) {
-      const port = freePort();
-      await using ncat = spawnPeer("ncat", ["--broker", "-l", "127.0.0.1", String(port)]);
-      await waitForTcpPort(port);
-      peer = await fanOut(port, ncat.child.pid, { sockit: false, stuckClient });
-    }
+    const sockit = medianRun(sockitRuns);
+    const peer = peerRuns.length ? medianRun(peerRuns) : undefined;
     const title = `relay fan-out, ${CLIENTS} clients x ${LINES_PER_CLIENT} x ${LINE_BYTES} B` +
       (stuckClient ? " + 1 never reads" : "") + ", default options";
+    const rates = (runs: FanOutResult[]) =>
+      runs.map((r) => (r.linesPerSecond / 1e6).toFixed(1)).join("/") + " M";
     const note = [
-      sockit.complete ? "every line reached every healthy client" : "sockit incomplete",
+      sockitRuns.every((r) => r.complete)
+        ? "every line reached every healthy client"
+        : "sockit incomplete",
+      `median of ${sockitRuns.length}: sockit ${rates(sockitRuns)}`,
+      peerRuns.length > 1 ? `ncat ${rates(peerRuns)}` : "",
       peer && !peer.complete
         ? `ncat stalled (rate of what arrived in ${RUN_LIMIT_MS / 1000} s)`
         : "",
@@ -204,13 +232,16 @@ async function relayScenario(): Promise<BenchRow[]> {
     });
     if (!stuckClient) healthyRate = sockit.linesPerSecond;
     else {
-      const kept = healthyRate ? sockit.movingLinesPerSecond / healthyRate : undefined;
+      const moving = medianRun(
+        sockitRuns.map((r) => ({ ...r, linesPerSecond: r.movingLinesPerSecond })),
+      );
+      const kept = healthyRate ? moving.linesPerSecond / healthyRate : undefined;
       rows.push({
         scenario: `${title}: rate while moving (one stall of ${
-          Math.round(sockit.stalledMs)
+          Math.round(moving.stalledMs)
         } ms taken out)`,
         unit: "lines/s",
-        sockit: sockit.movingLinesPerSecond,
+        sockit: moving.linesPerSecond,
         peerName: "sockit without the stuck client",
         peer: healthyRate,
         higherIsBetter: true,

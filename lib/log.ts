@@ -98,6 +98,36 @@ export function printable(data: string | Uint8Array): string {
   return out + escapeText(decoder.decode(data.subarray(start)));
 }
 
+/**
+ * Quotes a string or bytes from the network for a log line: `"`, the text with `\` and `"`
+ * escaped and then made {@linkcode printable}, `"`. A peer can neither end the quote nor forge
+ * the rest of the line (`... user=admin CONNECT bank:443 reply=0x00`), a second line or a
+ * terminal escape. Every log site that shows a peer-supplied string (a user name, a requested
+ * domain, a file name, a peer's error text) goes through this.
+ *
+ * @example A forged log line stays inside its quotes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quote } from "./log.ts";
+ * const forged = 'bob" reply=0x00\nsockit socks5: ok';
+ * assert.equal(quote(forged), String.raw`"bob\" reply=0x00\nsockit socks5: ok"`);
+ * assert.equal(quote(new Uint8Array([0x61, 0xff, 0x1b, 0x5c])), String.raw`"a\xff\x1b\\"`);
+ * ```
+ */
+export function quote(data: string | Uint8Array): string {
+  if (typeof data === "string") return `"${printable(data.replace(/[\\"]/g, "\\$&"))}"`;
+  let extra = 0;
+  for (const b of data) if (b === 0x5c || b === 0x22) extra++;
+  if (extra === 0) return `"${printable(data)}"`;
+  const escaped = new Uint8Array(data.length + extra);
+  let j = 0;
+  for (const b of data) {
+    if (b === 0x5c || b === 0x22) escaped[j++] = 0x5c;
+    escaped[j++] = b;
+  }
+  return `"${printable(escaped)}"`;
+}
+
 /** Options for {@linkcode Logger}. */
 export interface LoggerOptions {
   /** Suppress info lines (warnings and errors still print). @default {false} */
