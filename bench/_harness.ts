@@ -25,6 +25,13 @@ export interface BenchRow {
   higherIsBetter: boolean;
   /** Anything worth saying next to the row (a skipped peer, a target). */
   note?: string;
+  /**
+   * Flags sockit ran with beyond its defaults (a port, `--quiet` and the paths of the run do
+   * not count). Shown in the table: a target met only with a flag means the default is wrong.
+   */
+  flags?: string;
+  /** True for a scenario that failed: the row carries the error in its note. */
+  failed?: boolean;
 }
 
 /** A named benchmark scenario. */
@@ -50,16 +57,26 @@ function fmt(n: number | undefined): string {
 
 /** Prints the rows as one aligned table on stdout. */
 export function printTable(rows: BenchRow[]): void {
-  const header = ["scenario", "unit", "sockit", "peer", "peer figure", "ratio", "note"];
+  const header = [
+    "scenario",
+    "unit",
+    "sockit",
+    "sockit flags",
+    "peer",
+    "peer figure",
+    "ratio",
+    "note",
+  ];
   const body = rows.map((r) => {
     const q = ratio(r);
     return [
       r.scenario,
       r.unit,
-      fmt(r.sockit),
+      r.failed ? "FAILED" : fmt(r.sockit),
+      r.flags ?? "defaults",
       r.peerName ?? "-",
       fmt(r.peer),
-      q === undefined ? "-" : `${q.toFixed(2)}x`,
+      q === undefined || r.failed ? "-" : `${q.toFixed(2)}x`,
       r.note ?? "",
     ];
   });
@@ -68,7 +85,10 @@ export function printTable(rows: BenchRow[]): void {
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const b of body) console.log(line(b));
-  console.log("\nratio > 1 means sockit is better (faster, or less memory/time).");
+  console.log(
+    "\nratio > 1 means sockit is better (faster, or less memory/time); " +
+      '"sockit flags" lists what sockit ran with beyond its defaults.',
+  );
 }
 
 /** True when the peer program is installed; otherwise logs that its rows are skipped. */

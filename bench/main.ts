@@ -29,7 +29,16 @@ for (const s of selected) {
   try {
     rows.push(...await s.run());
   } catch (error) {
-    console.error(`bench: ${s.name} failed: ${error instanceof Error ? error.message : error}`);
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`bench: ${s.name} failed: ${message}`);
+    rows.push({
+      scenario: s.name,
+      unit: "-",
+      sockit: 0,
+      higherIsBetter: true,
+      failed: true,
+      note: `FAILED: ${message.split("\n")[0]}`,
+    });
   }
 }
 printTable(rows);

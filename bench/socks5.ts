@@ -53,7 +53,8 @@ const SOCKIT: Contender = {
   start: (port) =>
     startSpawned(
       Deno.execPath(),
-      ["run", "-A", MAIN, "socks5", "--port", String(port), "--quiet", "--max-conns", "4096"],
+      // Default options: 500 idle tunnels fit the default --max-conns (1024).
+      ["run", "-A", MAIN, "socks5", "--port", String(port), "--quiet"],
       port,
     ),
 };

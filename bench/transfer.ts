@@ -264,6 +264,7 @@ async function transferBench(): Promise<BenchRow[]> {
       scenario,
       unit: "s",
       sockit: wall(name)!,
+      flags: VARIANT_FLAGS[name],
       peerName,
       peer: wall(peer),
       higherIsBetter: false,
@@ -273,6 +274,7 @@ async function transferBench(): Promise<BenchRow[]> {
       scenario,
       unit: "CPU s",
       sockit: cpu(name) ?? 0,
+      flags: VARIANT_FLAGS[name],
       peerName,
       peer: cpu(peer),
       higherIsBetter: false,
@@ -302,6 +304,14 @@ async function transferBench(): Promise<BenchRow[]> {
  * with the others so that both meet the same disk state.
  */
 const BASELINE_ENV = "SOCKIT_BENCH_BASELINE";
+
+/** The flags each sockit variant runs with beyond the defaults, for the table. */
+const VARIANT_FLAGS: Record<string, string | undefined> = {
+  noVerify: "send --no-verify",
+  noSync: "recv --no-sync",
+  neither: "send --no-verify, recv --no-sync",
+  baseNoSync: "recv --no-sync",
+};
 
 /** Small-files scenario: how many files, in how many folders, of how many bytes each. */
 const SMALL_FILES = 2000;
@@ -421,6 +431,7 @@ async function smallFilesBench(): Promise<BenchRow[]> {
       scenario,
       unit: "s",
       sockit: median(times[name]),
+      flags: VARIANT_FLAGS[name],
       peerName,
       peer: times[peer] ? median(times[peer]) : undefined,
       higherIsBetter: false,
