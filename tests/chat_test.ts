@@ -228,7 +228,7 @@ Deno.test("sockit chat prints one welcome line with --name and --room", async ()
   assert.deepEqual(welcomeLines(r.stdout), [
     "* welcome alice, you are in room den; /help lists commands",
   ]);
-  // The room it is in already: no /join (the relay would not answer it).
+  // The room it is in already: no /join is needed.
   const same = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--room", "lobby"], {
     stdin: "",
   });

@@ -108,6 +108,16 @@ Deno.test("relay: a /nick and a message in one read go out under the new name", 
   assert.equal(await b.client.readLineMatching(/^\[/), "[zed] after");
 });
 
+Deno.test("relay answers /join of the room a client is in with its welcome", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  await a.client.writeLine("/join lobby");
+  assert.equal(
+    await a.client.readLine(),
+    `* welcome ${a.name}, you are in room lobby; /help lists commands`,
+  );
+});
+
 Deno.test("relay rooms isolate traffic", async () => {
   await using t = startTestRelay();
   const a = await t.join();

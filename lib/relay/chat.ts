@@ -310,7 +310,7 @@ async function setUp(conn: Deno.TcpConn, ctx: SetupContext): Promise<string | un
 
   const steps: { wanted: string | undefined; command: string; refused: string }[] = [
     { wanted: ctx.name, command: "/nick", refused: "take the name" },
-    // The relay sends nothing for a /join of the room one is in already.
+    // Already there: nothing to ask (older relays did not answer a /join of the same room).
     {
       wanted: ctx.room === welcome.room ? undefined : ctx.room,
       command: "/join",
