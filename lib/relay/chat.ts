@@ -101,7 +101,7 @@ export class ChatRefusedError extends Error {
 }
 
 /** Longest line chat accepts from a relay: 16 MiB (the relay's largest --max-line) and a prefix. */
-export const CHAT_MAX_INCOMING_LINE = 16 * 1024 * 1024 + 1024;
+export const CHAT_MAX_INCOMING_LINE: number = RELAY_DEFAULTS.maxLineLimit + 1024;
 
 /** Default of {@linkcode ChatOptions.setupTimeoutMs}. */
 export const CHAT_SETUP_TIMEOUT_MS = 10_000;
@@ -398,7 +398,7 @@ function frameSource(reader: BufferedReader, send: (bytes: Uint8Array) => Promis
   const notice = (payload: Uint8Array) => concatBytes(NOTICE_BYTES, payload);
   return async () => {
     while (true) {
-      const frame = await readFrame(reader, { maxPayload: 16 * 1024 * 1024 });
+      const frame = await readFrame(reader, { maxPayload: CHAT_MAX_INCOMING_LINE });
       if (frame === null) return null;
       switch (frame.type) {
         case RelayFrame.Deliver: {

@@ -43,7 +43,7 @@ import {
   RelayFrame,
 } from "./protocol.ts";
 
-/** Options for {@linkcode startRelay}; defaults in {@linkcode RELAY_DEFAULTS}. */
+/** Options for {@linkcode Relay}; defaults in {@linkcode RELAY_DEFAULTS}. */
 export interface RelayOptions {
   /** Binary framed mode instead of lines. @default {false} */
   framed?: boolean;
