@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Session } from "../lib/net/session.ts";
 import { describeCloseReason } from "../lib/net/close_reason.ts";
+import { delay } from "../lib/net/deadline.ts";
 import { TestClient } from "./_helpers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -191,6 +192,23 @@ Deno.test("Session with flow control holds producers while behind, frees them wh
   assert.equal(session.queuedBytes, 0);
   await session.close({ kind: "shutdown" });
   await done;
+  client.close();
+  listener.close();
+});
+
+Deno.test("Session.holdReads() stops the idle clock while this side does not read on purpose", async () => {
+  const { session, client, listener } = await sessionPair({ idleTimeoutMs: 100 });
+  const release = session.holdReads();
+  const done = session.run(async (s) => {
+    await s.closed;
+  });
+  // Three idle timeouts pass while reads are held: the peer is not blamed.
+  await delay(300);
+  assert.equal(session.closing, false);
+  release();
+  // Released: silence counts again, from now.
+  const info = await done;
+  assert.equal(info.reason.kind, "idle");
   client.close();
   listener.close();
 });

@@ -206,6 +206,7 @@ export class Session implements FlowOutbox {
   // Read side.
   #lastReadAt = performance.now();
   #lastPingAt = 0;
+  #readsHeld = 0;
   #cancelReadTask: (() => void) | undefined;
   // Waiters: "the outbox is empty" and "no longer holding producers".
   #drained: Waiter | undefined;
@@ -258,6 +259,22 @@ export class Session implements FlowOutbox {
   released(): Promise<void> {
     if (!this.holdsProducers) return Promise.resolve();
     return (this.#released ??= waiter()).promise;
+  }
+
+  /**
+   * Suspends the read-side deadlines (idle, heartbeat) while this side does not read on
+   * purpose (flow control holds it), until the returned function is called: a peer that is
+   * not being read cannot be blamed for silence. Reading resumes with a fresh idle clock.
+   */
+  holdReads(): () => void {
+    this.#readsHeld++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#readsHeld--;
+      this.#lastReadAt = performance.now();
+    };
   }
 
   /** Resolves once the connection is closed, with the reason. */
@@ -569,6 +586,10 @@ export class Session implements FlowOutbox {
     };
     this.#cancelReadTask = DEADLINES.schedule(due(), (now) => {
       if (this.#closing) return undefined;
+      if (this.#readsHeld > 0) {
+        this.#lastReadAt = now;
+        return due();
+      }
       const quiet = now - this.#lastReadAt;
       let reason: CloseReason | undefined;
       if (idleTimeoutMs > 0 && quiet >= idleTimeoutMs) reason = { kind: "idle", ms: idleTimeoutMs };

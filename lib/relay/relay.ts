@@ -460,12 +460,16 @@ export class Relay {
   async #holdSender(client: Client): Promise<void> {
     const holders = client.holders;
     client.holders = [];
+    let resumeReads = () => {};
     const waited = await waitForOutboxes(holders, {
       onHeld: () => {
         client.paused = true;
         this.#pausedSenders++;
+        // Not reading it is our doing: its idle and heartbeat clocks stop meanwhile.
+        resumeReads = client.session.holdReads();
       },
     });
+    resumeReads();
     if (client.paused) {
       client.paused = false;
       this.#pausedSenders--;
