@@ -8,7 +8,7 @@
  */
 
 import denoJson from "../deno.json" with { type: "json" };
-import { type Command, parseCommandLine } from "./command.ts";
+import { type Command, GLOBAL_OPTIONS, parseCommandLine } from "./command.ts";
 import { UsageError } from "./net/errors.ts";
 import { chatCommand, relayCommand } from "./relay/command.ts";
 import { recvCommand, sendCommand } from "./transfer/command.ts";
@@ -43,14 +43,14 @@ export function topUsage(): string {
   return [
     `sockit ${VERSION}: relay, file transfer, UDP echo/ping and SOCKS5 in one tool`,
     "",
-    "Usage: sockit <command> [options]",
+    "Usage: sockit [global options] <command> [options]",
     "       sockit <command> --help",
     "       sockit --version",
     "",
     "Commands:",
     ...lines,
     "",
-    "Global options: --help (-h), --verbose (-v), --quiet (-q)",
+    "Global options, before or after the command: --help (-h), --verbose (-v), --quiet (-q)",
   ].join("\n");
 }
 
@@ -58,9 +58,74 @@ function errorLine(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** What {@linkcode splitGlobalOptions} found before the command name. */
+export interface LeadingOptions {
+  /** Global options given before the command, spelled as given (e.g. `["-v", "--quiet"]`). */
+  globals: string[];
+  /** `--version` or `-V` was among them. */
+  version: boolean;
+  /** The command name, if any. */
+  name: string | undefined;
+  /** Everything after the command name. */
+  rest: string[];
+}
+
+const GLOBAL_SHORT = new Map(
+  Object.entries(GLOBAL_OPTIONS).flatMap(([long, spec]) => spec.short ? [[spec.short, long]] : []),
+);
+
+/**
+ * Splits the global options that come before the command name (`sockit -v relay`) from the
+ * name and the command's own arguments. Short flags may be grouped (`-vq`). Throws
+ * {@linkcode UsageError} for an option before the command that is not a global one.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { splitGlobalOptions } from "./cli.ts";
+ * const split = splitGlobalOptions(["-v", "--quiet", "relay", "--port", "0"]);
+ * assert.deepEqual(split, {
+ *   globals: ["-v", "--quiet"],
+ *   version: false,
+ *   name: "relay",
+ *   rest: ["--port", "0"],
+ * });
+ * assert.throws(() => splitGlobalOptions(["--port", "0", "relay"]), /before the command/);
+ * ```
+ */
+export function splitGlobalOptions(args: string[]): LeadingOptions {
+  const globals: string[] = [];
+  let version = false;
+  let i = 0;
+  for (; i < args.length && args[i].startsWith("-") && args[i] !== "-"; i++) {
+    const arg = args[i];
+    if (arg === "--version" || arg === "-V") {
+      version = true;
+    } else if (
+      arg.startsWith("--") ? Object.hasOwn(GLOBAL_OPTIONS, arg.slice(2)) : isShortGroup(arg)
+    ) {
+      globals.push(arg);
+    } else {
+      throw new UsageError(
+        `Unknown option '${arg}' before the command: only --help, --verbose, --quiet ` +
+          "and --version go there",
+      );
+    }
+  }
+  return { globals, version, name: args[i], rest: args.slice(i + 1) };
+}
+
+function isShortGroup(arg: string): boolean {
+  return /^-[a-zA-Z]+$/.test(arg) && [...arg.slice(1)].every((c) => GLOBAL_SHORT.has(c));
+}
+
+function wantsHelp(globals: string[]): boolean {
+  return globals.some((g) => g === "--help" || (!g.startsWith("--") && g.includes("h")));
+}
+
 /**
  * Runs sockit with `args` (without the program name) and resolves the exit code. Never
- * throws.
+ * throws. Global options may come before the command (`sockit -v relay`) or after it.
  *
  * @example Usage
  * ```ts ignore
@@ -69,24 +134,38 @@ function errorLine(error: unknown): string {
  * ```
  */
 export async function main(args: string[]): Promise<number> {
-  const [name, ...rest] = args;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    const out = name === undefined ? console.error : console.log;
-    out(topUsage());
-    return name === undefined ? ExitCode.Usage : ExitCode.Ok;
+  let split: LeadingOptions;
+  try {
+    split = splitGlobalOptions(args);
+  } catch (error) {
+    console.error(`sockit: ${errorLine(error)}\n\n${topUsage()}`);
+    return ExitCode.Usage;
   }
-  if (name === "--version" || name === "-V") {
+  const { globals, version } = split;
+  let { name, rest } = split;
+  if (version) {
     console.log(`sockit ${VERSION}`);
     return ExitCode.Ok;
+  }
+  // `sockit help relay` is `sockit relay --help`.
+  if (name === "help" && rest.length > 0) {
+    [name, rest] = [rest[0], ["--help", ...rest.slice(1)]];
+  }
+  if (name === undefined || name === "help") {
+    const asked = name === "help" || wantsHelp(globals);
+    (asked ? console.log : console.error)(topUsage());
+    return asked ? ExitCode.Ok : ExitCode.Usage;
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     console.error(`sockit: unknown command '${name}'\n\n${topUsage()}`);
     return ExitCode.Usage;
   }
-  const verbose = rest.includes("--verbose") || rest.includes("-v");
+  let verbose = false;
   try {
-    const parsed = parseCommandLine(command, rest);
+    // Options before the command go to it as if given after it.
+    const parsed = parseCommandLine(command, [...globals, ...rest]);
+    verbose = parsed.values.verbose === true;
     if (parsed.values.help) {
       console.log(command.usage);
       return ExitCode.Ok;

@@ -58,11 +58,12 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseCommandLine } from "./command.ts";
  * const cmd = { name: "x", summary: "", usage: "", options: { port: { type: "string" as const } },
  *   run: () => Promise.resolve(0) };
  * const parsed = parseCommandLine(cmd, ["--port", "7"]);
- * console.assert(parsed.values.port === "7");
+ * assert.equal(parsed.values.port, "7");
  * ```
  */
 export function parseCommandLine(command: Command, args: string[]): ParsedCommandLine {
@@ -112,8 +113,11 @@ export function listOption(values: OptionValues, name: string): string[] {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { intOption } from "./command.ts";
- * console.assert(intOption({ count: "5" }, "count", { fallback: 1, min: 1 }) === 5);
+ * assert.equal(intOption({ count: "5" }, "count", { fallback: 1, min: 1 }), 5);
+ * assert.equal(intOption({}, "count", { fallback: 1, min: 1 }), 1);
+ * assert.throws(() => intOption({ count: "0" }, "count", { fallback: 1, min: 1 }), /--count/);
  * ```
  */
 export function intOption(
@@ -152,8 +156,10 @@ const SIZE_UNITS: Record<string, number> = {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSize } from "./command.ts";
- * console.assert(parseSize("64KiB") === 65536);
+ * assert.equal(parseSize("64KiB"), 65536);
+ * assert.equal(parseSize("1.5k"), 1536);
  * ```
  */
 export function parseSize(text: string, what = "size"): number {

@@ -12,9 +12,11 @@ import type { Command } from "./command.ts";
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { notImplemented } from "./not_implemented.ts";
  * const cmd = notImplemented("udp-echo", "Echo UDP datagrams");
- * console.assert(cmd.name === "udp-echo");
+ * assert.equal(cmd.name, "udp-echo");
+ * assert.equal(await cmd.run({ values: {}, positionals: [] }), 1);
  * ```
  */
 export function notImplemented(name: string, summary: string): Command {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startUdpEcho } from "../lib/udp/echo_server.ts";
+import { isRateLimitedSource, startUdpEcho, UDP_ECHO_DEFAULTS } from "../lib/udp/echo_server.ts";
 import { REFLECTOR_PORTS } from "../lib/udp/reflector_ports.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
-import { EVENT_TIMEOUT_MS, pseudoRandomBytes, startSockit } from "./_helpers.ts";
+import { EVENT_TIMEOUT_MS, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
 
 /** A UDP socket on loopback for tests, closed on dispose. */
 function udpSocket(hostname = "127.0.0.1", port = 0): Deno.DatagramConn & Disposable {
@@ -120,9 +120,18 @@ Deno.test("udp-echo never answers a reflector source port and counts the drop", 
   assert.match(summary, /received 2 datagrams .* echoed 1 .* dropped 1 .*reflector port 1,/);
 });
 
-Deno.test("udp-echo drops datagrams over a source's rate and counts them", async () => {
+Deno.test("udp-echo --limit-loopback drops datagrams over a source's rate and counts them", async () => {
   // Rate 1/s with a burst of 3: ten datagrams sent at once, three come back.
-  await using echo = await startSockit(["udp-echo", "--port", "0", "--rate", "1", "--burst", "3"]);
+  await using echo = await startSockit([
+    "udp-echo",
+    "--port",
+    "0",
+    "--rate",
+    "1",
+    "--burst",
+    "3",
+    "--limit-loopback",
+  ]);
   using noisy = udpSocket();
   for (let i = 0; i < 10; i++) await noisy.send(new Uint8Array([i]), to("127.0.0.1", echo.port));
   // Another source has its own bucket; its echo means the ten were handled.
@@ -179,4 +188,112 @@ Deno.test("startUdpEcho refuses datagrams from its own port (itself or a twin ec
   } finally {
     await server.stop();
   }
+});
+
+Deno.test("udp-echo answers a loopback flood beyond the default rate in full", async () => {
+  // The default limit (1000/s, burst 1000) would drop most of 5000 probes sent in well under
+  // 4 s; loopback sources are exempt, so udp-ping measures the server, not the limiter.
+  await using echo = await startSockit(["udp-echo", "--port", "0"]);
+  const count = UDP_ECHO_DEFAULTS.ratePerSecond * 5;
+  const run = await runSockit([
+    "udp-ping",
+    `127.0.0.1:${echo.port}`,
+    "-c",
+    String(count),
+    "--flood",
+    "--window",
+    "32",
+    "--json",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const summary = JSON.parse(run.stdout);
+  assert.equal(summary.sent, count);
+  assert.equal(summary.received, count, `lost ${count - summary.received}`);
+  assert.equal((await echo.stop("SIGTERM")).code, 0);
+  const line = echo.stderr.find((l) => /stopped; received/.test(l)) ?? "";
+  assert.match(line, new RegExp(`echoed ${count} .*\\(rate-limited 0,`));
+  assert.ok(
+    echo.stderr.some((l) =>
+      /rate 1000\/s per source, burst 1000, loopback sources not limited/.test(l)
+    ),
+    "the ready line says loopback sources are not limited",
+  );
+});
+
+Deno.test("isRateLimitedSource() exempts loopback sources only, unless told otherwise", () => {
+  for (const source of ["127.0.0.1", "127.1.2.3", "127.255.255.254", "::1", "::ffff:127.0.0.1"]) {
+    assert.equal(isRateLimitedSource(source), false, source);
+    assert.equal(isRateLimitedSource(source, { limitLoopback: true }), true, source);
+  }
+  for (
+    const source of ["10.0.0.1", "192.168.1.7", "203.0.113.5", "128.0.0.1", "::ffff:10.0.0.1"]
+  ) {
+    assert.equal(isRateLimitedSource(source), true, source);
+  }
+  for (const source of ["2001:db8::1", "fe80::1", "::", "0.0.0.0", "::2"]) {
+    assert.equal(isRateLimitedSource(source), true, source);
+  }
+});
+
+/**
+ * A DatagramConn stand-in that delivers `datagrams` from `from` (an address traffic on
+ * loopback cannot come from), records what is sent, and ends when the queue is empty.
+ */
+function scriptedConn(from: Deno.NetAddr, datagrams: number) {
+  const sent: Deno.NetAddr[] = [];
+  let left = datagrams;
+  let closed = false;
+  let drained: () => void = () => {};
+  const empty = new Promise<void>((resolve) => drained = resolve);
+  const conn = {
+    addr: { transport: "udp", hostname: "127.0.0.1", port: 40_007 } as Deno.NetAddr,
+    receive(buf?: Uint8Array): Promise<[Uint8Array, Deno.Addr]> {
+      if (closed) return Promise.reject(new Deno.errors.BadResource("closed"));
+      if (left === 0) {
+        drained();
+        return new Promise((_, reject) => {
+          const check = setInterval(() => {
+            if (!closed) return;
+            clearInterval(check);
+            reject(new Deno.errors.BadResource("closed"));
+          }, 5);
+        });
+      }
+      left--;
+      return Promise.resolve([(buf ?? new Uint8Array(1)).subarray(0, 1), from]);
+    },
+    send(_data: Uint8Array, to: Deno.Addr): Promise<number> {
+      sent.push(to as Deno.NetAddr);
+      return Promise.resolve(1);
+    },
+    close() {
+      closed = true;
+    },
+  };
+  return { conn: conn as unknown as Deno.DatagramConn, sent, empty };
+}
+
+Deno.test("startUdpEcho keeps the default rate limit for a non-loopback source", async () => {
+  // 3000 datagrams handled back to back from 203.0.113.5: the bucket holds 1000 and refills
+  // at 1000/s, so most are dropped unless handling them took over 2 s.
+  const n = UDP_ECHO_DEFAULTS.ratePerSecond * 3;
+  const remote = scriptedConn({ transport: "udp", hostname: "203.0.113.5", port: 40_000 }, n);
+  const server = startUdpEcho(remote.conn);
+  await withTimeout(remote.empty, EVENT_TIMEOUT_MS, { what: "the datagrams to be handled" });
+  await server.stop();
+  assert.equal(server.stats.received, n);
+  assert.equal(server.stats.echoed + server.stats.rateLimited, n);
+  assert.ok(server.stats.rateLimited > 0, "nothing was rate limited");
+  assert.ok(server.stats.echoed >= UDP_ECHO_DEFAULTS.ratePerSecond, "the burst was not answered");
+  assert.equal(server.trackedSources, 1);
+});
+
+Deno.test("startUdpEcho exempts a loopback source from the default rate limit", async () => {
+  const n = UDP_ECHO_DEFAULTS.ratePerSecond * 3;
+  const local = scriptedConn({ transport: "udp", hostname: "127.0.0.1", port: 40_000 }, n);
+  const localServer = startUdpEcho(local.conn);
+  await withTimeout(local.empty, EVENT_TIMEOUT_MS, { what: "the datagrams to be handled" });
+  await localServer.stop();
+  assert.equal(localServer.stats.echoed, n);
+  assert.equal(localServer.trackedSources, 0);
 });

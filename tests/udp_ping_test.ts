@@ -114,8 +114,56 @@ Deno.test("udp-ping exits 1 when nothing answers", async () => {
     assert.equal(run.code, 1);
     assert.match(run.stdout, /2 sent, 0 received, 100% loss/);
     assert.doesNotMatch(run.stdout, /rtt min/);
+    // Something is bound there: not a closed port, and the summary does not claim one.
+    assert.doesNotMatch(run.stdout, /port unreachable/);
+    assert.match(
+      run.stdout,
+      /no reply: a UDP socket is bound to 127\.0\.0\.1:\d+ but did not answer/,
+    );
   } finally {
     silent.close();
+  }
+});
+
+/** A loopback UDP port that nothing is bound to (bound for an instant to find a free one). */
+function closedPort(): number {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const { port } = conn.addr as Deno.NetAddr;
+  conn.close();
+  return port;
+}
+
+Deno.test("udp-ping to a closed loopback port says port unreachable", async () => {
+  const port = closedPort();
+  const run = await udpPing([`127.0.0.1:${port}`, "-c", "2", "-i", "5", "-W", "50"]);
+  assert.equal(run.code, 1);
+  assert.match(run.stdout, /2 sent, 0 received, 100% loss/);
+  assert.match(
+    run.stdout,
+    new RegExp(
+      `^port unreachable: no UDP socket on this machine is bound to 127\\.0\\.0\\.1:${port}$`,
+      "m",
+    ),
+  );
+  const json = await udpPing([`127.0.0.1:${port}`, "-c", "1", "-W", "50", "--json"]);
+  assert.equal(json.code, 1);
+  assert.equal(parseSummary(json.stdout).portClosed, true);
+});
+
+Deno.test("udp-ping --json says the port is open once replies come", async () => {
+  await using echo = await startSockit(["udp-echo", "--port", "0"]);
+  const run = await udpPing([`127.0.0.1:${echo.port}`, "-c", "1", "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(parseSummary(run.stdout).portClosed, false);
+  assert.doesNotMatch(run.stdout, /unreachable|no reply/);
+});
+
+Deno.test("udp-ping -c 0 is a usage error, not a run without end", async () => {
+  for (const args of [["-c", "0"], ["--count", "0"], ["--count=00"]]) {
+    const run = await runSockit(["udp-ping", "127.0.0.1:7", ...args], { timeoutMs: 15_000 });
+    assert.equal(run.code, 2, `${args.join(" ")}: ${run.stderr}`);
+    assert.match(run.stderr, /Cannot use --count 0: give 1 or more probes, or leave --count out/);
+    assert.match(run.stderr, /--count, -c N +probes to send, 1 or more \(default: until SIGINT/);
   }
 });
 

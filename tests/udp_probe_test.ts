@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { crc32 } from "../lib/udp/crc32.ts";
 import { PROBE_HEADER_SIZE, readProbe, writeProbe } from "../lib/udp/probe.ts";
 import { SourceRateLimiter } from "../lib/udp/rate_limiter.ts";
-import { PingStats } from "../lib/udp/ping_stats.ts";
+import { formatPingSummary, PingStats } from "../lib/udp/ping_stats.ts";
 
 Deno.test("crc32() matches the IEEE check value", () => {
   assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
@@ -108,4 +108,30 @@ Deno.test("PingStats counts a reply slower than the timeout as late, not receive
   assert.equal(s.duplicates, 1);
   assert.equal(s.lossPercent, 50);
   assert.equal(s.sentPps, 10);
+});
+
+Deno.test("formatPingSummary() says why nothing came back only as far as it knows", () => {
+  const run = { target: "127.0.0.1:7", size: 64, durationMs: 10, sendSpanMs: 5 };
+  const silent = new PingStats({ timeoutMs: 100 });
+  silent.sent = 3;
+  const closed = formatPingSummary(silent.summary({ ...run, portClosed: true }));
+  assert.match(
+    closed,
+    /^port unreachable: no UDP socket on this machine is bound to 127\.0\.0\.1:7$/m,
+  );
+  const bound = formatPingSummary(silent.summary({ ...run, portClosed: false }));
+  assert.match(bound, /^no reply: a UDP socket is bound to 127\.0\.0\.1:7 but did not answer/m);
+  // Another machine: a closed port cannot be told from loss, and the line says so.
+  const remote = formatPingSummary(silent.summary({ ...run, target: "192.0.2.1:7" }));
+  assert.match(remote, /^no reply: a closed port, a firewall and a stopped server look the same/m);
+  assert.doesNotMatch(remote, /unreachable:/);
+  // A corrupted reply is an answer: no guessing about why nothing was received.
+  silent.corrupted = 1;
+  const garbled = formatPingSummary(silent.summary({ ...run, portClosed: null }));
+  assert.doesNotMatch(garbled, /no reply|unreachable/);
+  // Replies make the port open whatever the caller passed.
+  const answered = new PingStats({ timeoutMs: 100 });
+  answered.sent = 1;
+  answered.reply(0, 1);
+  assert.equal(answered.summary({ ...run, portClosed: true }).portClosed, false);
 });

@@ -20,8 +20,9 @@ export interface HostPort {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parsePort } from "./address.ts";
- * console.assert(parsePort("8080") === 8080);
+ * assert.equal(parsePort("8080"), 8080);
  * ```
  */
 export function parsePort(text: string, what = "port"): number {
@@ -36,9 +37,11 @@ export function parsePort(text: string, what = "port"): number {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseAddress } from "./address.ts";
  * const a = parseAddress("[::1]:9000");
- * console.assert(a.hostname === "::1" && a.port === 9000);
+ * assert.equal(a.hostname, "::1");
+ * assert.equal(a.port, 9000);
  * ```
  */
 export function parseAddress(
@@ -87,8 +90,9 @@ export function parseAddress(
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress } from "./address.ts";
- * console.assert(formatAddress({ hostname: "::1", port: 80 }) === "[::1]:80");
+ * assert.equal(formatAddress({ hostname: "::1", port: 80 }), "[::1]:80");
  * ```
  */
 export function formatAddress(addr: HostPort): string {
@@ -102,8 +106,10 @@ export function formatAddress(addr: HostPort): string {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isLoopbackHost } from "./address.ts";
- * console.assert(isLoopbackHost("127.0.0.1") && !isLoopbackHost("0.0.0.0"));
+ * assert.equal(isLoopbackHost("127.0.0.1"), true);
+ * assert.equal(isLoopbackHost("0.0.0.0"), false);
  * ```
  */
 export function isLoopbackHost(hostname: string): boolean {

@@ -46,6 +46,7 @@ const CR = 0x0d;
  *
  * @example Read a line and a length-prefixed payload
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BufferedReader } from "./buffered_reader.ts";
  * const bytes = new TextEncoder().encode("hi\n\x00\x03abc");
  * let off = 0;
@@ -56,9 +57,10 @@ const CR = 0x0d;
  * } };
  * const reader = new BufferedReader(source);
  * const line = await reader.readLine(100);
- * console.assert(new TextDecoder().decode(line!) === "hi");
+ * assert.equal(new TextDecoder().decode(line!), "hi");
  * const n = await reader.readU16();
- * console.assert(new TextDecoder().decode(await reader.readExact(n)) === "abc");
+ * assert.equal(n, 3);
+ * assert.equal(new TextDecoder().decode(await reader.readExact(n)), "abc");
  * ```
  */
 export class BufferedReader implements Reader {

@@ -9,8 +9,9 @@
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { concatBytes } from "./bytes.ts";
- * console.assert(concatBytes(new Uint8Array([1]), new Uint8Array([2, 3])).join() === "1,2,3");
+ * assert.deepEqual(concatBytes(new Uint8Array([1]), new Uint8Array([2, 3])), new Uint8Array([1, 2, 3]));
  * ```
  */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {

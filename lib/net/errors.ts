@@ -14,9 +14,10 @@
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProtocolError } from "./errors.ts";
  * const err = new ProtocolError("Cannot read frame: unknown type 0x7f");
- * console.assert(err.name === "ProtocolError");
+ * assert.equal(err.name, "ProtocolError");
  * ```
  */
 export class ProtocolError extends Error {
@@ -33,9 +34,11 @@ export class ProtocolError extends Error {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LimitError } from "./errors.ts";
  * const err = new LimitError("Cannot read line: longer than 65536 bytes");
- * console.assert(err instanceof Error);
+ * assert.ok(err instanceof Error);
+ * assert.equal(err.name, "LimitError");
  * ```
  */
 export class LimitError extends ProtocolError {
@@ -51,9 +54,10 @@ export class LimitError extends ProtocolError {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { VersionMismatchError } from "./errors.ts";
  * const err = new VersionMismatchError("Cannot talk to peer: it speaks relay v2, we speak v1");
- * console.assert(err.name === "VersionMismatchError");
+ * assert.equal(err.name, "VersionMismatchError");
  * ```
  */
 export class VersionMismatchError extends ProtocolError {
@@ -69,9 +73,10 @@ export class VersionMismatchError extends ProtocolError {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TimeoutError } from "./errors.ts";
  * const err = new TimeoutError("Timed out after 500 ms waiting for the handshake");
- * console.assert(err.name === "TimeoutError");
+ * assert.equal(err.name, "TimeoutError");
  * ```
  */
 export class TimeoutError extends Error {
@@ -87,9 +92,11 @@ export class TimeoutError extends Error {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UnexpectedEofError } from "./errors.ts";
  * const err = new UnexpectedEofError("Cannot read 5 bytes: connection closed after 2");
- * console.assert(err instanceof Error);
+ * assert.ok(err instanceof Error);
+ * assert.equal(err.name, "UnexpectedEofError");
  * ```
  */
 export class UnexpectedEofError extends ProtocolError {
@@ -106,9 +113,10 @@ export class UnexpectedEofError extends ProtocolError {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UsageError } from "./errors.ts";
  * const err = new UsageError("Cannot parse address 'x': missing port");
- * console.assert(err.name === "UsageError");
+ * assert.equal(err.name, "UsageError");
  * ```
  */
 export class UsageError extends Error {
@@ -124,9 +132,10 @@ export class UsageError extends Error {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SocketError } from "./errors.ts";
  * const err = new SocketError("Cannot listen on 127.0.0.1:80: Permission denied");
- * console.assert(err.name === "SocketError");
+ * assert.equal(err.name, "SocketError");
  * ```
  */
 export class SocketError extends Error {

@@ -60,8 +60,9 @@ export interface ReadFrameOptions {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrameHeader } from "./frame.ts";
- * console.assert(encodeFrameHeader(0x10, 258).join() === "16,0,0,1,2");
+ * assert.deepEqual(encodeFrameHeader(0x10, 258), new Uint8Array([0x10, 0, 0, 1, 2]));
  * ```
  */
 export function encodeFrameHeader(type: number, length: number): Uint8Array {
@@ -76,9 +77,10 @@ export function encodeFrameHeader(type: number, length: number): Uint8Array {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame } from "./frame.ts";
  * const f = encodeFrame(0x10, new Uint8Array([7]));
- * console.assert(f.join() === "16,0,0,0,1,7");
+ * assert.deepEqual(f, new Uint8Array([0x10, 0, 0, 0, 1, 7]));
  * ```
  */
 export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
@@ -116,6 +118,7 @@ export async function readFrameHeader(
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BufferedReader } from "./buffered_reader.ts";
  * import { encodeFrame, readFrame } from "./frame.ts";
  * const bytes = encodeFrame(0x10, new Uint8Array([1, 2]));
@@ -125,7 +128,8 @@ export async function readFrameHeader(
  *   p.set(bytes); done = true; return Promise.resolve(bytes.length);
  * } });
  * const frame = await readFrame(reader);
- * console.assert(frame?.type === 0x10 && frame.payload.length === 2);
+ * assert.equal(frame?.type, 0x10);
+ * assert.deepEqual(frame?.payload, new Uint8Array([1, 2]));
  * ```
  */
 export async function readFrame(
@@ -143,8 +147,9 @@ export async function readFrame(
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeHello } from "./frame.ts";
- * console.assert(encodeHello("relay", 1)[0] === 0x00);
+ * assert.equal(encodeHello("relay", 1)[0], 0x00);
  * ```
  */
 export function encodeHello(protocol: string, version: number): Uint8Array {

@@ -16,11 +16,12 @@ export interface Writer {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeAll } from "./write_all.ts";
  * const got: number[] = [];
  * const writer = { write: (p: Uint8Array) => { got.push(p[0]); return Promise.resolve(1); } };
  * await writeAll(writer, new Uint8Array([1, 2, 3]));
- * console.assert(got.join() === "1,2,3");
+ * assert.deepEqual(got, [1, 2, 3]);
  * ```
  */
 export async function writeAll(writer: Writer, data: Uint8Array): Promise<void> {

@@ -154,8 +154,9 @@ export function encodeLineDelivers(block: Uint8Array, options: LineScanOptions):
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeLineNotice } from "./protocol.ts";
- * console.assert(new TextDecoder().decode(encodeLineNotice("hi")) === "* hi\n");
+ * assert.equal(new TextDecoder().decode(encodeLineNotice("hi")), "* hi\n");
  * ```
  */
 export function encodeLineNotice(text: string): Uint8Array {
@@ -217,10 +218,13 @@ export function encodeDeliverPayload(delivery: Delivery): Uint8Array {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeDeliverPayload, encodeDeliverPayload } from "./protocol.ts";
  * const p = encodeDeliverPayload({ from: "a", room: "lobby", data: new Uint8Array([0, 255]) });
  * const d = decodeDeliverPayload(p);
- * console.assert(d.from === "a" && d.room === "lobby" && d.data.length === 2);
+ * assert.equal(d.from, "a");
+ * assert.equal(d.room, "lobby");
+ * assert.deepEqual(d.data, new Uint8Array([0, 255]));
  * ```
  */
 export function decodeDeliverPayload(payload: Uint8Array): Delivery {

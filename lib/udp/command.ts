@@ -23,6 +23,7 @@ import {
   startUdpEcho,
   UDP_ECHO_DEFAULTS,
 } from "./echo_server.ts";
+import { RATE_LIMITER_DEFAULTS } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
 import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
 import { formatPingSummary } from "./ping_stats.ts";
@@ -71,9 +72,12 @@ Options:
   --host H             address to bind (default ${UDP_ECHO_DEFAULTS.hostname}; :: or 0.0.0.0 for all)
   --port, -p P         port (default ${UDP_ECHO_DEFAULTS.port}; 0 picks a free one)
   --rate N             datagrams per second answered per source address, on average
-                       (default ${UDP_ECHO_DEFAULTS.ratePerSecond}; 0 turns the limit off)
+                       (default ${UDP_ECHO_DEFAULTS.ratePerSecond}; 0 turns the limit off). Every source is limited
+                       except loopback ones (127.0.0.0/8, ::1): no other machine can send
+                       from those, so a local udp-ping --flood measures the server
   --burst N            datagrams a source may send back to back (default: the rate)
-  --max-sources N      source addresses the rate limiter tracks (default 65536)
+  --limit-loopback     apply --rate and --burst to loopback sources too
+  --max-sources N      source addresses the rate limiter tracks (default ${RATE_LIMITER_DEFAULTS.maxSources})
   --refuse-port P      also never answer source port P (repeatable); these are always refused:
 ${wrapList([...REFLECTOR_PORTS.keys()].map(String), 23, 96)}
   --stats              log a summary line every ${STATS_INTERVAL_SECONDS} s (always logged on exit)
@@ -93,6 +97,7 @@ export const udpEchoCommand: Command = {
     ...LISTEN_OPTIONS,
     rate: { type: "string" },
     burst: { type: "string" },
+    "limit-loopback": { type: "boolean" },
     "max-sources": { type: "string" },
     "refuse-port": { type: "string", multiple: true },
     stats: { type: "boolean" },
@@ -113,8 +118,9 @@ export const udpEchoCommand: Command = {
       min: 1,
       max: 100_000_000,
     });
+    const limitLoopback = values["limit-loopback"] === true || UDP_ECHO_DEFAULTS.limitLoopback;
     const maxSources = intOption(values, "max-sources", {
-      fallback: 65_536,
+      fallback: RATE_LIMITER_DEFAULTS.maxSources,
       min: 1,
       max: 10_000_000,
     });
@@ -141,6 +147,7 @@ export const udpEchoCommand: Command = {
     const server = startUdpEcho(conn, {
       ratePerSecond,
       burst,
+      limitLoopback,
       maxSources,
       refusedSourcePorts: [...REFLECTOR_PORTS.keys(), ...extraRefused],
       onDrop: (reason, from, bytes) => {
@@ -158,8 +165,13 @@ export const udpEchoCommand: Command = {
         ),
     });
     const limit = ratePerSecond > 0
-      ? `rate ${ratePerSecond}/s per source, burst ${burst}`
+      ? `rate ${ratePerSecond}/s per source, burst ${burst}${
+        limitLoopback ? "" : ", loopback sources not limited"
+      }`
       : "no rate limit";
+    // Listen for SIGINT/SIGTERM before the ready line: a signal right after it still ends the
+    // server cleanly, with its summary and exit 0.
+    const shutdown = waitForShutdownSignal();
     log.listening(formatAddress(server.addr), limit);
     if (!isLoopbackHost(server.addr.hostname)) {
       log.warn(
@@ -170,7 +182,7 @@ export const udpEchoCommand: Command = {
     const timer = periodicStats
       ? setInterval(() => log.info(formatEchoSummary(server.stats)), statsSeconds * 1000)
       : undefined;
-    const signal = await Promise.race([waitForShutdownSignal(), server.done.then(() => null)]);
+    const signal = await Promise.race([shutdown, server.done.then(() => null)]);
     clearInterval(timer);
     await server.stop();
     log.info(`${signal ? `${signal}: ` : ""}stopped; ${formatEchoSummary(server.stats)}`);
@@ -185,7 +197,7 @@ loss, duplicates, reordering, late/corrupted/truncated replies, replies from an 
 address, RTT min/avg/max/mdev and p50/p90/p99, jitter.
 
 Options:
-  --count, -c N        probes to send (default: until SIGINT)
+  --count, -c N        probes to send, 1 or more (default: until SIGINT or SIGTERM)
   --size, -s B         probe size in bytes, ${PROBE_HEADER_SIZE} to 65507 (${MAX_UDP_PAYLOAD_IPV6} over IPv6) (default ${UDP_PING_DEFAULTS.size})
   --interval, -i MS    pause between probes (default ${UDP_PING_DEFAULTS.intervalMs}; 0: back to back)
   --timeout, -W MS     replies slower than this are late; wait this long for the last
@@ -195,6 +207,10 @@ Options:
   --window N           probes in flight with --flood (default ${UDP_PING_DEFAULTS.floodWindow})
   --json               print only the summary, as one JSON object
   --quiet, -q          print only the summary
+
+With no reply at all, the summary says why when it can: "port unreachable" when the target
+is a loopback address and nothing is bound to its port. Deno's UDP sockets never see the ICMP
+port unreachable itself, so on another machine a closed port looks like loss.
 
 Exit status: 0 if any reply came back, 1 if none, 2 for a usage error.
 
@@ -261,6 +277,12 @@ export const udpPingCommand: Command = {
       fallback: UDP_PING_DEFAULTS.count,
       max: 1_000_000_000,
     });
+    if (count === 0 && values.count !== undefined) {
+      // ping(8) refuses -c 0 too; 0 meaning "forever" would surprise a script that computed it.
+      throw new UsageError(
+        "Cannot use --count 0: give 1 or more probes, or leave --count out to ping until interrupted",
+      );
+    }
     const size = sizeOption(values, "size", { fallback: UDP_PING_DEFAULTS.size });
     if (size < PROBE_HEADER_SIZE || size > MAX_UDP_PAYLOAD_IPV6) {
       throw new UsageError(`Cannot use --size ${size}: must be ${PROBE_HEADER_SIZE} to 65507`);

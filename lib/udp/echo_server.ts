@@ -6,7 +6,10 @@
  * - datagrams from a {@linkcode REFLECTOR_PORTS} source port, or from the server's own port
  *   (itself, or a twin echo server elsewhere), are dropped and counted, never answered;
  * - each source address has a token bucket ({@linkcode SourceRateLimiter}); datagrams over
- *   its rate are dropped and counted.
+ *   its rate are dropped and counted. Loopback sources (127.0.0.0/8, ::1) are exempt unless
+ *   `limitLoopback` is set: the kernel drops packets from outside that claim a loopback source,
+ *   so only programs on this machine can send from one, and a local flood (`udp-ping --flood`)
+ *   measures the server, not the limiter.
  *
  * One receive loop, one reused 64 KiB buffer: a datagram is sent back before the next one is
  * read, so replies leave in arrival order.
@@ -16,6 +19,7 @@
 
 import { SourceRateLimiter } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
+import { isLoopbackHost } from "../net/address.ts";
 import { delay } from "../net/deadline.ts";
 
 /** Defaults of {@linkcode UdpEchoOptions}, the limits and policies of the echo server. */
@@ -26,6 +30,11 @@ export const UDP_ECHO_DEFAULTS = {
   port: 7007,
   /** Datagrams per second answered per source address on average; 0 disables the limit. */
   ratePerSecond: 1000,
+  /**
+   * Whether loopback sources (127.0.0.0/8, ::1) are rate limited too. Off: no other machine
+   * can send from a loopback address, so the limit would only throttle local measurements.
+   */
+  limitLoopback: false,
   /** Receive buffer: above the largest UDP payload (65,527 bytes over IPv6). */
   receiveBufferSize: 65_536,
   /** First pause after a failed receive, in ms; doubles up to 1 s. */
@@ -38,6 +47,11 @@ export interface UdpEchoOptions {
   ratePerSecond?: number;
   /** Datagrams a source may send back to back. @default {ratePerSecond} */
   burst?: number;
+  /**
+   * Rate limit loopback sources (127.0.0.0/8, ::1) too; they are exempt by default.
+   * @default {false}
+   */
+  limitLoopback?: boolean;
   /** Source addresses tracked by the rate limiter. @default {65536} */
   maxSources?: number;
   /** Source ports never answered. @default {the keys of REFLECTOR_PORTS} */
@@ -98,6 +112,29 @@ function sourceKey(hostname: string): string {
 }
 
 /**
+ * Whether datagrams from `source` (an IP address as `receive()` reports it) go through the
+ * per-source rate limit: every source does except loopback ones (127.0.0.0/8, ::1, also as
+ * IPv4-mapped IPv6), unless `options.limitLoopback` is set.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isRateLimitedSource } from "./echo_server.ts";
+ * assert.equal(isRateLimitedSource("203.0.113.7"), true);
+ * assert.equal(isRateLimitedSource("127.0.0.1"), false);
+ * assert.equal(isRateLimitedSource("::ffff:127.0.0.1"), false);
+ * assert.equal(isRateLimitedSource("::1", { limitLoopback: true }), true);
+ * ```
+ */
+export function isRateLimitedSource(
+  source: string,
+  options: { limitLoopback?: boolean } = {},
+): boolean {
+  if (options.limitLoopback ?? UDP_ECHO_DEFAULTS.limitLoopback) return true;
+  return !isLoopbackHost(sourceKey(source));
+}
+
+/**
  * Echoes every datagram received on `conn` back to its sender until stopped.
  *
  * @example Usage
@@ -123,6 +160,7 @@ export function startUdpEcho(
       maxSources: options.maxSources,
     })
     : undefined;
+  const limitLoopback = options.limitLoopback ?? UDP_ECHO_DEFAULTS.limitLoopback;
   const refused = new Set(options.refusedSourcePorts ?? REFLECTOR_PORTS.keys());
   const stats: UdpEchoStats = {
     received: 0,
@@ -179,7 +217,10 @@ export function startUdpEcho(
         drop("oversize", from, data.length);
         continue;
       }
-      if (limiter && !limiter.allow(sourceKey(from.hostname), performance.now())) {
+      if (
+        limiter && isRateLimitedSource(from.hostname, { limitLoopback }) &&
+        !limiter.allow(sourceKey(from.hostname), performance.now())
+      ) {
         stats.rateLimited++;
         drop("rate-limited", from, data.length);
         continue;
@@ -230,12 +271,13 @@ export function droppedCount(stats: UdpEchoStats): number {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatEchoSummary } from "./echo_server.ts";
  * const line = formatEchoSummary({
  *   received: 3, bytesReceived: 30, echoed: 2, bytesEchoed: 20, refusedReflector: 1,
  *   refusedSamePort: 0, rateLimited: 0, oversize: 0, sendErrors: 0, receiveErrors: 0,
  * });
- * console.assert(line.startsWith("received 3 datagrams (30 B), echoed 2 (20 B), dropped 1"));
+ * assert.match(line, /^received 3 datagrams \(30 B\), echoed 2 \(20 B\), dropped 1 /);
  * ```
  */
 export function formatEchoSummary(stats: UdpEchoStats): string {

@@ -98,6 +98,42 @@ export async function resolveHost(hostname: string): Promise<string> {
   throw new SocketError(`Cannot resolve host '${hostname}': no A or AAAA record`);
 }
 
+/**
+ * Whether UDP `port` is closed on `hostname`, a loopback address literal (127.0.0.0/8, ::1):
+ * binds it for an instant. True when that works (no socket is bound there, so the kernel
+ * answers datagrams to it with ICMP port unreachable), false when the address is in use
+ * (also by a socket bound with `reuseAddress`, since this bind does not ask for reuse), null
+ * when it cannot be told: not a loopback address (another machine's port cannot be seen from
+ * here, and with `ip_nonlocal_bind` even a foreign address binds), a port this process may not
+ * bind, or port 0.
+ *
+ * This stands in for the ICMP message itself: `Deno.listenDatagram` sockets are not connected
+ * and Deno offers no `IP_RECVERR`, and Linux reports ICMP errors to a UDP socket only in one of
+ * those two cases (as ECONNREFUSED), so without it a closed port looks exactly like loss.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loopbackPortClosed } from "./ping.ts";
+ * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const { port } = conn.addr as Deno.NetAddr;
+ * assert.equal(loopbackPortClosed("127.0.0.1", port), false);
+ * conn.close();
+ * assert.equal(loopbackPortClosed("127.0.0.1", port), true);
+ * assert.equal(loopbackPortClosed("192.0.2.1", port), null); // not a loopback address
+ * ```
+ */
+export function loopbackPortClosed(hostname: string, port: number): boolean | null {
+  if (!isLoopbackHost(hostname) || hostname === "localhost") return null;
+  if (!Number.isInteger(port) || port <= 0 || port > 65_535) return null;
+  try {
+    Deno.listenDatagram({ transport: "udp", hostname, port }).close();
+    return true;
+  } catch (error) {
+    return error instanceof Deno.errors.AddrInUse ? false : null;
+  }
+}
+
 /** The largest probe that fits one datagram to `hostname` (an address literal). */
 export function maxProbeSize(hostname: string): number {
   return hostname.includes(":") ? MAX_UDP_PAYLOAD_IPV6 : MAX_UDP_PAYLOAD_IPV4;
@@ -147,6 +183,7 @@ export async function udpPing(
   const stats = new PingStats({ timeoutMs });
   const session = crypto.getRandomValues(new Uint32Array(1))[0];
   const outstanding = new Map<number, number>(); // seq -> sentAt, in send order
+  let heardFromTarget = false;
   let waiter: (() => void) | undefined;
   let events = 0;
   const notify = () => {
@@ -187,6 +224,7 @@ export async function udpPing(
         onEvent?.({ kind: "unexpected-source", bytes, from });
         continue;
       }
+      heardFromTarget = true;
       const check = readProbe(data);
       if (check.kind === "truncated") {
         stats.truncated++;
@@ -286,5 +324,11 @@ export async function udpPing(
     size,
     durationMs: performance.now() - firstSendAt,
     sendSpanMs: lastSendAt - firstSendAt,
+    // Anything back from the target proves it open; else, on loopback, look.
+    portClosed: heardFromTarget
+      ? false
+      : stats.sent > 0
+      ? loopbackPortClosed(ip, target.port)
+      : null,
   });
 }

@@ -75,6 +75,14 @@ export interface PingSummary {
   sentPps: number | null;
   /** Achieved reply rate over the same span (null with fewer than two probes). */
   receivedPps: number | null;
+  /**
+   * Whether the target's port is closed, checked only when nothing came back: true when the
+   * target is a loopback address and no UDP socket is bound to that port (what an ICMP port
+   * unreachable would say; Deno's UDP sockets are unconnected, so that ICMP message is never
+   * seen), false when a socket is bound there or replies came, null when it cannot be told
+   * (an address that is not loopback, or a port this process may not bind).
+   */
+  portClosed: boolean | null;
 }
 
 /** Flags of one reply. */
@@ -92,6 +100,7 @@ export interface ReplyFlags {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PingStats } from "./ping_stats.ts";
  * const stats = new PingStats({ timeoutMs: 1000 });
  * stats.sent = 2;
@@ -99,7 +108,9 @@ export interface ReplyFlags {
  * stats.reply(0, 0.7); // reordered
  * stats.reply(0, 0.7); // duplicate
  * const s = stats.summary({ target: "127.0.0.1:7", size: 64, durationMs: 10, sendSpanMs: 5 });
- * console.assert(s.received === 2 && s.reordered === 1 && s.duplicates === 1);
+ * assert.equal(s.received, 2);
+ * assert.equal(s.reordered, 1);
+ * assert.equal(s.duplicates, 1);
  * ```
  */
 export class PingStats {
@@ -219,7 +230,13 @@ export class PingStats {
    * rates.
    */
   summary(
-    run: { target: string; size: number; durationMs: number; sendSpanMs: number },
+    run: {
+      target: string;
+      size: number;
+      durationMs: number;
+      sendSpanMs: number;
+      portClosed?: boolean | null;
+    },
   ): PingSummary {
     const sentPps = this.sent >= 2 && run.sendSpanMs > 0
       ? (this.sent - 1) * 1000 / run.sendSpanMs
@@ -241,17 +258,32 @@ export class PingStats {
       durationMs: run.durationMs,
       sentPps,
       receivedPps: sentPps === null ? null : sentPps * this.received / this.sent,
+      portClosed: this.received > 0 ? false : run.portClosed ?? null,
     };
   }
 }
 
 const ms = (n: number) => n.toFixed(3);
 
+/** What a run that heard nothing back from the target can say about why. */
+function noReplyLine(s: PingSummary): string {
+  if (s.portClosed === true) {
+    return `port unreachable: no UDP socket on this machine is bound to ${s.target}`;
+  }
+  if (s.portClosed === false) {
+    return `no reply: a UDP socket is bound to ${s.target} but did not answer (not an echo server?)`;
+  }
+  // Deno's UDP sockets are not connected: the kernel keeps ICMP errors to itself.
+  return "no reply: a closed port, a firewall and a stopped server look the same from here " +
+    "(Deno's UDP sockets do not see ICMP port unreachable)";
+}
+
 /**
  * The summary as ping prints it: a header, the counts, RTTs and rates.
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatPingSummary, PingStats } from "./ping_stats.ts";
  * const stats = new PingStats({ timeoutMs: 1000 });
  * stats.sent = 1;
@@ -259,7 +291,7 @@ const ms = (n: number) => n.toFixed(3);
  * const text = formatPingSummary(
  *   stats.summary({ target: "127.0.0.1:7", size: 64, durationMs: 1, sendSpanMs: 0 }),
  * );
- * console.assert(text.includes("1 sent, 1 received, 0% loss"));
+ * assert.match(text, /^1 sent, 1 received, 0% loss, /m);
  * ```
  */
 export function formatPingSummary(s: PingSummary): string {
@@ -284,5 +316,7 @@ export function formatPingSummary(s: PingSummary): string {
       `rate ${s.sentPps.toFixed(0)} pps sent, ${s.receivedPps.toFixed(0)} pps received`,
     );
   }
+  const heard = s.received + s.late + s.corrupted + s.truncated + s.stray;
+  if (s.sent > 0 && heard === 0) lines.push(noReplyLine(s));
   return lines.join("\n");
 }

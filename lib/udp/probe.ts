@@ -73,10 +73,11 @@ function checksum(data: Uint8Array): number {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readProbe, writeProbe } from "./probe.ts";
  * const data = writeProbe(new Uint8Array(64), { seq: 3, session: 9, sentAt: 1.5, length: 64 });
  * const check = readProbe(data);
- * console.assert(check.kind === "ok" && check.probe.seq === 3);
+ * assert.deepEqual(check, { kind: "ok", probe: { seq: 3, session: 9, sentAt: 1.5, length: 64 } });
  * ```
  */
 export function writeProbe(buf: Uint8Array, probe: Probe): Uint8Array {
@@ -104,11 +105,12 @@ export function writeProbe(buf: Uint8Array, probe: Probe): Uint8Array {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readProbe, writeProbe } from "./probe.ts";
  * const data = writeProbe(new Uint8Array(64), { seq: 1, session: 1, sentAt: 0, length: 64 });
- * console.assert(readProbe(data.subarray(0, 40)).kind === "truncated");
+ * assert.deepEqual(readProbe(data.subarray(0, 40)), { kind: "truncated", seq: 1, expected: 64 });
  * data[50] ^= 1;
- * console.assert(readProbe(data).kind === "corrupted");
+ * assert.deepEqual(readProbe(data), { kind: "corrupted", reason: "checksum mismatch" });
  * ```
  */
 export function readProbe(data: Uint8Array): ProbeCheck {

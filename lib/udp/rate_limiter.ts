@@ -33,13 +33,15 @@ interface Bucket {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SourceRateLimiter } from "./rate_limiter.ts";
  * const limiter = new SourceRateLimiter({ ratePerSecond: 10, burst: 2 });
- * console.assert(limiter.allow("10.0.0.1", 0));
- * console.assert(limiter.allow("10.0.0.1", 0));
- * console.assert(!limiter.allow("10.0.0.1", 0)); // burst spent
- * console.assert(limiter.allow("10.0.0.1", 100)); // 100 ms later: one token earned
- * console.assert(limiter.allow("10.0.0.2", 0)); // other sources are independent
+ * assert.equal(limiter.allow("10.0.0.1", 0), true);
+ * assert.equal(limiter.allow("10.0.0.1", 0), true);
+ * assert.equal(limiter.allow("10.0.0.1", 0), false); // burst spent
+ * assert.equal(limiter.allow("10.0.0.1", 100), true); // 100 ms later: one token earned
+ * assert.equal(limiter.allow("10.0.0.1", 100), false); // and only one
+ * assert.equal(limiter.allow("10.0.0.2", 0), true); // other sources are independent
  * ```
  */
 export class SourceRateLimiter {

@@ -61,9 +61,10 @@ export const REFLECTOR_PORTS: ReadonlyMap<number, string> = new Map([
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { reflectorService } from "./reflector_ports.ts";
- * console.assert(reflectorService(19) === "chargen");
- * console.assert(reflectorService(40000) === undefined);
+ * assert.equal(reflectorService(19), "chargen");
+ * assert.equal(reflectorService(40000), undefined);
  * ```
  */
 export function reflectorService(port: number): string | undefined {
