@@ -92,10 +92,10 @@ peerTest("curl", {
     ]);
     assert.equal(b.code, 0, b.stderr);
     assert.equal(b.stdout, "hello from /b\n");
-    const line = await proxy.waitForLog(/CONNECT localhost:\d+ via/);
+    const line = await proxy.waitForLog(/CONNECT "localhost":\d+ via/);
     assert.match(
       line,
-      /127\.0\.0\.1:\d+ CONNECT localhost:\d+ via .* reply=0x00 .*up=\d+B down=\d+B/,
+      /127\.0\.0\.1:\d+ CONNECT "localhost":\d+ via 127\.0\.0\.1:\d+ reply=0x00 .*up=\d+B down=\d+B/,
     );
   },
 });
@@ -115,9 +115,9 @@ peerTest("curl", {
     assert.equal(wrong.stdout, "");
     const none = await curl([...proxyArg, url]);
     assert.notEqual(none.code, 0);
-    await proxy.waitForLog(/authentication failed for user 'alice'/);
+    await proxy.waitForLog(/authentication failed for user "alice"/);
     await proxy.waitForLog(/no acceptable method/);
-    await proxy.waitForLog(/user=alice CONNECT/);
+    await proxy.waitForLog(/user="alice" CONNECT/);
   },
 });
 
@@ -391,7 +391,7 @@ Deno.test("socks5: SOCKS4a connects by name on an open proxy", async () => {
   assert.equal(reply[1], 0x5a);
   assert.equal(await client.readLine(), "four");
   client.close();
-  await proxy.waitForLog(/socks4 CONNECT localhost:\d+/);
+  await proxy.waitForLog(/socks4 CONNECT "localhost":\d+ via 127\.0\.0\.1:\d+/);
 });
 
 Deno.test("socks5: SOCKS4 is refused (0x5b) when users are configured", async () => {
@@ -531,5 +531,5 @@ Deno.test("socks5: greeting, credentials, request and data in one write work wit
   assert.equal((await readReply(client)).rep, Reply.Succeeded);
   assert.equal(await client.readLine(), "optimistic");
   client.close();
-  await proxy.waitForLog(/user=dan CONNECT/);
+  await proxy.waitForLog(/user="dan" CONNECT/);
 });

@@ -20,11 +20,13 @@ const DUMMY = digest("sockit: no such user");
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UserTable } from "./auth.ts";
  * const users = UserTable.fromSpecs(["alice:secret"]);
  * const enc = new TextEncoder();
- * console.assert(users.check(enc.encode("alice"), enc.encode("secret")));
- * console.assert(!users.check(enc.encode("alice"), enc.encode("guess")));
+ * assert.equal(users.check(enc.encode("alice"), enc.encode("secret")), true);
+ * assert.equal(users.check(enc.encode("alice"), enc.encode("guess")), false);
+ * assert.equal(users.check(enc.encode("mallory"), enc.encode("secret")), false);
  * ```
  */
 export class UserTable {

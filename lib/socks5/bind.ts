@@ -21,7 +21,12 @@ export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promis
   const { conn, reader, opts, record } = ctx;
   let expected: Set<string> | undefined;
   if (!isUnspecified(dst.hostname)) {
-    const resolved = await resolveDestination(dst.hostname, opts.rules);
+    const resolved = await resolveDestination(dst.hostname, {
+      rules: opts.rules,
+      timeoutMs: opts.connectTimeoutMs,
+      deadlines: ctx.deadlines,
+      nameServer: opts.nameServer,
+    });
     if ("reply" in resolved) return await fail(ctx, { reply: resolved.reply, why: resolved.why });
     expected = new Set(resolved.addresses.map(canonicalIP));
   }

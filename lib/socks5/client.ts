@@ -54,10 +54,10 @@ export const CLIENT_DEFAULTS = {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseProxyUrl } from "./client.ts";
  * const p = parseProxyUrl("socks5://alice:s%3Acret@127.0.0.1:1080");
- * console.assert(p.hostname === "127.0.0.1" && p.port === 1080);
- * console.assert(p.username === "alice" && p.password === "s:cret");
+ * assert.deepEqual(p, { hostname: "127.0.0.1", port: 1080, username: "alice", password: "s:cret" });
  * ```
  */
 export function parseProxyUrl(url: string): Socks5Proxy {

@@ -15,6 +15,7 @@ import {
 } from "../command.ts";
 import { formatAddress, isLoopbackHost } from "../net/address.ts";
 import { UsageError } from "../net/errors.ts";
+import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { UserTable } from "./auth.ts";
@@ -24,6 +25,20 @@ import { DestinationRules } from "./rules.ts";
 import { startSocks5Server } from "./server.ts";
 
 const D = SOCKS5_DEFAULTS;
+
+/** Descriptors one client connection holds: its own and the destination's. */
+const DESCRIPTORS_PER_CONNECTION = 2;
+
+/**
+ * Until configuration reload exists, SIGHUP (which would end the process with status 129)
+ * is logged and ignored. Returns a function that removes the listener.
+ */
+function ignoreHangup(log: Logger): () => void {
+  if (Deno.build.os === "windows") return () => {};
+  const onHangup = () => log.warn("SIGHUP: reload is not supported yet; ignoring");
+  Deno.addSignalListener("SIGHUP", onHangup);
+  return () => Deno.removeSignalListener("SIGHUP", onHangup);
+}
 
 /** Host and port `sockit socks5` listens on by default. */
 export const SOCKS5_LISTEN_DEFAULTS = { host: "127.0.0.1", port: 1080 } as const;
@@ -49,11 +64,19 @@ Options:
   --advertise IP         address put in BIND and UDP ASSOCIATE replies (behind NAT)
   --max-conns N          client connections at once (default ${D.maxConnections})
   --handshake-timeout MS greeting + auth + request deadline (default ${D.handshakeTimeoutMs})
-  --connect-timeout MS   dialling deadline, all addresses together (default ${D.connectTimeoutMs})
+  --connect-timeout MS   name lookup and dialling, all addresses together (default ${D.connectTimeoutMs})
   --idle-timeout MS      close a tunnel idle this long, 0 = never (default ${D.idleTimeoutMs})
 
-Rules apply to the resolved address actually dialled; the longest matching prefix decides,
-a tie goes to deny. One log line per session; --quiet turns them off.
+The proxy resolves names itself (A and AAAA, /etc/hosts first) and dials exactly the
+addresses the rules were checked against; a numeric name (0177.0.0.1, 0x7f.1, 127.1) is the
+IPv4 address inet_aton reads, a bad one (08.1) is refused. The longest matching prefix
+decides, a tie goes to deny; with any --allow, an address no rule matches is denied.
+After ${D.authMaxFailures} failed logins within ${
+  D.authFailureWindowMs / 1000
+} s, a client address (IPv6: its /64) is refused
+for ${
+  D.authLockoutMs / 1000
+} s. One log line per session; --quiet turns them off. SIGHUP is ignored (no reload).
 
 Examples:
   sockit socks5 --port 1080 &
@@ -107,6 +130,12 @@ export const socks5Command: Command = {
       denyPrivate: !!values["deny-private"],
     });
     const log = new Logger("socks5", { quiet: !!values.quiet, verbose: !!values.verbose });
+    const maxConnections = intOption(values, "max-conns", { fallback: D.maxConnections, min: 1 });
+    const fdWarning = descriptorWarning(maxConnections, {
+      flag: "--max-conns",
+      perConnection: DESCRIPTORS_PER_CONNECTION,
+    });
+    if (fdWarning) log.warn(fdWarning);
     const listener = listenTcp({ hostname, port });
     const server = startSocks5Server(listener, {
       users: users.size > 0 ? users : undefined,
@@ -114,7 +143,7 @@ export const socks5Command: Command = {
       allowBind: !values["no-bind"],
       allowUdp: !values["no-udp"],
       advertise,
-      maxConnections: intOption(values, "max-conns", { fallback: D.maxConnections, min: 1 }),
+      maxConnections,
       handshakeTimeoutMs: intOption(values, "handshake-timeout", {
         fallback: D.handshakeTimeoutMs,
         min: 1,
@@ -130,8 +159,10 @@ export const socks5Command: Command = {
       users.size > 0 ? `${users.size} user(s), username/password required` : "no auth",
       rules.empty ? "" : "destination rules on",
     ].filter(Boolean).join(", ");
+    const stopIgnoringHangup = ignoreHangup(log);
     log.listening(formatAddress(server.addr), detail);
     const signal = await waitForShutdownSignal();
+    stopIgnoringHangup();
     log.info(`${signal}: shutting down`);
     const stopping = server.stop({ timeoutMs: 2000 });
     for (const conn of server.active) {

@@ -5,22 +5,22 @@
  */
 
 import { formatAddress } from "../net/address.ts";
-import { dialAny, resolveDestination } from "./dial.ts";
+import { reachDestination } from "./dial.ts";
 import { Reply, type SocksAddress } from "./protocol.ts";
 import { fail, relay, sendReply, type SessionContext } from "./session.ts";
 
 /**
- * CONNECT: resolve, check the rules against each address, dial within the connect timeout,
- * reply with the real local address of the outgoing connection, then relay.
+ * CONNECT: resolve, check the rules against each address, dial the allowed addresses (the
+ * lookup and the dialling within the connect timeout together), reply with the real local
+ * address of the outgoing connection, then relay.
  */
 export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Promise<void> {
   const { opts, record } = ctx;
-  const resolved = await resolveDestination(dst.hostname, opts.rules);
-  if ("reply" in resolved) return await fail(ctx, { reply: resolved.reply, why: resolved.why });
-  const dialled = await dialAny(resolved.addresses, {
-    port: dst.port,
+  const dialled = await reachDestination(dst, {
+    rules: opts.rules,
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
+    nameServer: opts.nameServer,
   });
   if ("reply" in dialled) return await fail(ctx, { reply: dialled.reply, why: dialled.why });
   const target = dialled.conn;

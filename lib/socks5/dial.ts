@@ -1,51 +1,76 @@
 /**
- * Reaching a destination: resolve a name to every address (IPv4 and IPv6), keep those the
- * rules allow, dial them in turn within one deadline, and map a failure to its reply code.
+ * Reaching a destination: resolve it to IP literals ({@linkcode resolveHost}: literals as
+ * they are, numeric names as `inet_aton` reads them, other names through DNS, IPv4 and
+ * IPv6), keep those the rules allow, and dial exactly those literals in turn, resolution and
+ * dialling together within one deadline (the connect timeout); a failure becomes its reply
+ * code.
  *
  * @module
  */
 
-import { lookup } from "node:dns/promises";
+import type { HostPort } from "../net/address.ts";
 import { DEADLINES, type Deadlines } from "../net/deadline.ts";
 import { TimeoutError } from "../net/errors.ts";
 import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
 import { Reply } from "./protocol.ts";
+import { literalAddress, type NameServer, resolveHost } from "./resolve.ts";
 import type { DestinationRules } from "./rules.ts";
 import { describeError } from "./session.ts";
 
 /** Result of {@linkcode resolveDestination}: the addresses to try, or the reply to send. */
 export type Resolution = { addresses: string[] } | { reply: number; why: string };
 
+/** Options of {@linkcode resolveDestination} and {@linkcode reachDestination}. */
+export interface DestinationOptions {
+  /** Destination rules every resolved address is checked against. */
+  rules: DestinationRules;
+  /** Deadline, in ms: for the lookup alone, or for lookup and dialling together. */
+  timeoutMs: number;
+  /** Scheduler for the deadlines (a server passes its own). @default {DEADLINES} */
+  deadlines?: Deadlines;
+  /** DNS server to ask instead of the system's. */
+  nameServer?: NameServer;
+}
+
 /**
- * Resolves a destination to the IP literals the rules allow: every address of a name, IPv4
- * and IPv6, in the resolver's order.
+ * Resolves a destination to the IP literals the rules allow (canonical text, in the order
+ * to dial), within `options.timeoutMs`: reply 0x02 when the rules deny every address or the
+ * name is a number that is no IPv4 address, 0x04 when the lookup finds nothing, fails or
+ * times out.
  */
 export async function resolveDestination(
   hostname: string,
-  rules: DestinationRules,
+  options: DestinationOptions,
 ): Promise<Resolution> {
-  let all: string[];
-  if (parseIP(hostname)) {
-    all = [hostname];
-  } else {
-    try {
-      const found = await lookup(hostname, { all: true, verbatim: true });
-      all = found.map((a) => a.address);
-    } catch (error) {
-      return {
-        reply: Reply.HostUnreachable,
-        why: `cannot resolve ${hostname}: ${describeError(error)}`,
-      };
-    }
-    if (all.length === 0) {
-      return { reply: Reply.HostUnreachable, why: `no address for ${hostname}` };
-    }
-  }
+  const { rules } = options;
+  const found = await resolveHost(hostname, options);
+  if ("invalid" in found) return { reply: Reply.NotAllowedByRuleset, why: found.invalid };
+  if ("failed" in found) return { reply: Reply.HostUnreachable, why: found.failed };
+  const all = found.addresses;
   const allowed = rules.empty ? all : all.filter((a) => rules.allows(a));
   if (allowed.length === 0) {
     return { reply: Reply.NotAllowedByRuleset, why: `denied by rules: ${all.join(", ")}` };
   }
   return { addresses: allowed };
+}
+
+/**
+ * Resolves `destination`, checks the rules and dials the allowed addresses in turn; the
+ * lookup and every connect attempt share one deadline of `options.timeoutMs`. Resolves the
+ * connection and the literal it went to, or the reply code to send.
+ */
+export async function reachDestination(
+  destination: HostPort,
+  options: DestinationOptions,
+): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
+  const deadline = performance.now() + options.timeoutMs;
+  const resolved = await resolveDestination(destination.hostname, options);
+  if ("reply" in resolved) return resolved;
+  return await dialAny(resolved.addresses, {
+    port: destination.port,
+    timeoutMs: deadline - performance.now(),
+    deadlines: options.deadlines,
+  });
 }
 
 /** Maps a connect failure to its reply code (RFC 1928 section 6). */
@@ -75,8 +100,8 @@ export interface DialOptions {
 }
 
 /**
- * Dials `options.port` on each address in turn, within one deadline for all of them, and resolves the first
- * connection; or the reply code for the last failure.
+ * Dials `options.port` on each address (IP literals) in turn, within one deadline for all of
+ * them, and resolves the first connection; or the reply code for the last failure.
  */
 export async function dialAny(
   addresses: string[],
@@ -100,15 +125,18 @@ export async function dialAny(
       lastError = error;
     }
   }
-  lastError ??= new TimeoutError(`Timed out after ${timeoutMs} ms`);
+  lastError ??= new TimeoutError(
+    `Timed out after ${Math.max(0, Math.round(timeoutMs))} ms connecting to ${
+      addresses.join(", ")
+    }`,
+  );
   return { reply: replyForConnectError(lastError), why: describeError(lastError) };
 }
 
-/** True for 0.0.0.0, ::, and the domain "0": "any address". */
+/** True for an address of all zeros, written any way (`0.0.0.0`, `::`, the domain `0`). */
 export function isUnspecified(hostname: string): boolean {
-  if (hostname === "0") return true;
-  const ip = parseIP(hostname);
-  return ip !== undefined && ip.every((b) => b === 0);
+  const literal = literalAddress(hostname);
+  return literal === "0.0.0.0" || literal === "::";
 }
 
 /** Canonical text of an IP literal (IPv4-mapped IPv6 as IPv4), for comparisons. */

@@ -7,7 +7,6 @@
  * @module
  */
 
-import { formatAddress } from "../net/address.ts";
 import { ProtocolError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import {
@@ -22,7 +21,9 @@ import {
   type SocksAddress,
   Version,
 } from "./protocol.ts";
-import { fail, type SessionContext } from "./session.ts";
+import { quote } from "../log.ts";
+import { LoginGuard } from "./login_guard.ts";
+import { fail, formatDestination, type SessionContext } from "./session.ts";
 
 /** A SOCKS5 request after the handshake. */
 export interface Socks5Request {
@@ -71,10 +72,14 @@ export async function negotiateMethod(ctx: SessionContext): Promise<void> {
 
 /**
  * Phase 3 (RFC 1929): `VER=1 | ULEN | UNAME | PLEN | PASSWD`, answered `VER=1 | STATUS`. A
- * wrong user or password gets status 1 and the connection is closed.
+ * wrong user or password gets status 1 and the connection is closed, and counts against the
+ * client's source in the server's {@linkcode LoginGuard}; a source locked out by too many
+ * failures gets status 1 without a look at the password (and its session line only at debug
+ * level: the lockout was logged once when it began). The user name is peer-supplied: it is
+ * logged quoted.
  */
 export async function authenticate(ctx: SessionContext): Promise<void> {
-  const { reader, conn, opts } = ctx;
+  const { reader, conn, opts, logins } = ctx;
   const version = await reader.readU8();
   if (version !== Version.UserPassAuth) {
     await writeAll(conn, new Uint8Array([Version.UserPassAuth, AuthStatus.Failure]));
@@ -82,13 +87,31 @@ export async function authenticate(ctx: SessionContext): Promise<void> {
   }
   const name = await reader.readExact(await reader.readU8(), 255);
   const password = await reader.readExact(await reader.readU8(), 255);
-  const user = new TextDecoder().decode(name);
-  if (!opts.users!.check(name, password)) {
+  const source = LoginGuard.source(conn.remoteAddr.hostname);
+  if (logins.locked(source)) {
+    ctx.record.quiet = true;
     await writeAll(conn, new Uint8Array([Version.UserPassAuth, AuthStatus.Failure]));
-    throw new ProtocolError(`authentication failed for user '${user}'`);
+    throw new ProtocolError(
+      `login refused for user ${quote(name)}: too many failed logins from ${source}`,
+    );
   }
-  ctx.record.user = user;
+  if (!opts.users!.check(name, password)) {
+    if (logins.fail(source)) {
+      opts.logger?.warn(
+        `${source}: ${opts.authMaxFailures} failed logins within ` +
+          `${seconds(opts.authFailureWindowMs)}; refusing its logins for ` +
+          `${seconds(opts.authLockoutMs)}`,
+      );
+    }
+    await writeAll(conn, new Uint8Array([Version.UserPassAuth, AuthStatus.Failure]));
+    throw new ProtocolError(`authentication failed for user ${quote(name)}`);
+  }
+  ctx.record.user = new TextDecoder().decode(name);
   await writeAll(conn, new Uint8Array([Version.UserPassAuth, AuthStatus.Success]));
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))}s`;
 }
 
 /**
@@ -126,6 +149,6 @@ export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
     }
     throw error;
   }
-  record.destination = formatAddress(destination);
+  record.destination = formatDestination(destination);
   return { command, destination };
 }

@@ -11,21 +11,88 @@
 import { UsageError } from "../net/errors.ts";
 
 /**
- * Parses a dotted-quad IPv4 literal into 4 bytes, or returns undefined.
+ * Parses a canonical dotted-quad IPv4 literal (four decimal parts 0-255, no leading zeros)
+ * into 4 bytes, or returns undefined. `010.0.0.1` is not canonical: the C library reads it
+ * as octal (8.0.0.1), so it is left to {@linkcode parseInetAton}, which reads it the same way.
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseIPv4 } from "./ip.ts";
- * console.assert(parseIPv4("10.0.0.1")?.join(".") === "10.0.0.1");
- * console.assert(parseIPv4("example.com") === undefined);
+ * assert.equal(parseIPv4("10.0.0.1")?.join("."), "10.0.0.1");
+ * assert.equal(parseIPv4("010.0.0.1"), undefined);
+ * assert.equal(parseIPv4("example.com"), undefined);
  * ```
  */
 export function parseIPv4(text: string): Uint8Array | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  const m = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/.exec(text);
   if (!m) return undefined;
   const parts = m.slice(1).map(Number);
   if (parts.some((p) => p > 255)) return undefined;
   return new Uint8Array(parts);
+}
+
+/** One part of an inet_aton address: C notation, `0x` hex, leading `0` octal, or decimal. */
+const INET_PART = /^(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/;
+/** Something a C programmer would take for a number part (valid or not: `08`, `0x`). */
+const NUMBER_LIKE_PART = /^(?:0[xX][0-9a-fA-F]*|[0-9]+)$/;
+/** Largest value of the last part, by the number of parts before it. */
+const INET_LAST_MAX = [0xffffffff, 0xffffff, 0xffff, 0xff];
+
+/**
+ * Parses an IPv4 address exactly as glibc's `inet_aton` (in its exact form, the one
+ * `getaddrinfo` uses) does: 1 to 4 parts separated by dots, each in C notation (`0x` hex,
+ * leading `0` octal, otherwise decimal); the last part fills the remaining bytes (`127.1`
+ * is 127.0.0.1, `2130706433` too). Returns the 4 bytes, or undefined when the text is not
+ * such an address.
+ *
+ * @example The spellings the C library accepts for one address
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseInetAton } from "./ip.ts";
+ * for (const text of ["127.0.0.1", "0177.0.0.1", "0x7f.1", "127.1", "2130706433", "0x7f.0.00.1"]) {
+ *   assert.equal(parseInetAton(text)?.join("."), "127.0.0.1", text);
+ * }
+ * assert.equal(parseInetAton("127.0.0.010")?.join("."), "127.0.0.8");
+ * assert.equal(parseInetAton("08.0.0.1"), undefined); // 8 is no octal digit
+ * assert.equal(parseInetAton("1.2.3.4.5"), undefined);
+ * ```
+ */
+export function parseInetAton(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length > 4 || !parts.every((p) => INET_PART.test(p))) return undefined;
+  const values = parts.map((p) =>
+    /^0[xX]/.test(p)
+      ? parseInt(p.slice(2), 16)
+      : p.length > 1 && p[0] === "0"
+      ? parseInt(p, 8)
+      : Number(p)
+  );
+  const last = values.pop()!;
+  if (values.some((v) => v > 0xff) || last > INET_LAST_MAX[values.length]) return undefined;
+  const out = new Uint8Array(4);
+  out.set(values);
+  for (let i = 3; i >= values.length; i--) out[i] = Math.floor(last / 256 ** (3 - i)) & 0xff;
+  return out;
+}
+
+/**
+ * True when every dot-separated part of `text` (one trailing dot ignored) reads as a number
+ * in C notation, valid or not (`127.0.0.010`, `0x7f.1`, `08.1`, `1.2.3.4.5`): a name the C
+ * library would take for an IPv4 address, or reject as a bad one, but never send to DNS as a
+ * name. Names such as `1a.example` or `3com.com` are not numeric.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isNumericHost } from "./ip.ts";
+ * assert.ok(isNumericHost("0x7f.1") && isNumericHost("08.0.0.1") && isNumericHost("127.0.0.1."));
+ * assert.ok(!isNumericHost("1a.de") && !isNumericHost("example.com"));
+ * ```
+ */
+export function isNumericHost(text: string): boolean {
+  const body = text.endsWith(".") ? text.slice(0, -1) : text;
+  return body !== "" && body.split(".").every((p) => NUMBER_LIKE_PART.test(p));
 }
 
 /**
@@ -34,9 +101,10 @@ export function parseIPv4(text: string): Uint8Array | undefined {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseIPv6 } from "./ip.ts";
- * console.assert(parseIPv6("::1")?.[15] === 1);
- * console.assert(parseIPv6("1.2.3.4") === undefined);
+ * assert.equal(parseIPv6("::1")?.[15], 1);
+ * assert.equal(parseIPv6("1.2.3.4"), undefined);
  * ```
  */
 export function parseIPv6(text: string): Uint8Array | undefined {
@@ -73,9 +141,10 @@ export function parseIPv6(text: string): Uint8Array | undefined {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatIP } from "./ip.ts";
- * console.assert(formatIP(new Uint8Array([127, 0, 0, 1])) === "127.0.0.1");
- * console.assert(formatIP(new Uint8Array([...Array(15).fill(0), 1])) === "::1");
+ * assert.equal(formatIP(new Uint8Array([127, 0, 0, 1])), "127.0.0.1");
+ * assert.equal(formatIP(new Uint8Array([...Array(15).fill(0), 1])), "::1");
  * ```
  */
 export function formatIP(bytes: Uint8Array): string {
@@ -132,9 +201,11 @@ export interface Cidr {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cidrContains, parseCidr } from "./ip.ts";
  * const net = parseCidr("10.0.0.0/8");
- * console.assert(cidrContains(net, new Uint8Array([10, 1, 2, 3])));
+ * assert.ok(cidrContains(net, new Uint8Array([10, 1, 2, 3])));
+ * assert.ok(!cidrContains(net, new Uint8Array([11, 0, 0, 1])));
  * ```
  */
 export function parseCidr(text: string): Cidr {

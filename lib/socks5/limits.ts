@@ -45,4 +45,16 @@ export const SOCKS5_DEFAULTS = {
   lingerMs: 1000,
   /** Bytes drained after a failure at most. */
   lingerBytes: 64 * 1024,
+  /**
+   * Failed logins from one source (an IPv4 address, an IPv6 /64) within
+   * `authFailureWindowMs` that lock it out for `authLockoutMs`: its logins are then refused
+   * without a look at the password. Other sources are not affected.
+   */
+  authMaxFailures: 5,
+  /** How long a failed login counts towards `authMaxFailures`, in ms. */
+  authFailureWindowMs: 60_000,
+  /** How long a source that used up its failures is refused, in ms. */
+  authLockoutMs: 60_000,
+  /** Sources whose failures are remembered at most (the least recently seen go first). */
+  authMaxSources: 10_000,
 } as const satisfies Partial<Socks5ServerOptions>;

@@ -41,5 +41,7 @@ export { SOCKS5_DEFAULTS } from "./limits.ts";
 export { DestinationRules, type DestinationRulesOptions, PRIVATE_RANGES } from "./rules.ts";
 export { UserTable } from "./auth.ts";
 export { type Socks5ServerOptions } from "./options.ts";
+export { type NameServer } from "./resolve.ts";
+export { LoginGuard, type LoginGuardOptions } from "./login_guard.ts";
 export { startSocks5Server } from "./server.ts";
 export { socks5Command } from "./command.ts";

@@ -8,6 +8,7 @@
 import type { Logger } from "../log.ts";
 import type { UserTable } from "./auth.ts";
 import { SOCKS5_DEFAULTS } from "./limits.ts";
+import type { NameServer } from "./resolve.ts";
 import { DestinationRules } from "./rules.ts";
 
 /** Options of {@linkcode startSocks5Server}; limits default to {@linkcode SOCKS5_DEFAULTS}. */
@@ -48,14 +49,24 @@ export interface Socks5ServerOptions {
   lingerMs?: number;
   /** After a failure, drain at most this many bytes. @default {65536} */
   lingerBytes?: number;
+  /** Failed logins from one source within `authFailureWindowMs` that lock it out. @default {5} */
+  authMaxFailures?: number;
+  /** How long a failed login counts, in ms. @default {60000} */
+  authFailureWindowMs?: number;
+  /** How long a locked-out source is refused, in ms. @default {60000} */
+  authLockoutMs?: number;
+  /** Sources whose failed logins are remembered at most. @default {10000} */
+  authMaxSources?: number;
+  /** DNS server to ask instead of the system's (`/etc/hosts` is read first either way). */
+  nameServer?: NameServer;
   /** Where session lines go; none logs nothing. */
   logger?: Logger;
 }
 
 /** Options with every default filled in. */
 export type ResolvedOptions =
-  & Required<Omit<Socks5ServerOptions, "users" | "advertise" | "logger">>
-  & Pick<Socks5ServerOptions, "users" | "advertise" | "logger">;
+  & Required<Omit<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">>
+  & Pick<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">;
 
 /** Fills defaults in. */
 export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
@@ -63,6 +74,7 @@ export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
   return {
     users: options.users,
     advertise: options.advertise,
+    nameServer: options.nameServer,
     logger: options.logger,
     rules: options.rules ?? new DestinationRules(),
     allowBind: options.allowBind ?? true,
@@ -80,5 +92,9 @@ export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
     maxUdpPeers: options.maxUdpPeers ?? d.maxUdpPeers,
     lingerMs: options.lingerMs ?? d.lingerMs,
     lingerBytes: options.lingerBytes ?? d.lingerBytes,
+    authMaxFailures: options.authMaxFailures ?? d.authMaxFailures,
+    authFailureWindowMs: options.authFailureWindowMs ?? d.authFailureWindowMs,
+    authLockoutMs: options.authLockoutMs ?? d.authLockoutMs,
+    authMaxSources: options.authMaxSources ?? d.authMaxSources,
   };
 }

@@ -108,9 +108,11 @@ export const MAX_DOMAIN_LENGTH = 255;
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Reply, Socks5Error } from "./protocol.ts";
  * const err = new Socks5Error("CONNECT to example.com:80 failed", Reply.ConnectionRefused);
- * console.assert(err.reply === 0x05 && err.message.includes("connection refused"));
+ * assert.equal(err.reply, 0x05);
+ * assert.equal(err.message, "CONNECT to example.com:80 failed: connection refused (0x05)");
  * ```
  */
 export class Socks5Error extends Error {
@@ -150,9 +152,10 @@ const decoder = new TextDecoder();
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeAddress } from "./protocol.ts";
- * const bytes = encodeAddress({ hostname: "127.0.0.1", port: 80 });
- * console.assert(bytes.join() === "1,127,0,0,1,0,80");
+ * assert.deepEqual([...encodeAddress({ hostname: "127.0.0.1", port: 80 })], [1, 127, 0, 0, 1, 0, 80]);
+ * assert.deepEqual([...encodeAddress({ hostname: "a.b", port: 1 })], [3, 3, 97, 46, 98, 0, 1]);
  * ```
  */
 export function encodeAddress(addr: HostPort): Uint8Array {
@@ -253,9 +256,10 @@ export function decodeAddress(
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeReply, Reply } from "./protocol.ts";
  * const r = encodeReply(Reply.CommandNotSupported);
- * console.assert(r.join() === "5,7,0,1,0,0,0,0,0,0");
+ * assert.deepEqual([...r], [5, 7, 0, 1, 0, 0, 0, 0, 0, 0]);
  * ```
  */
 export function encodeReply(reply: number, bound?: HostPort): Uint8Array {

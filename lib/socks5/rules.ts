@@ -4,8 +4,12 @@
  * after name resolution, so a name that resolves to a denied address is denied.
  *
  * Evaluation: the rule with the longest matching prefix decides (a tie goes to deny). When no
- * rule matches, the address is allowed if there are no `allow` rules, denied otherwise. So
- * `--deny-private --allow 10.1.2.3` opens one host of a denied range.
+ * rule matches, the address is allowed if there are no `allow` rules, denied otherwise: one
+ * `--allow` turns the proxy into an allow list. So `--deny-private --allow 10.1.2.3` allows
+ * 10.1.2.3 and nothing else (8.8.8.8 matches no rule and is denied); to open one private
+ * host and keep the rest of the internet reachable, allow everything else too:
+ * `--deny-private --allow 10.1.2.3 --allow 0.0.0.0/0 --allow ::/0` (10.0.0.1 stays denied:
+ * 10.0.0.0/8 is a longer prefix than 0.0.0.0/0).
  *
  * @module
  */
@@ -45,10 +49,23 @@ export interface DestinationRulesOptions {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DestinationRules } from "./rules.ts";
- * const rules = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3"] });
- * console.assert(!rules.allows("10.0.0.1") && rules.allows("10.1.2.3"));
- * console.assert(rules.allows("8.8.8.8") && !rules.allows("::ffff:127.0.0.1"));
+ * // An allow rule makes an allow list: what matches no rule is denied.
+ * const one = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3"] });
+ * assert.equal(one.allows("10.1.2.3"), true);
+ * assert.equal(one.allows("10.0.0.1"), false);
+ * assert.equal(one.allows("8.8.8.8"), false);
+ * // One private host opened, the public internet kept: allow everything, the longest prefix decides.
+ * const open = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3", "0.0.0.0/0", "::/0"] });
+ * assert.equal(open.allows("10.1.2.3"), true);
+ * assert.equal(open.allows("10.0.0.1"), false);
+ * assert.equal(open.allows("8.8.8.8"), true);
+ * assert.equal(open.allows("::ffff:127.0.0.1"), false); // IPv4-mapped IPv6 counts as IPv4
+ * // No allow rule: everything not denied is allowed.
+ * const deny = new DestinationRules({ denyPrivate: true });
+ * assert.equal(deny.allows("8.8.8.8"), true);
+ * assert.equal(deny.allows("127.0.0.1"), false);
  * ```
  */
 export class DestinationRules {

@@ -9,11 +9,14 @@
  * closes that one connection; the server keeps serving the others. The handshake is read
  * through a `BufferedReader`, so a greeting split into single bytes and a greeting, request
  * and payload in one write behave the same; bytes read ahead are handed to the relay.
- * Deadlines (handshake, dial, BIND, linger, idle, half-open) are all tasks on one
- * {@linkcode Deadlines} scheduler that the server owns, so stopping it cancels them at once.
+ * Deadlines (handshake, name lookup and dial, BIND, linger, idle, half-open) are all tasks on
+ * one {@linkcode Deadlines} scheduler that the server owns, so stopping it cancels them at
+ * once. Destinations are resolved by the proxy itself (resolve.ts) and the rules are checked
+ * against exactly the addresses dialled. Failed logins are counted per source in one
+ * {@linkcode LoginGuard}, which locks a guessing address out (one warning per lockout).
  *
  * One log line per session: client, user, command, destination (and the address dialled),
- * reply code, bytes each way and duration.
+ * reply code, bytes each way and duration; peer-supplied strings in it are quoted.
  *
  * @module
  */
@@ -36,6 +39,7 @@ import {
 } from "./session.ts";
 import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts";
 import { handleUdpAssociate } from "./udp.ts";
+import { LoginGuard } from "./login_guard.ts";
 
 /**
  * Serves SOCKS5 (and SOCKS4/4a when no users are configured) on `listener`.
@@ -56,7 +60,8 @@ export function startSocks5Server(
   const log = opts.logger;
   let lastRefusalLog = 0;
   const deadlines = new Deadlines();
-  const server = serve(listener, (conn) => handleClient(conn, opts, deadlines), {
+  const logins = newLoginGuard(opts);
+  const server = serve(listener, (conn) => handleClient(conn, opts, { deadlines, logins }), {
     maxConnections: opts.maxConnections,
     onRefused(conn) {
       const now = performance.now();
@@ -83,15 +88,34 @@ export function startSocks5Server(
   };
 }
 
+/** What the sessions of one server share; see {@linkcode handleClient}. */
+export interface SharedState {
+  /** The server's deadline scheduler. @default {a new one} */
+  deadlines?: Deadlines;
+  /** The server's failed-login table. @default {a new one, from `opts`} */
+  logins?: LoginGuard;
+}
+
+function newLoginGuard(opts: ResolvedOptions): LoginGuard {
+  return new LoginGuard({
+    maxFailures: opts.authMaxFailures,
+    windowMs: opts.authFailureWindowMs,
+    lockoutMs: opts.authLockoutMs,
+    maxSources: opts.authMaxSources,
+  });
+}
+
 /**
  * Serves one client connection from greeting to the end of its tunnel, then logs it. Its
- * deadlines are tasks on `deadlines` (the server's scheduler).
+ * deadlines are tasks on `shared.deadlines` (the server's scheduler), its failed logins
+ * count in `shared.logins`.
  */
 export async function handleClient(
   conn: Deno.TcpConn,
   opts: ResolvedOptions,
-  deadlines: Deadlines = new Deadlines(),
+  shared: SharedState = {},
 ): Promise<void> {
+  const deadlines = shared.deadlines ?? new Deadlines();
   const record: SessionRecord = {
     client: formatAddress(conn.remoteAddr),
     up: 0,
@@ -104,6 +128,7 @@ export async function handleClient(
     opts,
     record,
     deadlines,
+    logins: shared.logins ?? newLoginGuard(opts),
     closed: false,
   };
   try {

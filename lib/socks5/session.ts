@@ -9,9 +9,11 @@
 import type { BufferedReader, Reader } from "../net/buffered_reader.ts";
 import { copyBidirectional, type CopyResult } from "../net/copy.ts";
 import type { Deadlines } from "../net/deadline.ts";
-import type { HostPort } from "../net/address.ts";
+import { formatAddress, type HostPort } from "../net/address.ts";
 import { writeAll } from "../net/write_all.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, printable, quote } from "../log.ts";
+import { parseIP } from "./ip.ts";
+import type { LoginGuard } from "./login_guard.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";
 
@@ -19,13 +21,13 @@ import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";
 export interface SessionRecord {
   /** Client address. */
   client: string;
-  /** Authenticated user. */
+  /** Authenticated user, as sent (quoted when logged). */
   user?: string;
   /** Protocol version spoken (4 or 5). */
   version?: number;
   /** Command name. */
   command?: string;
-  /** Requested destination. */
+  /** Requested destination, ready for the log ({@linkcode formatDestination}). */
   destination?: string;
   /** Address actually dialled / bound / accepted. */
   via?: string;
@@ -39,6 +41,11 @@ export interface SessionRecord {
   note?: string;
   /** performance.now() at accept. */
   start: number;
+  /**
+   * Log the session line at debug level only: a login refused during a lockout, which the
+   * lockout's own warning already covers (one line per burst, not per attempt).
+   */
+  quiet?: boolean;
 }
 
 /** Everything a phase needs: the client connection, its reader, options, and the record. */
@@ -53,6 +60,8 @@ export interface SessionContext {
   record: SessionRecord;
   /** The server's deadline scheduler (handshake, dial, BIND, linger, idle, half-open). */
   deadlines: Deadlines;
+  /** The server's table of failed logins per source. */
+  logins: LoginGuard;
   /** Set once the relay closed the client connection (so it is not closed twice). */
   closed: boolean;
 }
@@ -81,12 +90,34 @@ function human(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)}GiB`;
 }
 
-/** Formats and writes the session's one log line. */
+/**
+ * A requested destination for the log: an IP literal as `HOST:PORT` (`[::1]:80`), a name
+ * from the wire quoted ({@linkcode quote}), so that it cannot forge the rest of the line.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatDestination } from "./session.ts";
+ * assert.equal(formatDestination({ hostname: "::1", port: 80 }), "[::1]:80");
+ * assert.equal(formatDestination({ hostname: "a\nb", port: 80 }), String.raw`"a\nb":80`);
+ * ```
+ */
+export function formatDestination(destination: HostPort): string {
+  return parseIP(destination.hostname)
+    ? formatAddress(destination)
+    : `${quote(destination.hostname)}:${destination.port}`;
+}
+
+/**
+ * Formats and writes the session's one log line. Peer-supplied strings (the user name, a
+ * requested name) are quoted where they are put in the record; the whole line is also made
+ * {@linkcode printable}, so that nothing in it (an error text) can break it.
+ */
 export function logSession(log: Logger | undefined, r: SessionRecord): void {
   if (!log) return;
   const parts = [r.client];
   if (r.version === Version.Socks4) parts.push("socks4");
-  if (r.user !== undefined) parts.push(`user=${r.user}`);
+  if (r.user !== undefined) parts.push(`user=${quote(r.user)}`);
   parts.push(r.command ?? "-");
   if (r.destination) parts.push(r.destination + (r.via ? ` via ${r.via}` : ""));
   if (r.reply !== undefined) {
@@ -95,7 +126,9 @@ export function logSession(log: Logger | undefined, r: SessionRecord): void {
   parts.push(`up=${human(r.up)} down=${human(r.down)}`);
   parts.push(`${((performance.now() - r.start) / 1000).toFixed(2)}s`);
   if (r.note) parts.push(`[${r.note}]`);
-  log.info(parts.join(" "));
+  const line = printable(parts.join(" "));
+  if (r.quiet) log.debug(line);
+  else log.info(line);
 }
 
 /** Writes a SOCKS5 reply and records its code; a write failure is logged and ends the session. */

@@ -14,7 +14,7 @@ import type { BufferedReader } from "../net/buffered_reader.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
 import { ProtocolError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
-import { dialAny, resolveDestination } from "./dial.ts";
+import { reachDestination } from "./dial.ts";
 import { formatIP } from "./ip.ts";
 import {
   Command,
@@ -24,7 +24,7 @@ import {
   Reply,
   Socks4Reply,
 } from "./protocol.ts";
-import { relay, type SessionContext } from "./session.ts";
+import { formatDestination, relay, type SessionContext } from "./session.ts";
 
 /** A SOCKS4 or SOCKS4a request. */
 export interface Socks4Request extends HostPort {
@@ -62,18 +62,18 @@ export async function handleSocks4(ctx: SessionContext, head: Socks4Request): Pr
     await writeAll(conn, encodeSocks4Reply(Socks4Reply.RequestRejectedOrFailed)).catch(() => {});
   };
   record.command = head.command === Command.Connect ? "CONNECT" : `command 0x${hex(head.command)}`;
-  record.destination = formatAddress(head);
+  record.destination = formatDestination(head);
   if (opts.users !== undefined && opts.users.size > 0) {
     return await refuse("SOCKS4 refused: authentication is required");
   }
   if (head.command !== Command.Connect) {
     return await refuse("SOCKS4 supports CONNECT only");
   }
-  const resolved = await resolveDestination(head.hostname, opts.rules);
-  const dialled = "reply" in resolved ? resolved : await dialAny(resolved.addresses, {
-    port: head.port,
+  const dialled = await reachDestination(head, {
+    rules: opts.rules,
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
+    nameServer: opts.nameServer,
   });
   if ("reply" in dialled) {
     record.note = dialled.why;

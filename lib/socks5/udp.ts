@@ -6,7 +6,9 @@
  *   says: all zeros, the domain "0" as PySocks sends, or an address behind NAT), and its port
  *   once known: DST.PORT when not 0, otherwise the source port of its first datagram.
  * - From the client: `RSV RSV FRAG | ATYP DST.ADDR DST.PORT | DATA`; FRAG != 0 (fragments) is
- *   dropped, the destination is resolved and checked against the rules, DATA is sent on.
+ *   dropped, the destination is resolved (as CONNECT does: numeric names as `inet_aton`
+ *   reads them, other names through DNS within the connect timeout) and checked against the
+ *   rules, and DATA is sent to the very address checked.
  * - Replies are accepted only from destinations this association sent to (at most
  *   `maxUdpPeers` of them), wrapped with their source address and sent to the client.
  * - The association ends when the TCP control connection closes (or after the idle timeout,
@@ -15,10 +17,9 @@
  * @module
  */
 
-import { lookup } from "node:dns/promises";
 import { formatAddress } from "../net/address.ts";
 import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
-import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
+import { literalAddress, resolveHost } from "./resolve.ts";
 import { canonicalIP } from "./dial.ts";
 import { sendReply, type SessionContext, SessionEnd } from "./session.ts";
 
@@ -72,24 +73,27 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
     }
   };
 
-  /** The first allowed address of the socket's family for `hostname`, or undefined. */
+  /**
+   * The first allowed address of the socket's family for `hostname`, or undefined: a
+   * literal as it is, a name resolved ({@linkcode resolveHost}, within the connect
+   * timeout) and remembered.
+   */
   const resolve = async (hostname: string): Promise<string | undefined> => {
-    const literal = parseIP(hostname);
-    if (literal) {
-      // An IPv4-mapped IPv6 address goes out as the IPv4 address it carries.
-      const ip = formatIP(unmapIPv4(literal));
-      return ip.includes(":") === v6 && opts.rules.allows(ip) ? ip : undefined;
+    const literal = literalAddress(hostname);
+    if (literal !== undefined) {
+      return literal !== null && literal.includes(":") === v6 && opts.rules.allows(literal)
+        ? literal
+        : undefined;
     }
     if (names.has(hostname)) return names.get(hostname);
-    let pick: string | undefined;
-    try {
-      const found = await lookup(hostname, { all: true, verbatim: true });
-      pick = found.map((a) => a.address).find((a) =>
-        a.includes(":") === v6 && opts.rules.allows(a)
-      );
-    } catch {
-      pick = undefined;
-    }
+    const found = await resolveHost(hostname, {
+      timeoutMs: opts.connectTimeoutMs,
+      deadlines: ctx.deadlines,
+      nameServer: opts.nameServer,
+    });
+    const pick = "addresses" in found
+      ? found.addresses.find((a) => a.includes(":") === v6 && opts.rules.allows(a))
+      : undefined;
     if (names.size >= MAX_CACHED_NAMES) names.clear();
     names.set(hostname, pick);
     return pick;
