@@ -24,6 +24,7 @@ import {
   EntryKind,
   type EntryKindValue,
   Reason,
+  ReceiverError,
   TRANSFER_PROTOCOL,
   TRANSFER_VERSION,
   TransferFrame,
@@ -308,7 +309,7 @@ Deno.test("send resumes after a sender stopped halfway: only the remainder trave
   assert.deepEqual(await Deno.readFile(`${f.out}/big.bin`), data);
   assert.deepEqual(await listNames(f.out), ["big.bin"]);
   await f.recv.waitForStderr(
-    /received big\.bin \(4\.00 MiB.*resumed at 2\.00 MiB, sha256 verified\)/,
+    /received "big\.bin" \(4\.00 MiB.*resumed at 2\.00 MiB, sha256 verified\)/,
   );
 });
 
@@ -487,7 +488,7 @@ Deno.test("an aborted file keeps its partial data and the session goes on", asyn
   assert.equal(next.type, TransferFrame.Confirm);
   await s.frame(ControlFrame.Bye);
   assert.equal((await s.reply())?.type, ControlFrame.Bye);
-  await f.recv.waitForStderr(/sender aborted shrunk\.bin after 1\.00 MiB: source shrank/);
+  await f.recv.waitForStderr(/sender aborted "shrunk\.bin" after 1\.00 MiB: "source shrank"/);
   assert.deepEqual(await Deno.readFile(`${f.out}/.shrunk.bin.sockit-partial`), data);
   assert.equal(await exists(`${f.out}/shrunk.bin`), false);
 });
@@ -580,4 +581,197 @@ Deno.test("hostile names inside a pipelined batch are rejected and nothing lands
   assert.deepEqual(await listNames(f.out), ["dangling", "good1.txt", "good2.txt", "link"]);
   assert.ok((await Deno.lstat(`${f.out}/dangling`)).isSymlink);
   assert.deepEqual(await Deno.readFile(`${f.out}/good2.txt`), data);
+});
+
+/** An Offer payload whose path (or link text) has a byte that is not valid UTF-8. */
+function invalidUtf8Offer(
+  options: { kind?: EntryKindValue; size?: number; pipelined?: boolean; badTarget?: boolean },
+): Uint8Array {
+  const path = "bad-X.bin";
+  const target = options.badTarget ? "t-X" : "";
+  const payload = encodeOffer({
+    kind: options.kind ?? EntryKind.File,
+    path,
+    size: options.size ?? 0,
+    mode: 0o644,
+    mtimeMs: 0,
+    verify: (options.kind ?? EntryKind.File) === EntryKind.File,
+    pipelined: options.pipelined ?? false,
+    target,
+  });
+  const at = options.badTarget ? 28 + path.length + target.indexOf("X") : 26 + path.indexOf("X");
+  payload[at] = 0xff;
+  return payload;
+}
+
+Deno.test("recv refuses a name that is not valid UTF-8 as an invalid name, and the session goes on", async () => {
+  await using f = await fixture();
+  await using s = await RawSender.connect(f.recv.port);
+  await s.frame(TransferFrame.Offer, invalidUtf8Offer({ size: 3 }));
+  const streamed = await s.reply();
+  assert.equal(streamed?.type, TransferFrame.Reject);
+  assert.equal(reasonOf(streamed!), Reason.InvalidName);
+  assert.match(decodeRefusal(streamed!.payload).message, /not valid UTF-8/);
+  // Pipelined: the data that follows is read and thrown away.
+  await s.frame(TransferFrame.Offer, invalidUtf8Offer({ size: 3, pipelined: true }));
+  await s.frame(TransferFrame.Data, new Uint8Array([1, 2, 3]));
+  await s.frame(TransferFrame.End, sha256(new Uint8Array([1, 2, 3])));
+  await s.frame(
+    TransferFrame.Offer,
+    invalidUtf8Offer({ kind: EntryKind.Symlink, pipelined: true, badTarget: true }),
+  );
+  await s.pipelined("after.txt", { data: new Uint8Array([7]) });
+  await s.frame(TransferFrame.Flush);
+  const [file, link, after] = await s.replies(3);
+  assert.equal(reasonOf(file), Reason.InvalidName);
+  assert.equal(reasonOf(link), Reason.InvalidName);
+  assert.equal(after.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+  assert.deepEqual(await listNames(f.out), ["after.txt"]);
+  await f.recv.waitForStderr(/rejected "bad-\ufffd\.bin" .*invalid name .*not valid UTF-8/);
+});
+
+Deno.test("recv creates a link only when it resolves inside DIR through the links already there", async () => {
+  await using f = await fixture();
+  await Deno.symlink(f.outside, `${f.out}/planted`); // put there by someone else, points out
+  await using s = await RawSender.connect(f.recv.port);
+  const link = (path: string, target: string) => s.offer(path, { kind: EntryKind.Symlink, target });
+  assert.equal((await link("s", ".")).type, TransferFrame.Confirm);
+  // Normalised, this is s/etc (inside); through s -> . it is ../../../../../../../../../etc.
+  const escape = "s/".repeat(10) + "../".repeat(9) + "etc";
+  const refused: [string, string][] = [
+    ["u", escape],
+    ["up", "s/.."],
+    ["via-planted", "planted/x"],
+    ["later", "not-yet/../.."], // not-yet could become a link afterwards
+  ];
+  for (const [path, target] of refused) {
+    const answer = await link(path, target);
+    assert.equal(answer.type, TransferFrame.Reject, `accepted ${path} -> ${target}`);
+    assert.equal(reasonOf(answer), Reason.InvalidName);
+  }
+  // The same inside a pipelined batch.
+  await s.pipelined("u2", { kind: EntryKind.Symlink, target: escape });
+  await s.pipelined("d", { kind: EntryKind.Directory });
+  await s.pipelined("d/in", { kind: EntryKind.Symlink, target: "../s/d" }); // stays inside
+  await s.frame(TransferFrame.Flush);
+  const [u2, d, inside] = await s.replies(3);
+  assert.equal(reasonOf(u2), Reason.InvalidName);
+  assert.equal(d.type, TransferFrame.Confirm);
+  assert.equal(inside.type, TransferFrame.Confirm);
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+
+  assert.deepEqual(await listNames(f.out), ["d", "planted", "s"]);
+  assert.deepEqual(await listNames(`${f.out}/d`), ["in"]);
+  // Every link recv made resolves inside DIR.
+  for (const made of [`${f.out}/s`, `${f.out}/d/in`]) {
+    const real = await Deno.realPath(made);
+    assert.ok(real === f.out || real.startsWith(`${f.out}/`), `${made} resolves to ${real}`);
+  }
+  await f.recv.waitForStderr(/rejected "u" .*invalid name .*out of the link 's'/);
+});
+
+Deno.test("recv quotes the names, Abort and Error texts a sender sends in its log lines", async () => {
+  await using f = await fixture();
+  const evil = 'x" reply=0x00\nsockit recv: received "forged.txt"\x1b[2K\x1b]0;title\x07';
+  {
+    await using s = await RawSender.connect(f.recv.port);
+    assert.equal((await s.offer(evil, { size: 1 })).type, TransferFrame.Reject);
+    assert.equal((await s.offer('quo"te.txt', { size: 5 })).type, TransferFrame.Accept);
+    await s.frame(TransferFrame.Start, encodeStart(0));
+    await s.frame(TransferFrame.Data, new Uint8Array([1, 2]));
+    await s.frame(TransferFrame.Abort, new TextEncoder().encode(evil));
+    assert.equal(
+      (await s.offer("next", { kind: EntryKind.Directory })).type,
+      TransferFrame.Confirm,
+    );
+    await s.frame(ControlFrame.Error, new TextEncoder().encode(evil));
+    assert.equal((await s.reply())?.type, ControlFrame.Error);
+  }
+  await f.recv.waitForStderr(/session with .* ended: Sender ended the session/);
+  const quoted = String
+    .raw`"x\" reply=0x00\nsockit recv: received \"forged.txt\"\x1b[2K\x1b]0;title\x07"`;
+  const lines = f.recv.stderr;
+  for (const line of lines) {
+    assert.ok(
+      line.startsWith("sockit recv: "),
+      `a line not written by recv: ${JSON.stringify(line)}`,
+    );
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(line, /[\x00-\x08\x0b-\x1f\x7f]/, `raw control character in ${line}`);
+  }
+  assert.ok(lines.some((l) => l.includes(`rejected ${quoted}`)), lines.join("\n"));
+  assert.ok(
+    lines.some((l) => l.includes(String.raw`sender aborted "quo\"te.txt" after 2 B: ${quoted}`)),
+    lines.join("\n"),
+  );
+  assert.ok(lines.some((l) => l.includes(`Sender ended the session: ${quoted}`)), lines.join("\n"));
+});
+
+Deno.test("recv on SIGTERM tells the sender, logs the session it cut, keeps the partial file and exits 0", async () => {
+  await using f = await fixture();
+  await using s = await RawSender.connect(f.recv.port);
+  const data = pseudoRandomBytes(MiB, 61);
+  assert.equal((await s.offer("half.bin", { size: 4 * MiB })).type, TransferFrame.Accept);
+  await s.frame(TransferFrame.Start, encodeStart(0));
+  await s.data(data);
+  f.recv.child.kill("SIGTERM");
+  const answer = await s.reply();
+  assert.equal(answer?.type, ControlFrame.Error);
+  assert.equal(new TextDecoder().decode(answer!.payload), ReceiverError.Shutdown);
+  s.close(); // as a real sender does on an Error frame
+  assert.equal((await f.recv.status).code, 0);
+  assert.ok(await exists(`${f.out}/.half.bin.sockit-partial`), "partial file kept");
+  assert.equal(await exists(`${f.out}/half.bin`), false);
+  assert.ok(f.recv.stderr.some((l) => /cut the session with .* partial files kept/.test(l)));
+  assert.ok(f.recv.stderr.some((l) => /got SIGTERM, stopped \(cut 1 sender in progress/.test(l)));
+});
+
+Deno.test("idle connections take no sender place: 8 of them do not lock out a real sender", async () => {
+  await using f = await fixture();
+  const idle = await Promise.all(
+    Array.from({ length: 8 }, () => Deno.connect({ hostname: "127.0.0.1", port: f.recv.port })),
+  );
+  try {
+    const file = `${f.base}/real.txt`;
+    await Deno.writeTextFile(file, "through\n");
+    const run = await runSockit(["send", `127.0.0.1:${f.recv.port}`, file]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await Deno.readTextFile(`${f.out}/real.txt`), "through\n");
+  } finally {
+    for (const c of idle) c.close();
+  }
+});
+
+Deno.test('a sender over --max-senders hears the documented "receiver busy"', async () => {
+  await using f = await fixture();
+  const file = `${f.base}/b.txt`;
+  await Deno.writeTextFile(file, "b");
+  // Eight senders past their hello take every place (the default --max-senders).
+  const holders = await Promise.all(
+    Array.from({ length: 8 }, () => RawSender.connect(f.recv.port)),
+  );
+  try {
+    const run = await runSockit(["send", `127.0.0.1:${f.recv.port}`, file]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /sockit send: Cannot send: receiver busy/);
+    assert.doesNotMatch(run.stderr, /not a sockit peer/);
+    await f.recv.waitForStderr(/refused sender .*: receiver busy/);
+    const still = await holders[0].offer("still-served", { kind: EntryKind.Directory });
+    assert.equal(still.type, TransferFrame.Confirm);
+    holders[7].close();
+    await f.recv.waitForStderr(/session with .* ended: Sender closed the connection without Bye/);
+    const again = await runSockit(["send", `127.0.0.1:${f.recv.port}`, file]);
+    assert.equal(again.code, 0, again.stderr);
+  } finally {
+    for (const h of holders) h.close();
+  }
+  // With --max-senders 1, one sender fills it.
+  await using g = await fixture(["--max-senders", "1"]);
+  await using _holder = await RawSender.connect(g.recv.port);
+  const busy = await runSockit(["send", `127.0.0.1:${g.recv.port}`, file]);
+  assert.equal(busy.code, 1);
+  assert.match(busy.stderr, /receiver busy/);
 });

@@ -8,8 +8,13 @@ import { collectEntries } from "../lib/transfer/walk.ts";
 import type { EntryResult } from "../lib/transfer/progress.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
-import { encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
-import { TRANSFER_VERSION } from "../lib/transfer/protocol.ts";
+import { encodeFrame, encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
+import {
+  encodeOffer,
+  EntryKind,
+  TRANSFER_VERSION,
+  TransferFrame,
+} from "../lib/transfer/protocol.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 
@@ -96,6 +101,93 @@ Deno.test("the receiver closes a sender that goes silent after its hello", async
       null,
     );
     client.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the receiver closes a connection whose hello does not come within the handshake deadline", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const session = (async () => {
+      const conn = await listener.accept();
+      try {
+        return await receiveSession(conn, { dir, handshakeTimeoutMs: 200 });
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // Closed by the deadline.
+        }
+      }
+    })();
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const summary = await withTimeout(session, 5000, { what: "the handshake deadline" });
+    assert.equal(summary.started, false);
+    assert.match(summary.error ?? "", /Timed out after 200 ms waiting for the sender's hello/);
+    const reader = new BufferedReader(client);
+    await readHello(reader, { protocol: "transfer", version: TRANSFER_VERSION });
+    assert.equal(await withTimeout(readFrame(reader), 5000, { what: "the close" }), null);
+    client.close();
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the receiver cuts a sender that never reads its answers within the idle deadline", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const session = (async () => {
+      const conn = await listener.accept();
+      try {
+        return await receiveSession(conn, { dir, idleTimeoutMs: 300, sync: false });
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // Closed by the deadline.
+        }
+      }
+    })();
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    // The same deep folder, offered again and again: each answer carries its ~4 KB name, and
+    // this side never reads one, so the receiver's writes stall once the socket buffers fill.
+    const path = Array.from({ length: 15 }, (_, i) => `${i}`.padEnd(250, "d")).join("/");
+    const offer = encodeFrame(
+      TransferFrame.Offer,
+      encodeOffer({
+        kind: EntryKind.Directory,
+        path,
+        size: 0,
+        mode: 0o755,
+        mtimeMs: 0,
+        verify: false,
+        pipelined: true,
+        target: "",
+      }),
+    );
+    const burst = new Uint8Array(64 * offer.length + 5);
+    for (let i = 0; i < 64; i++) burst.set(offer, i * offer.length);
+    burst.set(encodeFrame(TransferFrame.Flush), 64 * offer.length);
+    await writeAll(client, encodeHello("transfer", TRANSFER_VERSION));
+    const flood = (async () => {
+      try {
+        while (true) await writeAll(client, burst);
+      } catch {
+        // The receiver gave up and closed: the point of the test.
+      }
+    })();
+    const started = performance.now();
+    const summary = await withTimeout(session, 20_000, { what: "the write deadline" });
+    assert.match(summary.error ?? "", /Sender read none of its answers for 300 ms/);
+    assert.ok(summary.entries > 0);
+    client.close();
+    await flood;
+    assert.ok(performance.now() - started < 15_000);
   } finally {
     listener.close();
     await Deno.remove(dir, { recursive: true });

@@ -124,7 +124,7 @@ Deno.test("send and recv round-trip empty, one-byte and multi-MiB files byte for
   assert.match(run.stderr, /sent random\.bin \(5\.00 MiB in .*sha256 verified\)/);
   assert.match(run.stderr, /3\/3 entries confirmed/);
   assert.ok(
-    recv.stderr.some((l) => /received random\.bin \(5\.00 MiB .*sha256 verified\)/.test(l)),
+    recv.stderr.some((l) => /received "random\.bin" \(5\.00 MiB .*sha256 verified\)/.test(l)),
   );
 });
 
@@ -429,4 +429,72 @@ Deno.test("hundreds of small files pipeline byte for byte, around a streamed fil
   assert.equal(listing.length, Object.keys(files).length + 7);
   assert.ok(listing.includes("zz-empty/"));
   assert.ok(!listing.some((l) => l.includes("sockit-partial")), "no partial file left");
+});
+
+Deno.test("recv shut down mid-transfer: the sender hears 'receiver shut down, run again to resume'", async () => {
+  await using t = await tempBase();
+  const size = 32 * MiB;
+  await randomFile(`${t.src}/big.bin`, size);
+  const recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
+  try {
+    const fwd = tripwireForwarder(recv.port, 8 * MiB, () => recv.child.kill("SIGTERM"));
+    const run = await runSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`]);
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      /sockit send: Cannot send big\.bin: receiver shut down, run again to resume \(0\/1 entries stored/,
+    );
+    assert.equal(await exitOf(recv), 0);
+    await fwd.done;
+    assert.ok(recv.stderr.some((l) => /cut the session with .* partial files kept/.test(l)));
+  } finally {
+    await recv[Symbol.asyncDispose]();
+  }
+  const partial = (await Deno.stat(`${t.out}/.big.bin.sockit-partial`)).size;
+  assert.ok(partial > 0 && partial < size, `partial file has ${partial} bytes`);
+  assert.equal(await Deno.lstat(`${t.out}/big.bin`).catch(() => null), null);
+});
+
+Deno.test("send interrupted by SIGINT prints one line saying what was stored; the rerun resumes", async () => {
+  await using t = await tempBase();
+  const size = 32 * MiB;
+  await randomFile(`${t.src}/big.bin`, size);
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
+  const victim: { proc?: Awaited<ReturnType<typeof startSockit>> } = {};
+  const fwd = tripwireForwarder(recv.port, 8 * MiB, () => victim.proc?.child.kill("SIGINT"));
+  const sender = await startSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/big.bin`], {
+    ready: false,
+  });
+  victim.proc = sender;
+  assert.equal((await sender.status).code, 1);
+  await fwd.done;
+  const lines = sender.stderr.filter((l) => !/^sockit send: sending 1 file/.test(l));
+  assert.equal(lines.length, 1, sender.stderr.join("\n"));
+  assert.match(
+    lines[0],
+    /^sockit send: interrupted by SIGINT: 0\/1 entries stored, [\d.]+ MiB sent; run the same command again to resume$/,
+  );
+  await recv.waitForStderr(/session with .* ended: Sender closed the connection after/);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/big.bin`, "--json"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(entryEvent(run.stdout).resumedFrom > 0);
+  assert.deepEqual(
+    await Deno.readFile(`${t.out}/big.bin`),
+    await Deno.readFile(`${t.src}/big.bin`),
+  );
+});
+
+Deno.test("a tree with s -> . and up -> s/.. arrives without the link that would point out", async () => {
+  await using t = await tempBase();
+  await Deno.mkdir(`${t.src}/tree`);
+  await Deno.writeTextFile(`${t.src}/tree/f.txt`, "f");
+  await Deno.symlink(".", `${t.src}/tree/s`);
+  await Deno.symlink("s/..", `${t.src}/tree/up`);
+  await Deno.symlink("s/f.txt", `${t.src}/tree/via`);
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/tree`]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /skipped .*\/tree\/up: symlink goes up \('\.\.'\) out of the link 's'/);
+  assert.equal(await exitOf(recv), 0);
+  assert.deepEqual(await listTree(`${t.out}/tree`), ["f.txt (1)", "s -> .", "via -> s/f.txt"]);
 });

@@ -185,6 +185,33 @@ Deno.test("collectEntries() lists folders before contents and skips outward syml
   }
 });
 
+Deno.test("collectEntries() resolves links through the tree's links: beside s -> ., up -> s/.. is skipped", async () => {
+  const base = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    await Deno.mkdir(`${base}/t/d`, { recursive: true });
+    await Deno.writeTextFile(`${base}/t/f.txt`, "f");
+    await Deno.symlink(".", `${base}/t/s`);
+    await Deno.symlink("s/..", `${base}/t/up`); // normalises to ".", resolves to the parent
+    await Deno.symlink("../s/s/../..", `${base}/t/d/far`); // normalises to "..", is the parent
+    await Deno.symlink("s/f.txt", `${base}/t/via`); // through s, but stays inside
+    await Deno.symlink(`${base}/t/d`, `${base}/t/abs`); // absolute, into the tree
+    const walk = await collectEntries([`${base}/t`]);
+    assert.deepEqual(
+      walk.entries.filter((e) => e.kind === EntryKind.Symlink).map((e) => `${e.path}->${e.target}`),
+      ["t/abs->d", "t/s->.", "t/via->s/f.txt"],
+    );
+    const skipped = walk.skipped.map((s) => `${s.path.slice(base.length)}: ${s.reason}`).sort();
+    assert.equal(skipped.length, 2);
+    assert.match(skipped[0], /^\/t\/d\/far: symlink goes up .* \(\.\.\/s\/s\/\.\.\/\.\.\)$/);
+    assert.match(
+      skipped[1],
+      /^\/t\/up: symlink goes up \('\.\.'\) out of the link 's' \(s\/\.\.\)$/,
+    );
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
 Deno.test("the worker hasher and the inline hasher agree with node:crypto, prefix and whole", async () => {
   const data = pseudoRandomBytes(3 * 1024 * 1024 + 11, 17);
   const expected = new Uint8Array(createHash("sha256").update(data).digest());

@@ -6,6 +6,7 @@
 
 import {
   type Command,
+  intOption,
   LISTEN_OPTIONS,
   listenOptions,
   type OptionValues,
@@ -13,13 +14,15 @@ import {
   stringOption,
 } from "../command.ts";
 import { Logger } from "../log.ts";
-import { formatAddress, parseAddress } from "../net/address.ts";
+import { formatAddress, type HostPort, isLoopbackHost, parseAddress } from "../net/address.ts";
 import { withTimeout } from "../net/deadline.ts";
-import { UsageError } from "../net/errors.ts";
-import { serve, waitForShutdownSignal } from "../net/server.ts";
-import { ControlFrame, encodeFrame } from "../net/frame.ts";
+import { SocketError, TimeoutError, UsageError } from "../net/errors.ts";
+import { FdBudget, planDescriptors } from "../net/fd_budget.ts";
+import { descriptorWarning } from "../net/fd_limit.ts";
+import { listenTcp, serve, waitForShutdownSignal } from "../net/server.ts";
+import { ControlFrame, encodeFrame, encodeHello } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
-import { parseProxyUrl, socks5Connect } from "../socks5/client.ts";
+import { parseProxyUrl, socks5Connect, type Socks5Proxy } from "../socks5/client.ts";
 import {
   BarReporter,
   JsonReporter,
@@ -27,25 +30,134 @@ import {
   type SendReporter,
   StatusLine,
 } from "./progress.ts";
-import { encodeText } from "./protocol.ts";
+import { encodeText, ReceiverError, TRANSFER_PROTOCOL, TRANSFER_VERSION } from "./protocol.ts";
 import { RECEIVE_DEFAULTS, receiveSession, type ReceiveSummary } from "./receiver.ts";
-import { sendEntries } from "./sender.ts";
+import { sendEntries, SendInterruptedError } from "./sender.ts";
 import { collectEntries } from "./walk.ts";
 
 /** Defaults of the `send` and `recv` command lines. */
 export const TRANSFER_CLI_DEFAULTS = {
   /** Address `recv` listens on. */
   host: "127.0.0.1",
-  /** Port `recv` listens on. */
+  /** Port `recv` listens on, and the port `send HOST` (without one) connects to. */
   port: 7071,
-  /** Senders served at the same time by `recv`; more are refused with an Error frame. */
+  /** Senders served at the same time by `recv` (`--max-senders`); more hear "receiver busy". */
   maxSenders: 8,
+  /**
+   * Connections `recv` keeps waiting for their hello beyond the senders it serves; more are
+   * answered "receiver busy" at once.
+   */
+  pendingHellos: 16,
   /** Longest wait for the TCP (or proxy) connection of `send`, in ms. */
   connectTimeoutMs: 10_000,
 } as const;
 
+/** Descriptors one sender costs `recv`: its socket, the file being written, a folder's fsync. */
+export const FDS_PER_SENDER = 3;
+
+/** Descriptors `recv` keeps free besides its senders' (stdio, a hash worker, slack). */
+const FD_SLACK = 8;
+
 function flag(values: OptionValues, name: string): boolean {
   return values[name] === true;
+}
+
+/**
+ * `url` with the password of its `user:pass@` part replaced by `***`, for messages.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactProxyUrl } from "./command.ts";
+ * assert.equal(redactProxyUrl("socks5://bob:s3cret@host:99x"), "socks5://bob:***@host:99x");
+ * assert.equal(redactProxyUrl("socks5://host:1080"), "socks5://host:1080");
+ * ```
+ */
+export function redactProxyUrl(url: string): string {
+  const scheme = url.indexOf("://");
+  const at = url.lastIndexOf("@");
+  if (scheme < 0 || at < scheme) return url;
+  const colon = url.indexOf(":", scheme + 3);
+  if (colon < 0 || colon > at) return url;
+  return `${url.slice(0, colon + 1)}***${url.slice(at)}`;
+}
+
+/** Parses `--proxy`; an error never repeats the password. */
+function parseProxy(url: string): Socks5Proxy {
+  try {
+    return parseProxyUrl(url);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    const message = error.message.split(url).join(redactProxyUrl(url));
+    throw error instanceof UsageError ? new UsageError(message) : new Error(message);
+  }
+}
+
+/**
+ * The receiver's address and the paths from `send`'s positionals: `HOST[:PORT] PATH...`, the
+ * port defaulting to recv's. A first argument without a port that names a local file or
+ * folder is a usage error (the address was forgotten).
+ */
+function sendArguments(positionals: string[]): { target: HostPort; paths: string[] } {
+  const [first, ...paths] = positionals;
+  if (first === undefined) throw new UsageError("send needs HOST:PORT before the paths");
+  const hasPort = /:\d*$/.test(first) || first.startsWith("[");
+  let local = false;
+  try {
+    Deno.lstatSync(first);
+    local = true;
+  } catch {
+    // Not a local path: a host name.
+  }
+  if (!hasPort && local) {
+    throw new UsageError(
+      `send needs HOST:PORT before the paths ('${first}' is a local file or folder)`,
+    );
+  }
+  const target = parseAddress(first, { defaultPort: TRANSFER_CLI_DEFAULTS.port });
+  if (paths.length === 0) throw new UsageError("Missing PATH: name at least one file or folder");
+  return { target, paths };
+}
+
+/** The reason a connect failed, in a few words ("connection refused"). */
+function connectFailure(error: unknown, timeoutMs: number): string {
+  if (error instanceof Deno.errors.ConnectionRefused) return "connection refused";
+  if (error instanceof TimeoutError) return `no answer within ${timeoutMs} ms`;
+  const text = (error instanceof Error ? error.message : String(error))
+    .replace(/\s*\(os error \d+\)$/, "");
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/** Connects to the receiver (through the proxy, if any); the error names both. */
+async function connectToReceiver(
+  target: HostPort,
+  proxy: Socks5Proxy | undefined,
+  timeoutMs: number,
+): Promise<Deno.TcpConn> {
+  const where = formatAddress(target);
+  try {
+    if (proxy) return await socks5Connect(proxy, target, { timeoutMs });
+    return await withTimeout(
+      Deno.connect({ hostname: target.hostname, port: target.port }),
+      timeoutMs,
+      { what: `a connection to ${where}` },
+    );
+  } catch (error) {
+    const via = proxy ? ` through the proxy ${formatAddress(proxy)}` : "";
+    throw new SocketError(`Cannot connect to ${where}${via}: ${connectFailure(error, timeoutMs)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Rejects with `signal`'s reason as soon as it aborts, else settles like `promise`. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) return abort();
+    signal.addEventListener("abort", abort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", abort));
+  });
 }
 
 /** `sockit send`: sends files and folders to a receiver. */
@@ -53,12 +165,14 @@ export const sendCommand: Command = {
   name: "send",
   summary: "Send files and folders to `sockit recv` (verified, resumable)",
   usage:
-    `Usage: sockit send HOST:PORT PATH... [--no-verify] [--json] [--proxy socks5://[user:pass@]host:port]
+    `Usage: sockit send HOST[:PORT] PATH... [--no-verify] [--json] [--proxy socks5://[user:pass@]host:port]
 
-Sends files and folders (recursively) to a receiver started with \`sockit recv\`. Each file
-is offered, streamed in 1 MiB frames and checked by the receiver against its SHA-256 before it
-is stored under its final name. Running the same command again after an interruption resumes
-where the receiver's partial file ends.
+Sends files and folders (recursively) to a receiver started with \`sockit recv\` (PORT defaults
+to ${TRANSFER_CLI_DEFAULTS.port}, recv's). Each file is offered, streamed in 1 MiB frames and
+checked by the receiver against its SHA-256 before it is stored under its final name. Running
+the same command again after an interruption (Ctrl-C included) resumes where the receiver's
+partial file ends; a file the receiver already has (same size and SHA-256) counts as done
+("already there"), so running it twice is harmless.
 
 Options:
   --no-verify      do not compute or send SHA-256s (sizes are still checked)
@@ -77,15 +191,18 @@ Example:
   },
   allowPositionals: true,
   async run({ values, positionals }) {
-    const [addressText, ...paths] = positionals;
-    if (addressText === undefined) throw new UsageError("Missing HOST:PORT of the receiver");
-    if (paths.length === 0) throw new UsageError("Missing PATH: name at least one file or folder");
-    const target = parseAddress(addressText);
+    const { target, paths } = sendArguments(positionals);
     const proxyText = stringOption(values, "proxy");
-    const proxy = proxyText === undefined ? undefined : parseProxyUrl(proxyText);
+    const proxy = proxyText === undefined ? undefined : parseProxy(proxyText);
     const log = new Logger("send", {
       quiet: flag(values, "quiet"),
       verbose: flag(values, "verbose"),
+    });
+    const stop = new AbortController();
+    let signalName = "";
+    void waitForShutdownSignal().then((name) => {
+      signalName = name;
+      stop.abort(new Error(`interrupted by ${name}`));
     });
 
     const walk = await collectEntries(paths).catch((error) => {
@@ -100,38 +217,78 @@ Example:
     else reporter = new LineReporter(log);
 
     const timeoutMs = TRANSFER_CLI_DEFAULTS.connectTimeoutMs;
-    const conn = proxy ? await socks5Connect(proxy, target, { timeoutMs }) : await withTimeout(
-      Deno.connect({ hostname: target.hostname, port: target.port }),
-      timeoutMs,
-      { what: `a connection to ${formatAddress(target)}` },
-    );
+    let conn: Deno.TcpConn;
+    try {
+      conn = await unlessAborted(connectToReceiver(target, proxy, timeoutMs), stop.signal);
+    } catch (error) {
+      if (!stop.signal.aborted) throw error;
+      throw new Error(
+        `interrupted by ${signalName}: 0/${walk.entries.length} entries stored, nothing sent; ` +
+          "run the same command again to resume",
+      );
+    }
     try {
       const summary = await sendEntries(conn, walk, {
         verify: !flag(values, "no-verify"),
         reporter,
+        signal: stop.signal,
       });
       return summary.ok ? 0 : 1;
+    } catch (error) {
+      if (error instanceof SendInterruptedError) {
+        throw new Error(`interrupted by ${signalName}: ${error.message}`);
+      }
+      throw error;
     } finally {
       try {
         conn.close();
       } catch {
-        // Already closed by a timeout.
+        // Already closed by a timeout or the interruption.
       }
     }
   },
 };
+
+/**
+ * The warning `recv` prints when it listens where other machines can reach it: what protects
+ * the folder and what does not.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exposedWarning } from "./command.ts";
+ * assert.match(exposedWarning("0.0.0.0", { dir: "/srv/in", maxSenders: 8 }), /no authentication/);
+ * ```
+ */
+export function exposedWarning(
+  hostname: string,
+  options: { dir: string; maxSenders: number },
+): string {
+  return `${hostname} is reachable from other machines: anyone who can connect can store files ` +
+    `in ${options.dir}. What protects it: names stay inside the folder (no '..', no absolute ` +
+    "paths, no writing through links), existing files are kept unless --overwrite, --max-size, " +
+    `at most ${options.maxSenders} senders, silent senders are cut. What does not: there is no ` +
+    "authentication and no encryption (anyone can send; anyone on the path can read or alter " +
+    "the data, the SHA-256 only catches accidents), and nothing bounds the disk space used. " +
+    "Listen on 127.0.0.1 behind an SSH tunnel, or firewall the port, when that matters.";
+}
 
 /** `sockit recv`: receives files and folders into a folder. */
 export const recvCommand: Command = {
   name: "recv",
   summary: "Receive files and folders from `sockit send` into a folder",
   usage: `Usage: sockit recv [--host H] [--port P] [--dir DIR] [--once] [--overwrite | --rename]
-                   [--no-sync] [--max-size SIZE]
+                   [--no-sync] [--max-size SIZE] [--max-senders N]
 
-Listens for senders (several at once, up to ${TRANSFER_CLI_DEFAULTS.maxSenders}) and stores what they
-send under DIR. Names are checked: nothing is ever written outside DIR or through a symlink.
-A file is written to .NAME.sockit-partial, verified, synced, then renamed; an interrupted
-transfer resumes from the partial file.
+Listens for senders (several at once, up to --max-senders) and stores what they send under
+DIR. Names are checked: nothing is ever written outside DIR or through a symlink, and a link is
+created only when it resolves inside DIR. A file is written to .NAME.sockit-partial, verified,
+synced, then renamed; an interrupted transfer resumes from the partial file. A file sent again
+that is already there (same size and SHA-256) counts as stored. On SIGINT or SIGTERM, senders
+in progress are told to run again later; their partial files stay.
+
+There is no authentication: on an address other machines can reach (--host 0.0.0.0), anyone
+who can connect can store files (recv warns at start).
 
 Options:
   --host H         address to listen on (default ${TRANSFER_CLI_DEFAULTS.host})
@@ -142,6 +299,10 @@ Options:
   --rename         store under "name (1).ext" when the name exists
   --no-sync        do not fsync files and folders before confirming (faster, less durable)
   --max-size SIZE  refuse files larger than SIZE (e.g. 4GiB; default: no limit)
+  --max-senders N  senders served at once (default ${TRANSFER_CLI_DEFAULTS.maxSenders}); a sender counts once its
+                   hello arrived (within ${
+    RECEIVE_DEFAULTS.handshakeTimeoutMs / 1000
+  } s); more hear "${ReceiverError.Busy}"
 
 Example:
   sockit recv --port 7071 --dir /srv/in --once`,
@@ -153,6 +314,7 @@ Example:
     rename: { type: "boolean" },
     "no-sync": { type: "boolean" },
     "max-size": { type: "string" },
+    "max-senders": { type: "string" },
   },
   async run({ values }) {
     const addr = listenOptions(values, TRANSFER_CLI_DEFAULTS);
@@ -160,6 +322,11 @@ Example:
       throw new UsageError("Choose one of --overwrite and --rename");
     }
     const maxFileSize = sizeOption(values, "max-size", { fallback: RECEIVE_DEFAULTS.maxFileSize });
+    const maxSenders = intOption(values, "max-senders", {
+      fallback: TRANSFER_CLI_DEFAULTS.maxSenders,
+      min: 1,
+      max: 100_000,
+    });
     const dirText = stringOption(values, "dir", { fallback: "." });
     let dir: string;
     try {
@@ -183,7 +350,27 @@ Example:
     let firstDone: (summary: ReceiveSummary) => void = () => {};
     const firstSession = new Promise<ReceiveSummary>((resolve) => (firstDone = resolve));
 
-    const listener = Deno.listen({ hostname: addr.hostname, port: addr.port, transport: "tcp" });
+    const listener = listenTcp(addr);
+    const pending = TRANSFER_CLI_DEFAULTS.pendingHellos;
+    // Pipelined files wait for their batch's fsync with their file open only while descriptors
+    // are spare beyond the sockets and each sender's working files; otherwise they are reopened.
+    const plan = planDescriptors(
+      maxSenders + pending + (FDS_PER_SENDER - 1) * maxSenders + FD_SLACK,
+    );
+    const fdBudget = new FdBudget(plan.spare);
+    let senders = 0;
+    const admit = () => {
+      if (senders >= maxSenders) return null;
+      senders++;
+      let released = false;
+      return () => {
+        if (!released) senders--;
+        released = true;
+      };
+    };
+    const shutdown = new AbortController();
+    let cut = 0;
+    let lastRefusalLog = -Infinity;
     const server = serve(listener, async (conn) => {
       const summary = await receiveSession(conn, {
         dir,
@@ -194,28 +381,53 @@ Example:
         logger: log,
         inUse,
         progress: status,
+        admit,
+        signal: shutdown.signal,
+        fdBudget,
       });
+      if (summary.started && summary.cut) cut++;
       if (summary.started) firstDone(summary);
     }, {
-      maxConnections: TRANSFER_CLI_DEFAULTS.maxSenders,
+      maxConnections: maxSenders + pending,
       async onRefused(conn) {
-        log.warn(`refused a sender: already serving ${TRANSFER_CLI_DEFAULTS.maxSenders}`);
-        await writeAll(conn, encodeFrame(ControlFrame.Error, encodeText("receiver busy")));
+        // More connections than senders and hellos awaited: refused without waiting for a hello.
+        if (performance.now() - lastRefusalLog > 1000) {
+          lastRefusalLog = performance.now();
+          log.warn(
+            `refused a connection: ${maxSenders + pending} already open (${ReceiverError.Busy})`,
+          );
+        }
+        const hello = encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION);
+        const error = encodeFrame(ControlFrame.Error, encodeText(ReceiverError.Busy));
+        await withTimeout(writeAll(conn, new Uint8Array([...hello, ...error])), 1000);
       },
       onError(error) {
         log.error(error instanceof Error ? error.message : String(error));
       },
     });
     log.listening(formatAddress(server.addr), `storing into ${dir}`);
+    if (!isLoopbackHost(server.addr.hostname)) {
+      log.warn(exposedWarning(server.addr.hostname, { dir, maxSenders }));
+    }
+    const fdWarning = descriptorWarning(maxSenders, {
+      flag: "--max-senders",
+      perConnection: FDS_PER_SENDER,
+    });
+    if (fdWarning) log.warn(`${fdWarning}; until then files wait for descriptors (slower)`);
 
     const signal = waitForShutdownSignal();
     const ended = await Promise.race([
       signal.then((name) => ({ kind: "signal" as const, name })),
       ...(once ? [firstSession.then((summary) => ({ kind: "once" as const, summary }))] : []),
     ]);
+    // Senders still in progress hear that the receiver is going away; partial files stay.
+    shutdown.abort(new Error(ReceiverError.Shutdown));
     await server.stop({ timeoutMs: 5000 });
     if (ended.kind === "signal") {
-      log.info(`got ${ended.name}, stopped`);
+      const cutText = cut > 0
+        ? ` (cut ${cut} sender${cut === 1 ? "" : "s"} in progress; partial files kept for a resume)`
+        : "";
+      log.info(`got ${ended.name}, stopped${cutText}`);
       return 0;
     }
     return ended.summary.ok ? 0 : 1;

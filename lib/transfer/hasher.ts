@@ -31,8 +31,10 @@ export const PARALLEL_HASH_MIN_CORES = 4;
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { useHashWorker } from "./hasher.ts";
- * console.assert(useHashWorker(1024) === false);
+ * assert.equal(useHashWorker(1024), false);
+ * assert.equal(useHashWorker(64 * 1024 * 1024, 8), true);
  * ```
  */
 export function useHashWorker(
@@ -85,8 +87,9 @@ export interface ChunkHasher extends Disposable {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { allocateChunk } from "./hasher.ts";
- * console.assert(allocateChunk(16).buffer instanceof SharedArrayBuffer);
+ * assert.ok(allocateChunk(16).buffer instanceof SharedArrayBuffer);
  * ```
  */
 export function allocateChunk(size: number): Uint8Array {
@@ -98,11 +101,12 @@ export function allocateChunk(size: number): Uint8Array {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InlineHasher } from "./hasher.ts";
  * using h = new InlineHasher();
  * await h.update(new TextEncoder().encode("abc"));
  * const d = await h.digest();
- * console.assert(d[0] === 0xba);
+ * assert.equal(d[0], 0xba);
  * ```
  */
 export class InlineHasher implements ChunkHasher {

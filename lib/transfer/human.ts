@@ -12,9 +12,10 @@ const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatBytes } from "./human.ts";
- * console.assert(formatBytes(1536) === "1.5 KiB");
- * console.assert(formatBytes(1024 ** 3) === "1.00 GiB");
+ * assert.equal(formatBytes(1536), "1.5 KiB");
+ * assert.equal(formatBytes(1024 ** 3), "1.00 GiB");
  * ```
  */
 export function formatBytes(bytes: number): string {
@@ -34,8 +35,9 @@ export function formatBytes(bytes: number): string {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatRate } from "./human.ts";
- * console.assert(formatRate(2 * 1024 * 1024) === "2.00 MiB/s");
+ * assert.equal(formatRate(2 * 1024 * 1024), "2.00 MiB/s");
  * ```
  */
 export function formatRate(bytesPerSecond: number): string {
@@ -48,8 +50,9 @@ export function formatRate(bytesPerSecond: number): string {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./human.ts";
- * console.assert(formatDuration(187) === "3m07s");
+ * assert.equal(formatDuration(187), "3m07s");
  * ```
  */
 export function formatDuration(seconds: number): string {

@@ -16,6 +16,7 @@
 
 export * from "./protocol.ts";
 export * from "./safe_path.ts";
+export * from "./link_policy.ts";
 export * from "./walk.ts";
 export * from "./sender.ts";
 export * from "./receiver.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Logger } from "../log.ts";
+import { type Logger, printable } from "../log.ts";
 import { formatBytes, formatDuration, formatRate } from "./human.ts";
 
 /** Shortest time between two redraws of the progress bar, in ms (at most 5 per second). */
@@ -39,14 +39,21 @@ export interface EntryResult {
   reason?: string;
   /** Detail when rejected or failed. */
   message?: string;
+  /**
+   * True when the receiver already had this file (same size and SHA-256) under its name: it
+   * counts as confirmed, nothing was stored.
+   */
+  alreadyThere?: boolean;
 }
 
 /** Totals of one `send` run. */
 export interface SendSummary {
   /** Entries offered (files, folders, links). */
   entries: number;
-  /** Entries the receiver confirmed. */
+  /** Entries the receiver confirmed (those already there included). */
   confirmed: number;
+  /** Files the receiver already had (same size and SHA-256), counted in `confirmed`. */
+  alreadyThere: number;
   /** Entries rejected by the receiver. */
   rejected: number;
   /** Files that failed verification or storage, or that the sender aborted. */
@@ -63,6 +70,8 @@ export interface SendSummary {
   ok: boolean;
   /** Why the session broke off, when it did. */
   error?: string;
+  /** True when a signal interrupted the run (the caller prints what was stored). */
+  interrupted?: boolean;
 }
 
 /** Receives the sender's events. */
@@ -86,21 +95,30 @@ function plural(n: number, one: string, many = `${one}s`): string {
 }
 
 function describe(r: EntryResult): string {
+  const path = printable(r.path);
+  if (r.alreadyThere) return `already there: ${path} (same size and SHA-256)`;
   if (r.status === "confirmed") {
-    const name = r.storedAs && r.storedAs !== r.path ? ` as ${r.storedAs}` : "";
-    if (r.kind !== "file") return `sent ${r.kind} ${r.path}${name}`;
+    // The stored name and the receiver's messages come from the network: shown escaped.
+    const name = r.storedAs && r.storedAs !== r.path ? ` as ${printable(r.storedAs)}` : "";
+    if (r.kind !== "file") return `sent ${r.kind} ${path}${name}`;
     const rate = r.seconds > 0 ? `, ${formatRate(r.sent / r.seconds)}` : "";
     const resumed = r.resumedFrom > 0 ? `, resumed at ${formatBytes(r.resumedFrom)}` : "";
     const check = r.verified ? "sha256 verified" : "not verified (--no-verify)";
-    return `sent ${r.path}${name} (${formatBytes(r.size)} in ${
+    return `sent ${path}${name} (${formatBytes(r.size)} in ${
       formatDuration(r.seconds)
     }${rate}${resumed}, ${check})`;
   }
-  return `${r.status} ${r.kind} ${r.path}: ${r.reason ?? ""}${r.message ? ` (${r.message})` : ""}`;
+  return `${r.status} ${r.kind} ${path}: ${r.reason ?? ""}${
+    r.message ? ` (${printable(r.message)})` : ""
+  }`;
 }
 
 function summaryLine(s: SendSummary): string {
-  const parts = [`${s.confirmed}/${s.entries} entries confirmed`];
+  const parts = [
+    `${s.confirmed}/${s.entries} entries confirmed${
+      s.alreadyThere ? ` (${s.alreadyThere} already there)` : ""
+    }`,
+  ];
   if (s.rejected) parts.push(`${s.rejected} rejected`);
   if (s.failed) parts.push(`${s.failed} failed`);
   if (s.skipped) parts.push(`${s.skipped} skipped`);
@@ -128,9 +146,9 @@ export class LineReporter implements SendReporter {
     );
   }
 
-  /** Logs a resume. */
+  /** Logs a resume (not when nothing is left to send: the entry's line says what happened). */
   fileStart(path: string, size: number, offset: number): void {
-    if (offset > 0) {
+    if (offset > 0 && offset < size) {
       this.#log.info(`resuming ${path} at ${formatBytes(offset)} of ${formatBytes(size)}`);
     }
   }
@@ -150,8 +168,9 @@ export class LineReporter implements SendReporter {
     this.#log.warn(message);
   }
 
-  /** The summary line. */
+  /** The summary line (none when interrupted: the command prints what was stored). */
   summary(summary: SendSummary): void {
+    if (summary.interrupted) return;
     if (summary.ok) this.#log.info(summaryLine(summary));
     else this.#log.error(summaryLine(summary));
   }

@@ -9,7 +9,13 @@
  *
  * The sender connects; both sides write {@linkcode encodeHello}`("transfer", 2)` and read the
  * peer's; a peer speaking another protocol or version (v1 included) gets a clear error on both
- * sides. Then the sender offers entries. There are two kinds of entry:
+ * sides. The receiver waits at most a few seconds for the sender's hello, and only a
+ * connection whose hello arrived counts as a sender: when the receiver already serves its
+ * maximum of senders, it answers the hello with its own hello and then an Error frame
+ * {@linkcode ReceiverError.Busy} ("receiver busy"), and closes. A receiver that is shutting
+ * down sends {@linkcode ReceiverError.Shutdown} in an Error frame to each sender it cuts off,
+ * whatever the state of the session; the sender reads Error frames at any time, not only
+ * while it waits for an answer. Then the sender offers entries. There are two kinds of entry:
  *
  * - A **pipelined entry** is a folder, a symlink, or a file of at most
  *   {@linkcode MAX_INLINE_FILE_BYTES} whose Offer carries the Pipelined flag. Its frames (for
@@ -83,6 +89,27 @@
  * instead of End; the receiver keeps the partial file for a later resume. Either side may
  * send the shared Error control frame with a message and close: that ends the session.
  *
+ * ## A file that is already there
+ *
+ * A file offered with the Verify flag under a name that already holds a regular file of the
+ * same size (and neither --overwrite nor --rename) is compared, not refused at once. A
+ * pipelined file's End carries its SHA-256: the answer is Reject with
+ * {@linkcode Reason.AlreadyThere} when it equals the SHA-256 of the file already there, and
+ * Reject with {@linkcode Reason.Exists} otherwise. A streamed file is answered
+ * `Accept(offset = size, SHA-256 of the file already there)`, so the sender compares its own
+ * hash and sends `Start(size)` and End without data when they match; after End the answer is
+ * Failed with `AlreadyThere` when the sender's SHA-256 matches, and Failed with `Exists`
+ * otherwise (the data of a different file is read and thrown away). A sender counts
+ * `AlreadyThere` as done, so sending the same files again succeeds; a v2 sender from before
+ * this rule sees a refusal, as it did before.
+ *
+ * ## Names that are not valid UTF-8
+ *
+ * An Offer whose path or link text is not valid UTF-8 is well-formed (its lengths still say
+ * where everything is) and refused like any bad name: Reject with
+ * {@linkcode Reason.InvalidName} (a pipelined file's data is read and thrown away), and the
+ * session goes on.
+ *
  * ## Payloads
  *
  * | type | name    | payload                                                                                   |
@@ -99,7 +126,18 @@
  * | 0x19 | Flush   | empty: answer every entry offered so far                                                  |
  *
  * Paths are relative, `/`-separated, each component non-empty and not `.` or `..`, without
- * NUL or backslash (see `safe_path.ts`). A symlink's target is the raw link text, relative.
+ * NUL or backslash (see `safe_path.ts`). A symlink's target is the raw link text, relative;
+ * the receiver creates the link only when the target, resolved through the links already in
+ * its folder (and the link itself), stays inside the folder, and answers Reject with
+ * {@linkcode Reason.InvalidName} otherwise (see `link_policy.ts`; a sender skips such links
+ * by the same rule).
+ *
+ * ## Deadlines
+ *
+ * The receiver closes a connection whose hello has not come within a few seconds, and a
+ * sender that sends nothing, or takes none of the bytes of its answers, for its idle deadline
+ * (60 s), in every state of the session. The sender gives up on a receiver that does not
+ * answer (or takes none of its bytes) for its reply deadline (120 s).
  *
  * @module
  */
@@ -180,6 +218,11 @@ export const Reason = {
   SizeMismatch: 8,
   /** A symlink pointing outside the folder, or an entry kind the receiver does not take. */
   Unsupported: 9,
+  /**
+   * Not stored because the name already holds a regular file of the same size and SHA-256:
+   * the sender counts the entry as done.
+   */
+  AlreadyThere: 10,
 } as const;
 
 /** One of {@linkcode Reason}'s values. */
@@ -196,7 +239,16 @@ export const REASON_NAMES: Readonly<Record<number, string>> = {
   [Reason.HashMismatch]: "hash mismatch",
   [Reason.SizeMismatch]: "size mismatch",
   [Reason.Unsupported]: "unsupported",
+  [Reason.AlreadyThere]: "already there",
 };
+
+/** Texts of the Error frames a receiver ends a session with, for the sender to recognise. */
+export const ReceiverError = {
+  /** The receiver already serves its maximum of senders (sent after the hellos). */
+  Busy: "receiver busy",
+  /** The receiver is stopping (SIGINT or SIGTERM); its partial files stay for a resume. */
+  Shutdown: "receiver shut down, run again to resume",
+} as const;
 
 /** Largest Data payload, in bytes (1 MiB); also the sender's chunk size. */
 export const MAX_DATA_PAYLOAD = 1024 * 1024;
@@ -243,6 +295,11 @@ export interface Offer {
   pipelined?: boolean;
   /** Link text of a symlink; empty otherwise. */
   target: string;
+  /**
+   * Set by {@linkcode decodeOffer} when the path or the link text is not valid UTF-8 (they are
+   * then decoded with U+FFFD in place of the bad bytes): why the offer cannot be accepted.
+   */
+  invalid?: string;
 }
 
 /** A receiver's answer to a file offer. */
@@ -276,23 +333,16 @@ function getU64(view: DataView, at: number, what: string): number {
   return Number(v);
 }
 
-function decodeText(bytes: Uint8Array, what: string): string {
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    throw new ProtocolError(`Cannot read ${what}: not valid UTF-8`);
-  }
-}
-
 /**
  * Encodes an Offer payload.
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeOffer, encodeOffer, EntryKind } from "./protocol.ts";
  * const offer = { kind: EntryKind.File, path: "a/b.txt", size: 3, mode: 0o644, mtimeMs: 0,
  *   verify: true, target: "" } as const;
- * console.assert(decodeOffer(encodeOffer(offer)).path === "a/b.txt");
+ * assert.equal(decodeOffer(encodeOffer(offer)).path, "a/b.txt");
  * ```
  */
 export function encodeOffer(offer: Offer): Uint8Array {
@@ -318,7 +368,22 @@ export function encodeOffer(offer: Offer): Uint8Array {
   return out;
 }
 
-/** Decodes an Offer payload; throws {@linkcode ProtocolError} when it is malformed. */
+/**
+ * Decodes an Offer payload; throws {@linkcode ProtocolError} when it is malformed. A path or
+ * link text that is not valid UTF-8 is not malformed: the offer comes back with `invalid` set.
+ *
+ * @example A path that is not valid UTF-8
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeOffer, encodeOffer, EntryKind } from "./protocol.ts";
+ * const payload = encodeOffer({ kind: EntryKind.File, path: "axb", size: 0, mode: 0o644,
+ *   mtimeMs: 0, verify: true, target: "" });
+ * payload[27] = 0xff; // the "x"
+ * const offer = decodeOffer(payload);
+ * assert.equal(offer.path, "a\ufffdb");
+ * assert.match(offer.invalid ?? "", /not valid UTF-8/);
+ * ```
+ */
 export function decodeOffer(payload: Uint8Array): Offer {
   if (payload.length < 28) throw new ProtocolError(`Cannot read offer: ${payload.length} bytes`);
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -334,16 +399,29 @@ export function decodeOffer(payload: Uint8Array): Offer {
   if (28 + pathLen + targetLen !== payload.length) {
     throw new ProtocolError(`Cannot read offer: link length ${targetLen} does not fit the frame`);
   }
-  return {
+  const path = decodeName(payload.subarray(26, 26 + pathLen));
+  const target = decodeName(payload.subarray(28 + pathLen));
+  const offer: Offer = {
     kind: kind as EntryKindValue,
     verify: (payload[1] & OfferFlag.Verify) !== 0,
     pipelined: (payload[1] & OfferFlag.Pipelined) !== 0,
     mode: view.getUint32(2),
     size: getU64(view, 6, "offer size"),
     mtimeMs: getU64(view, 14, "offer mtime"),
-    path: decodeText(payload.subarray(26, 26 + pathLen), "offer path"),
-    target: decodeText(payload.subarray(28 + pathLen), "offer link target"),
+    path: path.text,
+    target: target.text,
   };
+  if (!path.valid) offer.invalid = "the path is not valid UTF-8";
+  else if (!target.valid) offer.invalid = "the link text is not valid UTF-8";
+  return offer;
+}
+
+function decodeName(bytes: Uint8Array): { text: string; valid: boolean } {
+  try {
+    return { text: decoder.decode(bytes), valid: true };
+  } catch {
+    return { text: new TextDecoder().decode(bytes), valid: false };
+  }
 }
 
 /** Encodes an Accept payload. */

@@ -20,7 +20,15 @@
  * synchronous calls; its answer waits in the batch. On the sender's Flush (or before a
  * streamed file, Bye, or at {@linkcode MAX_RECEIVER_BATCH} answers), the batch's files are
  * fsynced together, moved to their final names, each folder is fsynced once, and the answers
- * go out in offer order. A refused pipelined file's data is read and discarded.
+ * go out in offer order. A refused pipelined file's data is read and discarded. With an
+ * {@linkcode FdBudget}, a pipelined file is kept open until its batch's fsync only while the
+ * budget has room; otherwise it is closed at once and reopened for the fsync. Every open
+ * retries for a while when the process is out of descriptors.
+ *
+ * Deadlines hold in every state: a sender gets {@linkcode RECEIVE_DEFAULTS.handshakeTimeoutMs}
+ * for its hello, then may stay silent, or leave the receiver's answers unread, for at most
+ * {@linkcode RECEIVE_DEFAULTS.idleTimeoutMs}. A connection counts against the caller's limit
+ * of senders (`admit`) only after its hello; when none is free it hears "receiver busy".
  *
  * @module
  */
@@ -37,8 +45,12 @@ import {
   readFrameHeader,
   readHello,
 } from "../net/frame.ts";
-import { writeAll } from "../net/write_all.ts";
-import type { Logger } from "../log.ts";
+import { FdBudget, retryOnEmfile } from "../net/fd_budget.ts";
+import { closeAfterLastWrite } from "../net/linger.ts";
+import { withTimeout } from "../net/deadline.ts";
+import { writeAll, type Writer } from "../net/write_all.ts";
+import { type Logger, printable, quote } from "../log.ts";
+import { resolveLinkTarget } from "./link_policy.ts";
 import type { ReceiveProgress } from "./progress.ts";
 import { formatBytes, formatDuration, formatRate } from "./human.ts";
 import {
@@ -70,6 +82,7 @@ import {
   Reason,
   REASON_NAMES,
   type ReasonValue,
+  ReceiverError,
   SHA256_BYTES,
   TRANSFER_PROTOCOL,
   TRANSFER_VERSION,
@@ -95,9 +108,17 @@ export const RECEIVE_DEFAULTS = {
   sync: true,
   /** Largest file accepted, in bytes; 0 means no limit. */
   maxFileSize: 0,
-  /** Close a sender that sends nothing for this long, in ms. */
+  /**
+   * Close a sender that sends nothing, or takes none of the receiver's bytes, for this long,
+   * in ms.
+   */
   idleTimeoutMs: 60_000,
+  /** Close a connection whose hello has not arrived after this long, in ms. */
+  handshakeTimeoutMs: 5_000,
 } as const;
+
+/** Pipelined files reopened at once for their batch's fsync when they could not stay open. */
+export const SYNC_REOPEN_CONCURRENCY = 4;
 
 /**
  * Files needing less than this (1 MiB) skip the free-space check: a full disk then shows up
@@ -123,8 +144,29 @@ export interface ReceiveOptions {
   sync?: boolean;
   /** Largest file accepted in bytes; 0: no limit. @default {0} */
   maxFileSize?: number;
-  /** Close a silent sender after this many ms; 0 disables. @default {60000} */
+  /**
+   * Close a sender that sends nothing, or reads none of the answers, for this many ms; 0
+   * disables. @default {60000}
+   */
   idleTimeoutMs?: number;
+  /** Close a connection whose hello has not arrived after this many ms. @default {5000} */
+  handshakeTimeoutMs?: number;
+  /**
+   * Called once the sender's hello arrived: returns the function that frees its place, or
+   * null when no place is free (the sender then gets an Error frame "receiver busy" and the
+   * session ends). @default {every sender admitted}
+   */
+  admit?: () => (() => void) | null;
+  /**
+   * Aborting it cuts the session in whatever state it is: the sender gets an Error frame
+   * "receiver shut down, run again to resume", partial files stay. @default {none}
+   */
+  signal?: AbortSignal;
+  /**
+   * Descriptors the session may hold for pipelined files waiting for their batch's fsync;
+   * share one between sessions. @default {no bound: each stays open until its batch commits}
+   */
+  fdBudget?: FdBudget;
   /** Logger for per-file lines. */
   logger?: Logger;
   /**
@@ -142,8 +184,10 @@ export interface ReceiveOptions {
 export interface ReceiveSummary {
   /** The sender's address. */
   peer: string;
-  /** True once both hellos matched. */
+  /** True once both hellos matched (and the sender was admitted). */
   started: boolean;
+  /** True when the session was cut by `signal` (shutdown). */
+  cut?: boolean;
   /** True when the sender said Bye after its last entry. */
   complete: boolean;
   /** Entries offered. */
@@ -191,7 +235,7 @@ export async function freeSpace(dir: string): Promise<number | null> {
 
 async function syncFolder(dir: string): Promise<void> {
   try {
-    using d = await Deno.open(dir, { read: true });
+    using d = await retryOnEmfile(() => Deno.open(dir, { read: true }));
     await d.sync();
   } catch {
     // Not every platform can open a folder for syncing; the file itself is synced.
@@ -219,6 +263,18 @@ async function hashFilePrefix(
   }
 }
 
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** The checked components of an offer's path; {@linkcode UnsafePathError} for a bad name. */
+function offerComponents(offer: Offer): string[] {
+  if (offer.invalid !== undefined) {
+    throw new UnsafePathError(`Cannot accept path ${quote(offer.path)}: ${offer.invalid}`);
+  }
+  return splitSafePath(offer.path);
+}
+
 function relName(components: string[], name: string): string {
   return [...components.slice(0, -1), name].join("/");
 }
@@ -230,7 +286,9 @@ interface PendingFile {
   dir: string;
   name: string;
   partial: string;
+  /** Open until the batch's fsync while `held` (a descriptor of the budget); else reopened. */
   file: Deno.FsFile | null;
+  held: boolean;
   started: number;
 }
 
@@ -257,7 +315,7 @@ type SessionSettings = Required<
 
 /** One receiving session. */
 class ReceiveSession {
-  #conn: Deno.Conn;
+  #out: Writer;
   #reader: BufferedReader;
   #opts: SessionSettings;
   #log: Logger | undefined;
@@ -274,6 +332,7 @@ class ReceiveSession {
   /** The batch being committed (at most one), while the next one is read and written. */
   #committing: Promise<void> = Promise.resolve();
   #inlineBuffer: Uint8Array | null = null;
+  #budget: FdBudget | undefined;
   summary: ReceiveSummary;
 
   constructor(
@@ -283,8 +342,10 @@ class ReceiveSession {
     peer: string,
     idle: IdleReader | null = null,
   ) {
-    this.#conn = conn;
+    // Writes go through the deadline too: a sender that reads nothing is cut like a silent one.
+    this.#out = idle ?? conn;
     this.#idle = idle;
+    this.#budget = options.fdBudget;
     this.#reader = reader;
     this.#opts = {
       dir: options.dir,
@@ -323,11 +384,19 @@ class ReceiveSession {
     return await this.#worker;
   }
 
+  /** Closes a pending file's descriptor (if still open) and gives it back to the budget. */
+  #closePending(f: PendingFile): void {
+    f.file?.close();
+    f.file = null;
+    if (f.held) this.#budget?.release();
+    f.held = false;
+  }
+
   /** Stops the hash worker, if one was started; drops an unanswered batch (never confirmed). */
   async close(): Promise<void> {
     for (const item of this.#batch) {
       if ("pending" in item) {
-        item.pending.file?.close();
+        this.#closePending(item.pending);
         this.#inUse.delete(item.pending.partial);
       }
     }
@@ -341,7 +410,7 @@ class ReceiveSession {
   }
 
   async #send(type: number, payload?: Uint8Array): Promise<void> {
-    await writeAll(this.#conn, encodeFrame(type, payload));
+    await writeAll(this.#out, encodeFrame(type, payload));
   }
 
   async run(): Promise<void> {
@@ -367,7 +436,7 @@ class ReceiveSession {
         return;
       }
       if (frame.type === ControlFrame.Error) {
-        throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(frame.payload)}`);
+        throw new ProtocolError(`Sender ended the session: ${quote(frame.payload)}`);
       }
       if (frame.type === TransferFrame.Flush) {
         await this.#startCommit();
@@ -385,9 +454,9 @@ class ReceiveSession {
       } else if (offer.pipelined) {
         if (offer.size > MAX_INLINE_FILE_BYTES) {
           throw new ProtocolError(
-            `Cannot pipeline ${JSON.stringify(offer.path)}: ${
-              formatBytes(offer.size)
-            } is more than the ${formatBytes(MAX_INLINE_FILE_BYTES)} a pipelined file may have`,
+            `Cannot pipeline ${quote(offer.path)}: ${formatBytes(offer.size)} is more than the ${
+              formatBytes(MAX_INLINE_FILE_BYTES)
+            } a pipelined file may have`,
           );
         }
         await this.#inlineFile(offer);
@@ -407,9 +476,9 @@ class ReceiveSession {
     if (failed) this.summary.failed++;
     else this.summary.rejected++;
     this.#log?.error(
-      `${failed ? "failed" : "rejected"} ${JSON.stringify(offer.path)} from ${this.#peer}: ${
+      `${failed ? "failed" : "rejected"} ${quote(offer.path)} from ${this.#peer}: ${
         REASON_NAMES[refusal.reason]
-      } (${refusal.message})`,
+      } (${printable(refusal.message)})`,
     );
   }
 
@@ -428,14 +497,14 @@ class ReceiveSession {
   /** Folders and symlinks: one answer, no data. */
   async #other(offer: Offer): Promise<void> {
     try {
-      const components = splitSafePath(offer.path);
+      const components = offerComponents(offer);
       const stored = offer.kind === EntryKind.Directory
         ? await this.#makeDir(offer, components)
         : await this.#makeLink(offer, components);
       this.#answer(TransferFrame.Confirm, encodeText(stored));
       this.summary.confirmed++;
       this.#log?.debug(
-        `created ${offer.kind === EntryKind.Directory ? "folder" : "link"} ${stored}`,
+        `created ${offer.kind === EntryKind.Directory ? "folder" : "link"} ${quote(stored)}`,
       );
     } catch (error) {
       const refusal = this.#toRefusal(error);
@@ -454,7 +523,7 @@ class ReceiveSession {
     }
     const payload = await this.#reader.readExact(header.length, MAX_CONTROL_PAYLOAD);
     if (header.type === ControlFrame.Error) {
-      throw new ProtocolError(`Sender ended the session: ${decodeTextPayload(payload)}`);
+      throw new ProtocolError(`Sender ended the session: ${quote(payload)}`);
     }
     return payload;
   }
@@ -471,13 +540,13 @@ class ReceiveSession {
       const header = await readFrameHeader(this.#reader, { maxPayload: MAX_DATA_PAYLOAD });
       if (header === null) {
         throw new UnexpectedEofError(
-          `Sender closed the connection after ${formatBytes(received)} of ${offer.path}`,
+          `Sender closed the connection after ${formatBytes(received)} of ${quote(offer.path)}`,
         );
       }
       if (header.type === TransferFrame.Data) {
         if (received + header.length > offer.size) {
           throw new ProtocolError(
-            `Cannot receive ${offer.path}: more data than the ${offer.size} bytes offered`,
+            `Cannot receive ${quote(offer.path)}: more data than the ${offer.size} bytes offered`,
           );
         }
         await this.#reader.readFull(buf.subarray(received, received + header.length));
@@ -490,7 +559,7 @@ class ReceiveSession {
         return { data: buf.subarray(0, received), digest: digest?.slice() ?? null };
       }
       throw new ProtocolError(
-        `Cannot receive ${offer.path}: got ${frameName(header.type)} in a pipelined file`,
+        `Cannot receive ${quote(offer.path)}: got ${frameName(header.type)} in a pipelined file`,
       );
     }
   }
@@ -503,8 +572,9 @@ class ReceiveSession {
     const started = performance.now();
     let target: { components: string[]; dir: string; name: string; partial: string } | null = null;
     let refusal: Refusal | null = null;
+    let present: ResolvedPath | null = null;
     try {
-      const components = splitSafePath(offer.path);
+      const components = offerComponents(offer);
       const max = this.#opts.maxFileSize;
       if (max > 0 && offer.size > max) {
         throw new Refusal(
@@ -516,30 +586,36 @@ class ReceiveSession {
         createParents: true,
         knownDirs: this.#knownDirs,
       });
-      const name = await this.#finalName(offer, where);
-      const partial = `${where.dir}/${partialName(name)}`;
-      if (this.#inUse.has(partial)) {
-        throw new Refusal(Reason.Busy, "another sender is writing this name");
-      }
-      if (offer.size >= FREE_SPACE_CHECK_MIN_BYTES) {
-        const free = await freeSpace(where.dir);
-        if (free !== null && free < offer.size) {
-          throw new Refusal(
-            Reason.NoSpace,
-            `needs ${formatBytes(offer.size)}, ${formatBytes(free)} free`,
-          );
+      if (this.#maybePresent(offer, where)) {
+        present = where; // Compared with the data's SHA-256 once it is read.
+      } else {
+        const name = await this.#finalName(offer, where);
+        const partial = `${where.dir}/${partialName(name)}`;
+        if (this.#inUse.has(partial)) {
+          throw new Refusal(Reason.Busy, "another sender is writing this name");
         }
+        if (offer.size >= FREE_SPACE_CHECK_MIN_BYTES) {
+          const free = await freeSpace(where.dir);
+          if (free !== null && free < offer.size) {
+            throw new Refusal(
+              Reason.NoSpace,
+              `needs ${formatBytes(offer.size)}, ${formatBytes(free)} free`,
+            );
+          }
+        }
+        target = { components, dir: where.dir, name, partial };
+        this.#inUse.add(partial);
       }
-      target = { components, dir: where.dir, name, partial };
-      this.#inUse.add(partial);
     } catch (error) {
       refusal = this.#toRefusal(error);
     }
     try {
       const { data, digest } = await this.#readInline(offer);
+      if (present !== null) refusal = await this.#compareInline(offer, present, data);
       if (refusal !== null) {
         this.#answer(TransferFrame.Reject, encodeRefusal(refusal));
-        this.#refused(offer, refusal, false);
+        if (refusal.reason === Reason.AlreadyThere) this.#alreadyThere(offer);
+        else this.#refused(offer, refusal, false);
         return;
       }
       const t = target!;
@@ -561,14 +637,18 @@ class ReceiveSession {
           }
         }
         this.summary.bytes += data.length;
-        file = createPartialSync(t.partial);
+        file = await retryOnEmfile(() => createPartialSync(t.partial));
         for (let at = 0; at < data.length;) at += file.writeSync(data.subarray(at));
         Deno.chmodSync(t.partial, offer.mode & 0o777);
         if (offer.mtimeMs > 0) {
           const mtime = new Date(offer.mtimeMs);
           file.utimeSync(mtime, mtime);
         }
-        this.#batch.push({ pending: { offer, ...t, file, started } });
+        // Kept open for the batch's fsync while the descriptor budget allows; else reopened.
+        const held = this.#opts.sync && this.#budget !== undefined && this.#budget.tryTake();
+        const keep = this.#opts.sync && (held || this.#budget === undefined);
+        if (!keep) file.close();
+        this.#batch.push({ pending: { offer, ...t, file: keep ? file : null, held, started } });
         file = null;
         target = null;
       } catch (error) {
@@ -623,18 +703,26 @@ class ReceiveSession {
     const stored = new Map<PendingFile, string>();
     try {
       if (this.#opts.sync) {
-        await Promise.all(files.map(async (f) => {
+        const sync = async (f: PendingFile) => {
           try {
-            await f.file!.syncData();
+            if (f.file !== null) await f.file.syncData();
+            else {
+              using file = await retryOnEmfile(() => Deno.open(f.partial, { read: true }));
+              await file.syncData();
+            }
           } catch (error) {
             failures.set(f, new Refusal(Reason.IoError, `cannot sync: ${error}`));
           }
-        }));
+        };
+        await Promise.all(files.filter((f) => f.file !== null).map(sync));
+        const closed = files.filter((f) => f.file === null);
+        for (let i = 0; i < closed.length; i += SYNC_REOPEN_CONCURRENCY) {
+          await Promise.all(closed.slice(i, i + SYNC_REOPEN_CONCURRENCY).map(sync));
+        }
       }
       const dirs = new Set<string>();
       for (const f of files) {
-        f.file?.close();
-        f.file = null;
+        this.#closePending(f);
         if (!failures.has(f)) {
           try {
             stored.set(f, await this.#place(f.partial, f.dir, f.name));
@@ -655,7 +743,7 @@ class ReceiveSession {
     } finally {
       resumeIdle?.();
       for (const f of files) {
-        f.file?.close();
+        this.#closePending(f);
         this.#inUse.delete(f.partial);
       }
     }
@@ -679,7 +767,7 @@ class ReceiveSession {
         const seconds = (performance.now() - f.started) / 1000;
         const check = f.offer.verify ? "sha256 verified" : "not verified: sender used --no-verify";
         this.#log.info(
-          `received ${rel} (${formatBytes(f.offer.size)} in ${formatDuration(seconds)}, ${
+          `received ${quote(rel)} (${formatBytes(f.offer.size)} in ${formatDuration(seconds)}, ${
             formatRate(f.offer.size / Math.max(seconds, 1e-6))
           }, ${check})`,
         );
@@ -691,7 +779,7 @@ class ReceiveSession {
       out.set(f, at);
       at += f.length;
     }
-    await writeAll(this.#conn, out);
+    await writeAll(this.#out, out);
   }
 
   async #makeDir(offer: Offer, components: string[]): Promise<string> {
@@ -702,7 +790,7 @@ class ReceiveSession {
     if (where.existing === null) {
       await Deno.mkdir(where.path, { mode: (offer.mode & 0o777) | 0o700 });
     } else if (!where.existing.isDirectory || where.existing.isSymlink) {
-      throw new Refusal(Reason.Exists, `'${offer.path}' exists and is not a folder`);
+      throw new Refusal(Reason.Exists, `${quote(offer.path)} exists and is not a folder`);
     }
     return components.join("/");
   }
@@ -714,15 +802,20 @@ class ReceiveSession {
       knownDirs: this.#knownDirs,
     });
     let name = where.name;
+    let replace = false;
     if (where.existing !== null) {
       if (this.#opts.overwrite && !where.existing.isDirectory) {
-        await Deno.remove(where.path);
+        replace = true;
       } else if (this.#opts.rename) {
         name = await findFreeName(where.dir, where.name);
       } else {
-        throw new Refusal(Reason.Exists, `'${offer.path}' exists`);
+        throw new Refusal(Reason.Exists, `${quote(offer.path)} exists`);
       }
     }
+    // Where it points, through the links already in the folder and itself: inside, or refused.
+    const path = relName(components, name).split("/");
+    resolveLinkTarget(this.#opts.dir, { path, target: offer.target });
+    if (replace) await Deno.remove(where.path);
     await Deno.symlink(offer.target, `${where.dir}/${name}`);
     return relName(components, name);
   }
@@ -731,11 +824,152 @@ class ReceiveSession {
   async #finalName(offer: Offer, where: ResolvedPath): Promise<string> {
     if (where.existing === null) return where.name;
     if (where.existing.isDirectory) {
-      throw new Refusal(Reason.Exists, `'${offer.path}' exists and is a folder`);
+      throw new Refusal(Reason.Exists, `${quote(offer.path)} exists and is a folder`);
     }
     if (this.#opts.overwrite) return where.name;
     if (this.#opts.rename) return await findFreeName(where.dir, where.name);
-    throw new Refusal(Reason.Exists, `'${offer.path}' exists (use --overwrite or --rename)`);
+    throw new Refusal(Reason.Exists, `${quote(offer.path)} exists (use --overwrite or --rename)`);
+  }
+
+  /**
+   * True when an offer meets a file that may be the same (same size, a regular file, no
+   * --overwrite or --rename, and a SHA-256 to compare): it is then compared, not refused.
+   */
+  #maybePresent(offer: Offer, where: ResolvedPath): boolean {
+    const e = where.existing;
+    return e !== null && e.isFile && !e.isSymlink && e.size === offer.size && offer.verify &&
+      !this.#opts.overwrite && !this.#opts.rename;
+  }
+
+  /**
+   * SHA-256 of the file already at `where` (checked to be the one `lstat` saw), with Pings
+   * while it takes long when `keepalive` (only where no other write can be under way).
+   */
+  async #hashExisting(where: ResolvedPath, size: number, keepalive: boolean): Promise<Uint8Array> {
+    const file = await retryOnEmfile(() => Deno.open(where.path, { read: true }));
+    try {
+      const now = await file.stat();
+      if (!now.isFile || now.ino !== where.existing!.ino || now.dev !== where.existing!.dev) {
+        throw new Refusal(Reason.Exists, `${quote(where.name)} changed while it was checked`);
+      }
+      const hasher = await this.#hasherFor(size);
+      await hasher.reset();
+      const ping = keepalive ? () => this.#send(ControlFrame.Ping) : () => Promise.resolve();
+      await hashFilePrefix(file, hasher, size, this.#ring[0], ping);
+      return await hasher.digest();
+    } finally {
+      file.close();
+    }
+  }
+
+  /** The answer to a pipelined file offered where a file of its size is: compared by hash. */
+  async #compareInline(offer: Offer, where: ResolvedPath, data: Uint8Array): Promise<Refusal> {
+    try {
+      const theirs = createHash("sha256").update(data).digest();
+      // No Ping: a batch may be committing (and writing its answers) meanwhile.
+      const mine = await this.#hashExisting(where, offer.size, false);
+      if (data.length === offer.size && equalBytes(mine, theirs)) {
+        return new Refusal(
+          Reason.AlreadyThere,
+          "the same file (size and SHA-256) is already there",
+        );
+      }
+      return new Refusal(
+        Reason.Exists,
+        `${quote(offer.path)} exists with other content (use --overwrite or --rename)`,
+      );
+    } catch (error) {
+      return this.#toRefusal(error);
+    }
+  }
+
+  /**
+   * A streamed file offered where a file of its size is: `Accept(size, its SHA-256)`, then
+   * the sender's End decides (its data, if it restarts, is read and thrown away). Nothing is
+   * written.
+   */
+  async #present(offer: Offer, where: ResolvedPath): Promise<void> {
+    let mine: Uint8Array;
+    try {
+      mine = await this.#hashExisting(where, offer.size, true);
+    } catch (error) {
+      const refusal = this.#toRefusal(error);
+      await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
+      return this.#refused(offer, refusal, false);
+    }
+    await this.#send(TransferFrame.Accept, encodeAccept({ offset: offer.size, prefixHash: mine }));
+    const start = await this.#readStart(offer, offer.size);
+    let left = offer.size - start;
+    while (true) {
+      const header = await readFrameHeader(this.#reader, { maxPayload: MAX_DATA_PAYLOAD });
+      if (header === null) {
+        throw new UnexpectedEofError(`Sender closed the connection during ${quote(offer.path)}`);
+      }
+      if (header.type === TransferFrame.Data) {
+        if (header.length > left) {
+          throw new ProtocolError(
+            `Cannot receive ${quote(offer.path)}: more data than the ${offer.size} bytes offered`,
+          );
+        }
+        left -= header.length;
+        await this.#reader.readFull(this.#ring[0].subarray(0, header.length));
+        continue;
+      }
+      const payload = await this.#readControlPayload(header);
+      if (header.type === TransferFrame.Abort) {
+        this.summary.failed++;
+        return this.#log?.warn(`sender aborted ${quote(offer.path)}: ${quote(payload)}`);
+      }
+      if (header.type !== TransferFrame.End) {
+        throw new ProtocolError(
+          `Cannot receive ${quote(offer.path)}: got ${frameName(header.type)} among its data`,
+        );
+      }
+      const same = left === 0 && equalBytes(mine, endDigest(offer, payload)!);
+      const answer = same
+        ? new Refusal(Reason.AlreadyThere, "the same file (size and SHA-256) is already there")
+        : new Refusal(
+          Reason.Exists,
+          `${quote(offer.path)} exists with other content (use --overwrite or --rename)`,
+        );
+      await this.#send(TransferFrame.Failed, encodeRefusal(answer));
+      return same ? this.#alreadyThere(offer) : this.#refused(offer, answer, true);
+    }
+  }
+
+  /** Counts and logs an entry that was already there. */
+  #alreadyThere(offer: Offer): void {
+    this.summary.confirmed++;
+    this.#log?.info(
+      `already there: ${quote(offer.path)} (same size and SHA-256, from ${this.#peer})`,
+    );
+  }
+
+  /** Reads the sender's Start (skipping keepalives); it must be 0 or `offset`. */
+  async #readStart(offer: Offer, offset: number): Promise<number> {
+    let frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    // Keepalives while the sender hashes its copy of the prefix.
+    while (frame?.type === ControlFrame.Ping) {
+      frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+    }
+    if (frame === null) {
+      throw new UnexpectedEofError(`Sender closed before sending ${quote(offer.path)}`);
+    }
+    if (frame.type === ControlFrame.Error) {
+      throw new ProtocolError(`Sender ended the session: ${quote(frame.payload)}`);
+    }
+    if (frame.type !== TransferFrame.Start) {
+      throw new ProtocolError(
+        `Cannot receive ${quote(offer.path)}: got ${frameName(frame.type)} instead of Start`,
+      );
+    }
+    const start = decodeStart(frame.payload);
+    if (start !== 0 && start !== offset) {
+      throw new ProtocolError(
+        `Cannot receive ${quote(offer.path)}: Start at ${start}, offered ${offset}`,
+      );
+    }
+    return start;
   }
 
   async #file(offer: Offer): Promise<void> {
@@ -743,7 +977,7 @@ class ReceiveSession {
     let where: ResolvedPath;
     let name: string;
     try {
-      components = splitSafePath(offer.path);
+      components = offerComponents(offer);
       const max = this.#opts.maxFileSize;
       if (max > 0 && offer.size > max) {
         throw new Refusal(
@@ -755,13 +989,14 @@ class ReceiveSession {
         createParents: true,
         knownDirs: this.#knownDirs,
       });
-      name = await this.#finalName(offer, where);
+      name = this.#maybePresent(offer, where) ? "" : await this.#finalName(offer, where);
     } catch (error) {
       const refusal = this.#toRefusal(error);
       await this.#send(TransferFrame.Reject, encodeRefusal(refusal));
       this.#refused(offer, refusal, false);
       return;
     }
+    if (name === "") return await this.#present(offer, where);
     const partial = `${where.dir}/${partialName(name)}`;
     if (this.#inUse.has(partial)) {
       const refusal = new Refusal(Reason.Busy, "another sender is writing this name");
@@ -790,15 +1025,12 @@ class ReceiveSession {
     }
     await hasher.reset();
     if (info === null) {
-      const file = await Deno.open(partial, {
-        read: true,
-        write: true,
-        createNew: true,
-        mode: 0o600,
-      });
+      const file = await retryOnEmfile(() =>
+        Deno.open(partial, { read: true, write: true, createNew: true, mode: 0o600 })
+      );
       return { file, offset: 0, created: true };
     }
-    const file = await Deno.open(partial, { read: true, write: true });
+    const file = await retryOnEmfile(() => Deno.open(partial, { read: true, write: true }));
     try {
       const offset = info.size <= offer.size ? info.size : 0;
       if (offset > 0) {
@@ -860,25 +1092,7 @@ class ReceiveSession {
       const prefixHash = offset > 0 ? await hasher.peek() : new Uint8Array(SHA256_BYTES);
       await this.#send(TransferFrame.Accept, encodeAccept({ offset, prefixHash }));
 
-      let startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
-      // Keepalives while the sender hashes its copy of the prefix.
-      while (startFrame?.type === ControlFrame.Ping) {
-        startFrame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
-      }
-      if (startFrame === null) {
-        throw new UnexpectedEofError(`Sender closed before sending ${offer.path}`);
-      }
-      if (startFrame.type !== TransferFrame.Start) {
-        throw new ProtocolError(
-          `Cannot receive ${offer.path}: got ${frameName(startFrame.type)} instead of Start`,
-        );
-      }
-      const start = decodeStart(startFrame.payload);
-      if (start !== 0 && start !== offset) {
-        throw new ProtocolError(
-          `Cannot receive ${offer.path}: Start at ${start}, offered ${offset}`,
-        );
-      }
+      const start = await this.#readStart(offer, offset);
       if (start === 0 && offset > 0) await hasher.reset();
       // Truncating only when needed: on ext4 a truncate makes close() start writeback of
       // the whole file (auto_da_alloc), which --no-sync is meant to avoid.
@@ -886,7 +1100,7 @@ class ReceiveSession {
       if (truncate) await file.truncate(start);
       await file.seek(start, Deno.SeekMode.Start);
 
-      this.#progress?.fileStart(partial, offer.path, offer.size, start);
+      this.#progress?.fileStart(partial, printable(offer.path), offer.size, start);
       let outcome;
       try {
         outcome = await this.#receiveData(
@@ -902,10 +1116,9 @@ class ReceiveSession {
       if (outcome.aborted !== undefined) {
         this.summary.failed++;
         this.#log?.warn(
-          `sender aborted ${offer.path} after ${
-            formatBytes(start + outcome.received)
-          }: ${outcome.aborted} ` +
-            "(partial file kept for a resume)",
+          `sender aborted ${quote(offer.path)} after ${formatBytes(start + outcome.received)}: ${
+            quote(outcome.aborted)
+          } (partial file kept for a resume)`,
         );
         return;
       }
@@ -942,9 +1155,9 @@ class ReceiveSession {
         const stored = await this.#place(partial, dir, name);
         if (this.#opts.sync) await syncFolder(dir);
         this.#log?.debug(
-          `${offer.path}: data ${((dataDone - started) / 1000).toFixed(2)} s, sync and rename ${
-            ((performance.now() - dataDone) / 1000).toFixed(2)
-          } s`,
+          `${quote(offer.path)}: data ${
+            ((dataDone - started) / 1000).toFixed(2)
+          } s, sync and rename ${((performance.now() - dataDone) / 1000).toFixed(2)} s`,
         );
         const rel = relName(components, stored);
         await this.#send(TransferFrame.Confirm, encodeText(rel));
@@ -953,7 +1166,7 @@ class ReceiveSession {
         const resumed = start > 0 ? `, resumed at ${formatBytes(start)}` : "";
         const check = offer.verify ? "sha256 verified" : "not verified: sender used --no-verify";
         this.#log?.info(
-          `received ${rel} (${formatBytes(offer.size)} in ${formatDuration(seconds)}, ${
+          `received ${quote(rel)} (${formatBytes(offer.size)} in ${formatDuration(seconds)}, ${
             formatRate(outcome.received / Math.max(seconds, 1e-6))
           }${resumed}, ${check})`,
         );
@@ -1036,13 +1249,13 @@ class ReceiveSession {
         const header = await readFrameHeader(this.#reader, { maxPayload: MAX_DATA_PAYLOAD });
         if (header === null) {
           throw new UnexpectedEofError(
-            `Sender closed the connection after ${formatBytes(received)} of ${offer.path}`,
+            `Sender closed the connection after ${formatBytes(received)} of ${quote(offer.path)}`,
           );
         }
         if (header.type === TransferFrame.Data) {
           if (received + header.length > expected) {
             throw new ProtocolError(
-              `Cannot receive ${offer.path}: more data than the ${offer.size} bytes offered`,
+              `Cannot receive ${quote(offer.path)}: more data than the ${offer.size} bytes offered`,
             );
           }
           const slot = slotIndex++ % ring.length;
@@ -1053,7 +1266,9 @@ class ReceiveSession {
           } catch (error) {
             if (!(error instanceof UnexpectedEofError)) throw error;
             throw new UnexpectedEofError(
-              `Sender closed the connection after ${formatBytes(received)} of ${offer.path} ` +
+              `Sender closed the connection after ${formatBytes(received)} of ${
+                quote(offer.path)
+              } ` +
                 "(in the middle of a frame)",
               { cause: error },
             );
@@ -1096,7 +1311,7 @@ class ReceiveSession {
           return { received, aborted: decodeTextPayload(payload) };
         }
         throw new ProtocolError(
-          `Cannot receive ${offer.path}: got ${frameName(header.type)} among its data`,
+          `Cannot receive ${quote(offer.path)}: got ${frameName(header.type)} among its data`,
         );
       }
     } finally {
@@ -1110,7 +1325,10 @@ class ReceiveSession {
 /**
  * Runs one receiving session on `conn` and resolves what happened; never throws for anything
  * the sender did (a protocol violation is answered with an Error frame, logged, and ends the
- * session). The caller closes the connection.
+ * session). The hello must arrive within `options.handshakeTimeoutMs`; then `options.admit`
+ * decides whether the sender takes a place ("receiver busy" otherwise). After an Error frame
+ * the connection is half-closed and the sender's remaining bytes drained briefly, so the
+ * message is not lost to a reset. The caller closes the connection.
  *
  * @example Usage
  * ```ts ignore
@@ -1130,44 +1348,68 @@ export async function receiveSession(
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
   const idleMs = options.idleTimeoutMs ?? RECEIVE_DEFAULTS.idleTimeoutMs;
-  const idle = new IdleReader(conn, idleMs);
+  const helloMs = options.handshakeTimeoutMs ?? RECEIVE_DEFAULTS.handshakeTimeoutMs;
+  const idle = new IdleReader(conn, idleMs, { signal: options.signal });
   const reader = new BufferedReader(idle);
   const session = new ReceiveSession(conn, reader, options, peer, idle);
   const log = options.logger;
+  let release: (() => void) | null = null;
+  let linger = false;
   try {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
-    await readHello(reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
+    await writeAll(idle, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
+    const hello = readHello(reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
+    await (helloMs > 0
+      ? withTimeout(hello, helloMs, { what: "the sender's hello", onTimeout: () => conn.close() })
+      : hello);
+    release = options.admit ? options.admit() : () => {};
+    if (release === null) throw new SenderRefused(ReceiverError.Busy);
     session.summary.started = true;
     log?.debug(`sender ${peer} connected`);
     await session.run();
   } catch (error) {
+    const s = session.summary;
     let message = error instanceof Error ? error.message : String(error);
-    if (idle.timedOut) message = `Sender sent nothing for ${idleMs} ms`;
-    session.summary.error = message;
-    log?.error(`session with ${peer} ended: ${message}`);
-    try {
-      await writeAll(conn, encodeFrame(ControlFrame.Error, encodeText(message)));
-    } catch {
-      // The sender is gone.
+    s.cut = options.signal?.aborted === true && !(error instanceof SenderRefused);
+    if (s.cut) message = ReceiverError.Shutdown;
+    else if (idle.expired === "read") message = `Sender sent nothing for ${idleMs} ms`;
+    else if (idle.expired === "write") message = `Sender read none of its answers for ${idleMs} ms`;
+    s.error = message;
+    if (error instanceof SenderRefused) log?.warn(`refused sender ${peer}: ${message}`);
+    else if (!s.cut) log?.error(`session with ${peer} ended: ${printable(message)}`);
+    if (!idle.timedOut) {
+      try {
+        await writeAll(idle, encodeFrame(ControlFrame.Error, encodeText(message)));
+        linger = true;
+      } catch {
+        // The sender is gone.
+      }
     }
   } finally {
     idle.dispose();
     await session.close();
+    release?.();
   }
   const s = session.summary;
   s.ok = s.complete && s.confirmed === s.entries;
   if (s.started) {
-    log?.info(
-      `sender ${peer} ${
-        s.complete ? "finished" : "left early"
-      }: ${s.confirmed}/${s.entries} entries stored, ` +
-        `${formatBytes(s.bytes)} received${s.rejected ? `, ${s.rejected} rejected` : ""}${
-          s.failed ? `, ${s.failed} failed` : ""
-        }`,
-    );
+    const counts = `${s.confirmed}/${s.entries} entries stored, ${formatBytes(s.bytes)} received${
+      s.rejected ? `, ${s.rejected} rejected` : ""
+    }${s.failed ? `, ${s.failed} failed` : ""}`;
+    if (s.cut) {
+      log?.info(`cut the session with ${peer} to shut down: ${counts}; partial files kept`);
+    } else log?.info(`sender ${peer} ${s.complete ? "finished" : "left early"}: ${counts}`);
   }
+  if (linger) await closeAfterLastWrite(conn);
   return s;
+}
+
+/** The sender was refused after its hello (no place free). */
+class SenderRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SenderRefused";
+  }
 }
 
 /**
@@ -1178,9 +1420,9 @@ function endDigest(offer: Offer, payload: Uint8Array): Uint8Array | null {
   const digest = decodeEnd(payload);
   if ((digest !== null) !== offer.verify) {
     throw new ProtocolError(
-      `Cannot finish ${offer.path}: End ${digest ? "carries" : "lacks"} a SHA-256 the offer ${
-        offer.verify ? "promised" : "did not promise"
-      }`,
+      `Cannot finish ${quote(offer.path)}: End ${
+        digest ? "carries" : "lacks"
+      } a SHA-256 the offer ${offer.verify ? "promised" : "did not promise"}`,
     );
   }
   return digest;

@@ -14,6 +14,7 @@
 
 import { existsSync } from "node:fs";
 import * as posix from "node:path/posix";
+import { quote } from "../log.ts";
 import { MAX_PATH_BYTES } from "./protocol.ts";
 
 /** Suffix of the partial file a transfer writes before renaming it to its final name. */
@@ -28,9 +29,10 @@ export const MAX_RENAME_ATTEMPTS = 10_000;
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UnsafePathError } from "./safe_path.ts";
  * const err = new UnsafePathError("Cannot accept '../x': contains '..'");
- * console.assert(err.name === "UnsafePathError");
+ * assert.equal(err.name, "UnsafePathError");
  * ```
  */
 export class UnsafePathError extends Error {
@@ -51,16 +53,14 @@ const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { splitSafePath } from "./safe_path.ts";
- * console.assert(splitSafePath("a/b.txt").join("|") === "a|b.txt");
- * let refused = false;
- * try { splitSafePath("../etc/passwd"); } catch { refused = true; }
- * console.assert(refused);
+ * assert.deepEqual(splitSafePath("a/b.txt"), ["a", "b.txt"]);
+ * assert.throws(() => splitSafePath("../etc/passwd"), /contains '\.\.'/);
  * ```
  */
 export function splitSafePath(path: string): string[] {
-  const bad = (why: string) =>
-    new UnsafePathError(`Cannot accept path ${JSON.stringify(path)}: ${why}`);
+  const bad = (why: string) => new UnsafePathError(`Cannot accept path ${quote(path)}: ${why}`);
   if (path.length === 0) throw bad("empty");
   if (encoder.encode(path).length > MAX_PATH_BYTES) {
     throw bad(`longer than ${MAX_PATH_BYTES} bytes`);
@@ -89,14 +89,16 @@ export function splitSafePath(path: string): string[] {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkLinkTarget } from "./safe_path.ts";
- * console.assert(checkLinkTarget("tree/a/link", "../b") === "tree/b");
+ * assert.equal(checkLinkTarget("tree/a/link", "../b"), "tree/b");
+ * assert.throws(() => checkLinkTarget("link", "../../etc"), /outside the folder/);
  * ```
  */
 export function checkLinkTarget(linkPath: string, target: string): string {
   const bad = (why: string) =>
     new UnsafePathError(
-      `Cannot create link ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`,
+      `Cannot create link ${quote(linkPath)} -> ${quote(target)}: ${why}`,
     );
   if (target.length === 0) throw bad("empty target");
   if (target.includes("\0")) throw bad("target contains NUL");
@@ -247,8 +249,9 @@ export function resolveInsideSync(
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { partialName } from "./safe_path.ts";
- * console.assert(partialName("a.txt") === ".a.txt.sockit-partial");
+ * assert.equal(partialName("a.txt"), ".a.txt.sockit-partial");
  * ```
  */
 export function partialName(name: string): string {
@@ -261,9 +264,10 @@ export function partialName(name: string): string {
  *
  * @example Usage
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renamedName } from "./safe_path.ts";
- * console.assert(renamedName("a.txt", 1) === "a (1).txt");
- * console.assert(renamedName("README", 2) === "README (2)");
+ * assert.equal(renamedName("a.txt", 1), "a (1).txt");
+ * assert.equal(renamedName("README", 2), "README (2)");
  * ```
  */
 export function renamedName(name: string, n: number): string {

@@ -13,8 +13,13 @@
  * waiting for answers, keeping at most {@linkcode PIPELINE_WINDOW_ENTRIES} entries and
  * {@linkcode PIPELINE_WINDOW_BYTES} of their data unanswered, with a Flush after every
  * {@linkcode PIPELINE_BATCH_ENTRIES} entries and before any wait for an answer no Flush asked
- * for yet. Answers are read by one pump in offer order. Larger files wait for every earlier answer and then go through Accept and Start
- * as above, so they can resume.
+ * for yet. Answers are read by one pump in offer order. Larger files wait for every earlier
+ * answer and then go through Accept and Start as above, so they can resume.
+ *
+ * The pump reads at all times, so an Error frame the receiver sends while this side streams
+ * (it is shutting down) stops the stream at once; a file the receiver already has (same size
+ * and SHA-256) counts as done ("already there"). Aborting `options.signal` (SIGINT) closes the
+ * connection and rejects with {@linkcode SendInterruptedError}, which says what was stored.
  *
  * @module
  */
@@ -32,7 +37,9 @@ import {
   readFrame,
   readHello,
 } from "../net/frame.ts";
-import { writeAll } from "../net/write_all.ts";
+import { writeAll, type Writer } from "../net/write_all.ts";
+import { withTimeout } from "../net/deadline.ts";
+import { quote } from "../log.ts";
 import {
   allocateChunk,
   type ChunkHasher,
@@ -61,7 +68,9 @@ import {
   PIPELINE_BATCH_ENTRIES,
   PIPELINE_WINDOW_BYTES,
   PIPELINE_WINDOW_ENTRIES,
+  Reason,
   REASON_NAMES,
+  ReceiverError,
   TRANSFER_PROTOCOL,
   TRANSFER_VERSION,
   TransferFrame,
@@ -93,6 +102,11 @@ export interface SendOptions {
   chunkSize?: number;
   /** Hash on a worker thread: by size and core count, always, or never. @default {"auto"} */
   hashWorker?: HashWorkerMode;
+  /**
+   * Aborting it (SIGINT, SIGTERM) closes the connection and makes {@linkcode sendEntries}
+   * reject with {@linkcode SendInterruptedError}. @default {none}
+   */
+  signal?: AbortSignal;
 }
 
 /** The session broke off (connection lost, receiver silent or gone, protocol error). */
@@ -111,6 +125,38 @@ export class TransferRefusedError extends Error {
     super(message, options);
     this.name = "TransferRefusedError";
   }
+}
+
+/**
+ * `options.signal` aborted the send. The message says what was stored and to run the same
+ * command again; `summary` has the counts.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SendInterruptedError } from "./sender.ts";
+ * const summary = { entries: 3, confirmed: 1, alreadyThere: 0, rejected: 0, failed: 0, skipped: 0,
+ *   bytesTotal: 30, bytesSent: 10, seconds: 1, ok: false, interrupted: true };
+ * const error = new SendInterruptedError(summary);
+ * assert.match(error.message, /^1\/3 entries stored, 10 B sent; run the same command again/);
+ * ```
+ */
+export class SendInterruptedError extends Error {
+  /** Creates the error from the summary of the interrupted run. */
+  constructor(readonly summary: SendSummary, options?: ErrorOptions) {
+    super(
+      `${summary.confirmed}/${summary.entries} entries stored, ${
+        formatBytes(summary.bytesSent)
+      } sent; run the same command again to resume`,
+      options,
+    );
+    this.name = "SendInterruptedError";
+  }
+}
+
+/** The sentence for an Error frame from the receiver. */
+function receiverEnded(payload: Uint8Array): string {
+  return `Receiver ended the session: ${quote(payload)}`;
 }
 
 const SILENT: SendReporter = {
@@ -142,34 +188,44 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Longest wait for the receiver's last frames after the connection broke, in ms. */
+const LAST_WORDS_MS = 1000;
+
 /** Pipelined frames are gathered and written once this many bytes (256 KiB) are queued. */
 const OUTPUT_FLUSH_BYTES = 256 * 1024;
 
 /**
- * The receiver's answers, read by one pump in the order they arrive. The pump reads only
- * while answers are expected (so a long file stream with nothing expected does not count as
- * an idle receiver) and never stops reading while any is expected, so the receiver can always
- * write its answers while this side writes data. Pings are skipped.
+ * The receiver's answers, read by one pump in the order they arrive. The pump reads at all
+ * times, so that an Error frame sent while nothing is due (the receiver is busy or shutting
+ * down) is seen at once; the reply deadline only runs while answers are expected (a long file
+ * stream with nothing expected does not count as an idle receiver). It never stops reading
+ * while any answer is expected, so the receiver can always write its answers while this side
+ * writes data. Pings are skipped.
  */
 class AnswerQueue {
   #reader: BufferedReader;
+  #idle: IdleReader | undefined;
   #frames: (Frame | null)[] = [];
   #outstanding = 0;
   #error: unknown = null;
   #failed = false;
-  #wakePump: (() => void) | null = null;
+  #refusal: Uint8Array | null = null;
+  #resumeIdle: (() => void) | null = null;
   #wakeTaker: (() => void) | null = null;
+  /** Settles when the pump stopped: the receiver closed, sent an Error frame, or reading failed. */
+  readonly done: Promise<void>;
 
-  constructor(reader: BufferedReader) {
+  constructor(reader: BufferedReader, idle?: IdleReader) {
     this.#reader = reader;
-    this.#pump();
+    this.#idle = idle;
+    this.done = this.#pump();
   }
 
   /** One more answer is due (the request that asks for it was written). */
   expect(): void {
     this.#outstanding++;
-    this.#wakePump?.();
-    this.#wakePump = null;
+    this.#resumeIdle?.();
+    this.#resumeIdle = null;
   }
 
   #wake(): void {
@@ -180,15 +236,25 @@ class AnswerQueue {
   async #pump(): Promise<void> {
     try {
       while (true) {
-        while (this.#outstanding === 0) {
-          await new Promise<void>((resolve) => this.#wakePump = resolve);
+        if (this.#outstanding === 0) this.#resumeIdle = this.#idle?.pause() ?? null;
+        let frame: Frame | null;
+        try {
+          frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
+        } finally {
+          this.#resumeIdle?.();
+          this.#resumeIdle = null;
         }
-        const frame = await readFrame(this.#reader, { maxPayload: MAX_CONTROL_PAYLOAD });
         // Keepalives while the receiver hashes a partial file.
         if (frame?.type === ControlFrame.Ping) continue;
+        if (frame?.type === ControlFrame.Error) this.#refusal = frame.payload;
+        else if (frame !== null && this.#outstanding === 0) {
+          throw new ProtocolError(
+            `Cannot continue: got ${frameName(frame.type)} while no answer was due`,
+          );
+        }
         this.#frames.push(frame);
         this.#wake();
-        if (frame === null) return;
+        if (frame === null || frame.type === ControlFrame.Error) return;
         this.#outstanding--;
       }
     } catch (error) {
@@ -203,13 +269,26 @@ class AnswerQueue {
     return this.#frames.length > 0 || this.#failed;
   }
 
+  /** The text of the Error frame the receiver ended the session with, if one arrived. */
+  get refusal(): Uint8Array | null {
+    return this.#refusal;
+  }
+
+  /** Throws when the receiver already ended the session (an Error frame, a bad frame). */
+  throwIfEnded(): void {
+    if (this.#refusal !== null) throw new TransferRefusedError(receiverEnded(this.#refusal));
+    if (this.#failed) throw this.#error;
+  }
+
   /** The next answer in order; null once the receiver closed the connection. */
   async take(): Promise<Frame | null> {
     while (this.#frames.length === 0) {
       if (this.#failed) throw this.#error;
       await new Promise<void>((resolve) => this.#wakeTaker = resolve);
     }
-    return this.#frames[0] === null ? null : this.#frames.shift()!;
+    const next = this.#frames[0];
+    // The end (close or Error) stays, for every later taker.
+    return next === null || next.type === ControlFrame.Error ? next : this.#frames.shift()!;
   }
 }
 
@@ -225,8 +304,9 @@ interface PendingEntry {
 
 /** One sending session over an open connection. */
 class SendSession {
-  #conn: Deno.Conn;
-  #opts: Required<Omit<SendOptions, "reporter" | "hashWorker">>;
+  /** Where frames go: through the deadline, so a receiver that reads nothing is noticed. */
+  #writer: Writer;
+  #opts: Required<Omit<SendOptions, "reporter" | "hashWorker" | "signal">>;
   #reporter: SendReporter;
   #ring: Uint8Array[];
   #hashWorker: HashWorkerMode;
@@ -242,9 +322,14 @@ class SendSession {
   /** The entry the session is busy with, for error messages. */
   current = "";
 
-  constructor(conn: Deno.Conn, reader: BufferedReader, options: SendOptions) {
-    this.#conn = conn;
-    this.#answers = new AnswerQueue(reader);
+  constructor(
+    conn: Deno.Conn,
+    reader: BufferedReader,
+    options: SendOptions,
+    idle?: IdleReader,
+  ) {
+    this.#writer = idle ?? conn;
+    this.#answers = new AnswerQueue(reader, idle);
     this.#opts = {
       verify: options.verify ?? SEND_DEFAULTS.verify,
       replyTimeoutMs: options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs,
@@ -256,10 +341,12 @@ class SendSession {
     this.#ring = Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
   }
 
-  /** Writes `frame` and counts one more answer due. */
+  /** Counts one more answer due and writes `frame`. */
   async #request(frame: Uint8Array): Promise<void> {
-    await writeAll(this.#conn, frame);
+    // Counted first: the pump reads at all times, and the answer may come before the write
+    // resolves.
     this.#answers.expect();
+    await writeAll(this.#writer, frame);
   }
 
   /** The next answer, which must be one of `allowed`. */
@@ -269,9 +356,7 @@ class SendSession {
       throw new ProtocolError(`Receiver closed the connection while this side waited for ${what}`);
     }
     if (frame.type === ControlFrame.Error) {
-      throw new TransferRefusedError(
-        `Receiver ended the session: ${decodeTextPayload(frame.payload)}`,
-      );
+      throw new TransferRefusedError(receiverEnded(frame.payload));
     }
     if (!allowed.includes(frame.type)) {
       throw new ProtocolError(
@@ -299,6 +384,10 @@ class SendSession {
     };
     const refusal = (frame: Frame, status: "rejected" | "failed") => {
       const r = decodeRefusal(frame.payload);
+      if (r.reason === Reason.AlreadyThere) {
+        markAlreadyThere(result);
+        return finish();
+      }
       result.status = status;
       result.reason = REASON_NAMES[r.reason] ?? `reason ${r.reason}`;
       result.message = r.message;
@@ -332,13 +421,13 @@ class SendSession {
       }
     }
     result.resumedFrom = start;
-    await writeAll(this.#conn, encodeFrame(TransferFrame.Start, encodeStart(start)));
+    await writeAll(this.#writer, encodeFrame(TransferFrame.Start, encodeStart(start)));
     this.#reporter.fileStart(entry.path, entry.size, start);
 
     const shortBy = await this.#stream(file, entry.size - start, verify ? hasher : null, result);
     if (shortBy > 0) {
       const message = `source shrank while sending: ${shortBy} bytes missing`;
-      await writeAll(this.#conn, encodeFrame(TransferFrame.Abort, encodeText(message)));
+      await writeAll(this.#writer, encodeFrame(TransferFrame.Abort, encodeText(message)));
       result.status = "aborted";
       result.reason = "source changed";
       result.message = message;
@@ -379,7 +468,7 @@ class SendSession {
         if (n === 0) return false;
         if (performance.now() - lastPing > KEEPALIVE_INTERVAL_MS) {
           lastPing = performance.now();
-          await writeAll(this.#conn, encodeFrame(ControlFrame.Ping));
+          await writeAll(this.#writer, encodeFrame(ControlFrame.Ping));
         }
         busy[slot] = hasher.update(buf.subarray(0, n));
         busy[slot].catch(() => {});
@@ -411,6 +500,8 @@ class SendSession {
     let i = 0;
     try {
       while (left > 0) {
+        // The receiver may end the session meanwhile (shutting down): stop at once.
+        this.#answers.throwIfEnded();
         const slot = i++ % ring.length;
         await busy[slot];
         const buf = ring[slot];
@@ -423,7 +514,7 @@ class SendSession {
         buf[0] = TransferFrame.Data;
         new DataView(buf.buffer).setUint32(1, n);
         const frame = buf.subarray(0, FRAME_HEADER_SIZE + n);
-        writing = writing.then(() => writeAll(this.#conn, frame));
+        writing = writing.then(() => writeAll(this.#writer, frame));
         const hashed = hasher?.update(buf.subarray(FRAME_HEADER_SIZE, FRAME_HEADER_SIZE + n));
         busy[slot] = hashed ? Promise.all([writing, hashed]) : writing;
         // Awaited when the slot comes round again; until then a failure is not unhandled.
@@ -491,7 +582,7 @@ class SendSession {
     }
     this.#out = [];
     this.#outBytes = 0;
-    await writeAll(this.#conn, out);
+    await writeAll(this.#writer, out);
   }
 
   /** Reads the answer to the oldest pipelined entry and completes its result. */
@@ -510,11 +601,13 @@ class SendSession {
       this.#reporter.fileStart(entry.path, entry.size, 0);
       if (entry.size > 0) this.#reporter.progress(entry.size);
     }
-    if (answer.type === TransferFrame.Confirm) {
+    const r = answer.type === TransferFrame.Confirm ? null : decodeRefusal(answer.payload);
+    if (r === null) {
       result.storedAs = decodeTextPayload(answer.payload);
       result.verified = p.verify;
+    } else if (r.reason === Reason.AlreadyThere) {
+      markAlreadyThere(result);
     } else {
-      const r = decodeRefusal(answer.payload);
       result.status = answer.type === TransferFrame.Reject ? "rejected" : "failed";
       result.reason = REASON_NAMES[r.reason] ?? `reason ${r.reason}`;
       result.message = r.message;
@@ -589,6 +682,19 @@ class SendSession {
     if (this.#worker) (await this.#worker)[Symbol.dispose]();
   }
 
+  /** The text of the Error frame the receiver ended the session with, if one arrived. */
+  get refusal(): Uint8Array | null {
+    return this.#answers.refusal;
+  }
+
+  /**
+   * After a write failed because the connection broke: waits (briefly) until the pump has read
+   * what the receiver sent before it closed, so its Error frame, if any, is not missed.
+   */
+  async lastWords(): Promise<void> {
+    await withTimeout(this.#answers.done, LAST_WORDS_MS).catch(() => {});
+  }
+
   async bye(): Promise<void> {
     await this.#request(encodeFrame(ControlFrame.Bye));
     // The receiver answers Bye and closes; either ends the session.
@@ -601,9 +707,10 @@ class SendSession {
 
 /**
  * Runs a sending session on `conn` for the entries of `walk` and resolves the summary; the
- * connection is left open for the caller to close. Throws on a broken session (the receiver
- * closed, a protocol violation, a version mismatch); per-entry refusals end up in the
- * summary and the reporter's events.
+ * connection is left open for the caller to close (it is closed here only when
+ * `options.signal` aborts). Throws on a broken session (the receiver closed, refused or shut
+ * down, a protocol violation, a version mismatch), {@linkcode SendInterruptedError} when the
+ * signal aborted; per-entry refusals end up in the summary and the reporter's events.
  *
  * @example Usage
  * ```ts ignore
@@ -622,73 +729,126 @@ export async function sendEntries(
 ): Promise<SendSummary> {
   const reporter = options.reporter ?? SILENT;
   const started = performance.now();
-  const idle = new IdleReader(conn, options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs);
-  let closeSession = () => Promise.resolve();
+  const replyMs = options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs;
+  const idle = new IdleReader(conn, replyMs);
+  const { signal } = options;
+  const interrupt = () => {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  signal?.addEventListener("abort", interrupt, { once: true });
+  const summary: SendSummary = {
+    entries: walk.entries.length,
+    confirmed: 0,
+    alreadyThere: 0,
+    rejected: 0,
+    failed: 0,
+    skipped: walk.skipped.length,
+    bytesTotal: walk.entries.reduce((s, e) => s + e.size, 0),
+    bytesSent: 0,
+    seconds: 0,
+    ok: false,
+  };
+  let session: SendSession | null = null;
+  const finish = () => {
+    summary.bytesSent = session?.bytesSent ?? 0;
+    summary.seconds = (performance.now() - started) / 1000;
+    summary.ok = summary.error === undefined && summary.confirmed === summary.entries;
+    reporter.summary(summary);
+  };
   try {
+    signal?.throwIfAborted();
     const reader = new BufferedReader(idle);
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     await writeAll(conn, encodeHello(TRANSFER_PROTOCOL, TRANSFER_VERSION));
     await readHello(reader, { protocol: TRANSFER_PROTOCOL, version: TRANSFER_VERSION });
-    const session = new SendSession(conn, reader, options);
-    closeSession = () => session.close();
-    const summary: SendSummary = {
-      entries: walk.entries.length,
-      confirmed: 0,
-      rejected: 0,
-      failed: 0,
-      skipped: walk.skipped.length,
-      bytesTotal: walk.entries.reduce((s, e) => s + e.size, 0),
-      bytesSent: 0,
-      seconds: 0,
-      ok: false,
-    };
+    session = new SendSession(conn, reader, options, idle);
     for (const s of walk.skipped) reporter.warn(`skipped ${s.path}: ${s.reason}`, s.path);
     reporter.start({
       entries: walk.entries.length,
       files: walk.entries.filter((e) => e.kind === EntryKind.File).length,
       bytes: summary.bytesTotal,
     });
-    const finish = () => {
-      summary.bytesSent = session.bytesSent;
-      summary.seconds = (performance.now() - started) / 1000;
-      summary.ok = summary.error === undefined && summary.confirmed === summary.entries;
-      reporter.summary(summary);
-    };
-    try {
-      await session.sendAll(walk.entries, (result) => {
-        if (result.status === "confirmed") summary.confirmed++;
-        else if (result.status === "rejected") summary.rejected++;
-        else summary.failed++;
-        reporter.entry(result);
-      });
-      await session.bye();
-    } catch (error) {
-      const why = idle.timedOut
-        ? `receiver sent nothing for ${options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs} ms`
-        : error instanceof Error
-        ? error.message
-        : String(error);
-      const current = session.current;
-      summary.error = `${current ? `Cannot send ${current}: ` : ""}connection lost after ${
-        formatBytes(session.bytesSent)
-      } sent (${why}); run the same command again to resume`;
-      finish();
-      throw new SessionLostError(summary.error, { cause: error });
-    }
+    await session.sendAll(walk.entries, (result) => {
+      if (result.status === "confirmed") summary.confirmed++;
+      else if (result.status === "rejected") summary.rejected++;
+      else summary.failed++;
+      if (result.alreadyThere) summary.alreadyThere++;
+      reporter.entry(result);
+    });
+    await session.bye();
     finish();
     return summary;
   } catch (error) {
-    if (idle.timedOut && !(error instanceof SessionLostError)) {
-      throw new ProtocolError(
-        `Receiver sent nothing for ${options.replyTimeoutMs ?? SEND_DEFAULTS.replyTimeoutMs} ms`,
-        { cause: error },
-      );
+    if (signal?.aborted) {
+      summary.interrupted = true;
+      summary.error = "interrupted";
+      finish();
+      throw new SendInterruptedError(summary, { cause: error });
     }
-    throw error;
+    if (session === null) {
+      // The hello failed: nothing was offered.
+      if (idle.timedOut) {
+        throw new ProtocolError(`Receiver sent nothing for ${replyMs} ms`, { cause: error });
+      }
+      throw error;
+    }
+    if (session.refusal === null && isConnectionLoss(error)) await session.lastWords();
+    summary.error = lostMessage(session, summary, {
+      refusal: session.refusal,
+      why: idle.expired === "write"
+        ? `receiver took none of the data for ${replyMs} ms`
+        : idle.timedOut
+        ? `receiver sent nothing for ${replyMs} ms`
+        : error instanceof Error
+        ? error.message
+        : String(error),
+    });
+    finish();
+    throw new SessionLostError(summary.error, { cause: error });
   } finally {
+    signal?.removeEventListener("abort", interrupt);
     idle.dispose();
-    await closeSession();
+    await session?.close();
   }
+}
+
+/** True for the errors of a write or read on a connection the peer broke. */
+function isConnectionLoss(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected;
+}
+
+/** Why a session broke off, for the summary and the error line. */
+function lostMessage(
+  session: SendSession,
+  summary: SendSummary,
+  cause: { refusal: Uint8Array | null; why: string },
+): string {
+  const current = session.current ? `Cannot send ${session.current}: ` : "";
+  const stored = `${summary.confirmed}/${summary.entries} entries stored, ${
+    formatBytes(session.bytesSent)
+  } sent`;
+  const text = cause.refusal === null ? null : new TextDecoder().decode(cause.refusal);
+  if (text === ReceiverError.Shutdown) return `${current}${text} (${stored})`;
+  if (text === ReceiverError.Busy) {
+    return `Cannot send: ${text} (it serves as many senders as it takes); try again later`;
+  }
+  const why = text === null ? cause.why : receiverEnded(cause.refusal!);
+  return `${current}connection lost after ${
+    formatBytes(session.bytesSent)
+  } sent (${why}); run the same command again to resume`;
+}
+
+/** Marks `result` as done: the receiver already has the same file (size and SHA-256). */
+function markAlreadyThere(result: EntryResult): void {
+  result.status = "confirmed";
+  result.alreadyThere = true;
+  result.storedAs = result.path;
+  result.verified = true;
 }
 
 /** The Offer frame for a local entry. */

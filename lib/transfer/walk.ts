@@ -3,8 +3,10 @@
  * relative to the argument's parent (`send dir/photos` sends `photos/...`). Folders come
  * before their contents so empty folders are kept; entries are sorted by name for a
  * reproducible order. Symlinks inside a folder are sent as links when they point inside that
- * folder's tree and skipped otherwise; they are never followed. A PATH that is itself a
- * symlink is followed (it names what the user wants sent).
+ * folder's tree, resolved through the tree's other links as the receiver will resolve them
+ * (`link_policy.ts`: beside `s -> .`, `up -> s/..` is skipped), and skipped otherwise; they are
+ * never followed. A PATH that is itself a symlink is followed (it names what the user wants
+ * sent).
  *
  * Only entries are held in memory (names and sizes), never file contents.
  *
@@ -12,6 +14,7 @@
  */
 
 import * as posix from "node:path/posix";
+import { LinkEscapeError, resolveLinkTarget } from "./link_policy.ts";
 import { EntryKind, type EntryKindValue } from "./protocol.ts";
 
 /** One thing to send. */
@@ -66,16 +69,39 @@ function entryOf(
   };
 }
 
-/** True when `child` is `root` or below it (both absolute and normalised). */
-function isInside(root: string, child: string): boolean {
-  return child === root || child.startsWith(root.endsWith("/") ? root : root + "/");
+/** The sent tree: its path as given, and its real path (for absolute link texts). */
+interface Tree {
+  root: string;
+  aliases: string[];
+}
+
+/**
+ * The link text to send for the link at `source` whose text is `raw`, or why it is skipped:
+ * it must resolve inside the tree through the tree's own links (as the receiver checks). A
+ * relative text is sent normalised; an absolute one (into the tree) is made relative.
+ */
+function linkTarget(tree: Tree, source: string, raw: string): { target: string } | { why: string } {
+  const rel = posix.relative(tree.root, source).split("/");
+  let resolved: string[];
+  try {
+    resolved = resolveLinkTarget(tree.root, { path: rel, target: raw }, {
+      rootName: "the sent tree",
+      aliases: tree.aliases,
+    });
+  } catch (error) {
+    if (error instanceof LinkEscapeError) return { why: error.why };
+    throw error;
+  }
+  const from = posix.join("/", ...rel.slice(0, -1));
+  const to = raw.startsWith("/") ? posix.join("/", ...resolved) : posix.resolve(from, raw);
+  return { target: posix.relative(from, to) || "." };
 }
 
 /**
  * Walks `dir` with synchronous calls: one quick metadata syscall each, where the async forms
  * cost a thread hop apiece (measured: 110 ms against 13 ms for 2,000 files).
  */
-function walkDir(root: string, dir: string, wireDir: string, out: WalkResult): void {
+function walkDir(tree: Tree, dir: string, wireDir: string, out: WalkResult): void {
   const names: string[] = [];
   for (const e of Deno.readDirSync(dir)) names.push(e.name);
   names.sort();
@@ -85,16 +111,15 @@ function walkDir(root: string, dir: string, wireDir: string, out: WalkResult): v
     const info = Deno.lstatSync(source);
     if (info.isSymlink) {
       const raw = Deno.readLinkSync(source);
-      const resolved = posix.resolve(dir, raw);
-      if (!isInside(root, resolved)) {
-        out.skipped.push({ path: source, reason: `symlink points outside the sent tree (${raw})` });
+      const link = linkTarget(tree, source, raw);
+      if ("why" in link) {
+        out.skipped.push({ path: source, reason: `symlink ${link.why} (${raw})` });
         continue;
       }
-      const target = posix.relative(dir, resolved) || ".";
-      out.entries.push(entryOf(EntryKind.Symlink, source, wire, info, target));
+      out.entries.push(entryOf(EntryKind.Symlink, source, wire, info, link.target));
     } else if (info.isDirectory) {
       out.entries.push(entryOf(EntryKind.Directory, source, wire, info));
-      walkDir(root, source, wire, out);
+      walkDir(tree, source, wire, out);
     } else if (info.isFile) {
       out.entries.push(entryOf(EntryKind.File, source, wire, info));
     } else {
@@ -123,7 +148,8 @@ export async function collectEntries(paths: string[]): Promise<WalkResult> {
     const info = await Deno.stat(source);
     if (info.isDirectory) {
       out.entries.push(entryOf(EntryKind.Directory, source, name, info));
-      walkDir(source, source, name, out);
+      const real = await Deno.realPath(source);
+      walkDir({ root: source, aliases: real === source ? [] : [real] }, source, name, out);
     } else if (info.isFile) {
       out.entries.push(entryOf(EntryKind.File, source, name, info));
     } else {
