@@ -133,10 +133,20 @@ export interface SockitProcess extends AsyncDisposable {
  */
 export async function startSockit(
   args: string[],
-  options: { ready?: boolean; stdin?: boolean; timeoutMs?: number } = {},
+  options: {
+    ready?: boolean;
+    stdin?: boolean;
+    timeoutMs?: number;
+    /** Run under this open-file limit (`ulimit -n`, through bash). */
+    fdLimit?: number;
+  } = {},
 ): Promise<SockitProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
+  const argv = [Deno.execPath(), "run", "--allow-all", MAIN, ...args];
+  const [program, ...programArgs] = options.fdLimit === undefined
+    ? argv
+    : ["bash", "-c", `ulimit -n ${options.fdLimit} && exec "$@"`, "bash", ...argv];
+  const child = new Deno.Command(program, {
+    args: programArgs,
     cwd: ROOT,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",

@@ -166,3 +166,20 @@ peerTest("ncat", {
     client.close();
   },
 });
+
+peerTest("bash", {
+  name: "sockit relay warns at start when the open-file limit is below --max-clients",
+  fn: async () => {
+    await using low = await startSockit(["relay", "--port", "0", "--max-clients", "100"], {
+      fdLimit: 64,
+    });
+    assert.ok(
+      low.stderr.some((l) =>
+        /warning: open file limit is 64, but --max-clients 100 needs about 164/.test(l)
+      ),
+      low.stderr.join("\n"),
+    );
+    await using normal = await startSockit(["relay", "--port", "0", "--max-clients", "100"]);
+    assert.ok(!normal.stderr.some((l) => l.includes("open file limit")));
+  },
+});

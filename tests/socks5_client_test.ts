@@ -144,3 +144,19 @@ peerTest("microsocks", {
     }
   },
 });
+
+Deno.test("parseProxyUrl never echoes the password of a bad proxy URL", () => {
+  for (
+    const bad of [
+      "socks5://alice:s3cret@host:99999",
+      "socks5://alice:p@ss:w0rd@host:1080/x",
+      "http://alice:s3cret@host:1080",
+    ]
+  ) {
+    assert.throws(() => parseProxyUrl(bad), (error: Error) => {
+      assert.doesNotMatch(error.message, /s3cret|w0rd|p@ss/);
+      assert.match(error.message, /:\/\/alice:\*\*\*@/);
+      return true;
+    });
+  }
+});

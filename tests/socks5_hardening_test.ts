@@ -6,9 +6,7 @@ import { withTimeout } from "../lib/net/deadline.ts";
 import { DestinationRules, Reply, UserTable } from "../lib/socks5/mod.ts";
 import {
   EVENT_TIMEOUT_MS,
-  MAIN,
   peerTest,
-  ROOT,
   startEchoServer,
   startSockit,
   startTcpTestServer,
@@ -373,48 +371,10 @@ peerTest("curl", {
 peerTest("bash", {
   name: "socks5: warns at start when the open-file limit is below what --max-conns needs",
   fn: async () => {
-    const child = new Deno.Command("bash", {
-      args: [
-        "-c",
-        'ulimit -n 64 && exec "$@"',
-        "bash",
-        Deno.execPath(),
-        "run",
-        "--allow-all",
-        MAIN,
-        "socks5",
-        "--port",
-        "0",
-        "--max-conns",
-        "100",
-      ],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const lines: string[] = [];
-    try {
-      await withTimeout(
-        (async () => {
-          let pending = "";
-          for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-            pending += chunk;
-            const parts = pending.split("\n");
-            pending = parts.pop()!;
-            lines.push(...parts);
-            if (lines.some((l) => l.includes("listening on"))) return;
-          }
-          throw new Error(`sockit exited:\n${lines.join("\n")}${pending}`);
-        })(),
-        20_000,
-        { what: "the ready line" },
-      );
-    } finally {
-      child.kill("SIGTERM");
-      await child.stderr.cancel().catch(() => {});
-      await child.status;
-    }
+    await using low = await startSockit(["socks5", "--port", "0", "--max-conns", "100"], {
+      fdLimit: 64,
+    });
+    const lines = low.stderr;
     assert.ok(
       lines.includes(
         "sockit socks5: warning: open file limit is 64, but --max-conns 100 needs about 264 " +

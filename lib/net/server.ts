@@ -187,7 +187,16 @@ export function listenTcp(address: { hostname: string; port: number }): Deno.Tcp
   try {
     return Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    throw new SocketError(`Cannot listen on ${formatAddress(address)}: ${why}`, { cause: error });
+    throw new SocketError(`Cannot listen on ${formatAddress(address)}: ${listenFailure(error)}`, {
+      cause: error,
+    });
   }
+}
+
+/** What went wrong with a listen, in a few words ("address in use"). */
+function listenFailure(error: unknown): string {
+  if (error instanceof Deno.errors.AddrInUse) return "address in use";
+  if (error instanceof Deno.errors.AddrNotAvailable) return "address not available on this host";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return error instanceof Error ? error.message : String(error);
 }

@@ -15,6 +15,7 @@ import {
 } from "../command.ts";
 import { formatAddress, parseAddress } from "../net/address.ts";
 import { SocketError, UsageError } from "../net/errors.ts";
+import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
@@ -108,6 +109,8 @@ export const relayCommand: Command = {
       fallback: D.statsIntervalSeconds,
       min: 1,
     });
+    const fdWarning = descriptorWarning(options.maxClients, { flag: "--max-clients" });
+    if (fdWarning) log.warn(fdWarning);
     const listener = listenTcp({ hostname, port });
     const relay = new Relay(listener, options);
     log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");

@@ -48,6 +48,21 @@ export const CLIENT_DEFAULTS = {
 } as const;
 
 /**
+ * A proxy URL with its password replaced by `***`, for messages and logs.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { redactProxyUrl } from "./client.ts";
+ * assert.equal(redactProxyUrl("socks5://alice:s3cret@host:1080"), "socks5://alice:***@host:1080");
+ * assert.equal(redactProxyUrl("socks5://host:1080"), "socks5://host:1080");
+ * ```
+ */
+export function redactProxyUrl(url: string): string {
+  return url.replace(/^([^:/]*:\/\/[^:@/]*:).*@/, "$1***@");
+}
+
+/**
  * Parses "socks5://[user:pass@]host:port" (throws UsageError naming the bad part).
  * `socks5h://` is accepted as a synonym (names are always sent to the proxy unresolved);
  * user and password may be percent-encoded; the port defaults to 1080.
@@ -61,20 +76,22 @@ export const CLIENT_DEFAULTS = {
  * ```
  */
 export function parseProxyUrl(url: string): Socks5Proxy {
+  // Error messages show the URL without its password.
+  const shown = redactProxyUrl(url);
   const m = /^([a-zA-Z0-9+.-]+):\/\/(.*)$/.exec(url);
   if (!m) {
     throw new UsageError(
-      `Cannot parse proxy URL '${url}': expected socks5://[user:pass@]host:port`,
+      `Cannot parse proxy URL '${shown}': expected socks5://[user:pass@]host:port`,
     );
   }
   const scheme = m[1].toLowerCase();
   if (scheme !== "socks5" && scheme !== "socks5h") {
-    throw new UsageError(`Cannot parse proxy URL '${url}': scheme '${m[1]}' is not socks5`);
+    throw new UsageError(`Cannot parse proxy URL '${shown}': scheme '${m[1]}' is not socks5`);
   }
   let rest = m[2];
   if (rest.endsWith("/")) rest = rest.slice(0, -1);
   if (rest.includes("/") || rest.includes("?") || rest.includes("#")) {
-    throw new UsageError(`Cannot parse proxy URL '${url}': unexpected path after host:port`);
+    throw new UsageError(`Cannot parse proxy URL '${shown}': unexpected path after host:port`);
   }
   const at = rest.lastIndexOf("@");
   const proxy: Socks5Proxy = { hostname: "", port: 0 };
@@ -84,14 +101,14 @@ export function parseProxyUrl(url: string): Socks5Proxy {
     const colon = userinfo.indexOf(":");
     if (colon < 0) {
       throw new UsageError(
-        `Cannot parse proxy URL '${url}': credentials must be user:pass (no ':' found)`,
+        `Cannot parse proxy URL '${shown}': credentials must be user:pass (no ':' found)`,
       );
     }
     const decode = (s: string, what: string) => {
       try {
         return decodeURIComponent(s);
       } catch {
-        throw new UsageError(`Cannot parse proxy URL '${url}': bad percent-encoding in ${what}`);
+        throw new UsageError(`Cannot parse proxy URL '${shown}': bad percent-encoding in ${what}`);
       }
     };
     proxy.username = decode(userinfo.slice(0, colon), "the user name");
@@ -99,10 +116,10 @@ export function parseProxyUrl(url: string): Socks5Proxy {
     const ulen = new TextEncoder().encode(proxy.username).length;
     const plen = new TextEncoder().encode(proxy.password).length;
     if (ulen < 1 || ulen > 255) {
-      throw new UsageError(`Cannot parse proxy URL '${url}': user name must be 1 to 255 bytes`);
+      throw new UsageError(`Cannot parse proxy URL '${shown}': user name must be 1 to 255 bytes`);
     }
     if (plen < 1 || plen > 255) {
-      throw new UsageError(`Cannot parse proxy URL '${url}': password must be 1 to 255 bytes`);
+      throw new UsageError(`Cannot parse proxy URL '${shown}': password must be 1 to 255 bytes`);
     }
   }
   let hp: HostPort;
@@ -110,7 +127,7 @@ export function parseProxyUrl(url: string): Socks5Proxy {
     hp = parseAddress(rest, { defaultPort: DEFAULT_PROXY_PORT });
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
-    throw new UsageError(`Cannot parse proxy URL '${url}': ${why}`);
+    throw new UsageError(`Cannot parse proxy URL '${shown}': ${why}`);
   }
   proxy.hostname = hp.hostname;
   proxy.port = hp.port;
