@@ -27,6 +27,16 @@ export type CloseReason =
   | { kind: "shutdown"; text?: string }
   | { kind: "error"; message: string };
 
+/** Why and how a connection ended. */
+export interface CloseInfo {
+  /** The typed reason. */
+  reason: CloseReason;
+  /** The reason as text ({@linkcode describeCloseReason}). */
+  text: string;
+  /** The error that ended the connection, if one did. */
+  error?: unknown;
+}
+
 /** The kinds of {@linkcode CloseReason}, for counters. */
 export type CloseKind = CloseReason["kind"];
 

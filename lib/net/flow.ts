@@ -8,12 +8,12 @@
  * {@linkcode FlowOptions.stallTimeoutMs}) is *stuck*: it stops holding producers back, so one
  * dead reader cannot freeze everyone; what it is sent then piles up against its byte cap and
  * the owner's slow-consumer policy applies. The outbox side of this lives in
- * {@linkcode Session}; this module holds the options and the producer side.
+ * {@linkcode Connection}; this module holds the options and the producer side.
  *
  * @module
  */
 
-/** Flow control options of one outbox (see {@linkcode Session}). */
+/** Flow control options of one outbox (see {@linkcode Connection}). */
 export interface FlowOptions {
   /** Above this many queued bytes a live consumer holds its producers. */
   highWaterBytes: number;

@@ -1,6 +1,6 @@
 /**
  * The relay server: a TCP hub that pushes what one client sends to every other client in the
- * same room. Each client is a {@linkcode Session} (reader, bounded writer, handler). A reader
+ * same room. Each client is a {@linkcode Connection} (reader, bounded writer, handler). A reader
  * that is behind paces the senders of its room; one that is stuck stops holding them back
  * and meets the slow policy (`limits.ts` has the whole policy).
  *
@@ -21,7 +21,7 @@ import { ProtocolError, TimeoutError } from "../net/errors.ts";
 import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
-import { Session } from "../net/session.ts";
+import { Connection } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
@@ -133,14 +133,14 @@ const FRAME_CODEC: Codec = {
 interface Client {
   name: string;
   room: string;
-  session: Session;
+  connection: Connection;
   peer: string;
   /** Messages dropped for this client (policy "drop"), and how many it was told of. */
   missed: number;
   reportedDrops: number;
   quit: boolean;
   /** Recipients whose outbox went above high water with this client's messages. */
-  holders: Session[];
+  holders: Connection[];
   /** True while this client's reading is held back. */
   paused: boolean;
   /** Line mode: `[name] ` as bytes. */
@@ -230,9 +230,9 @@ export class Relay {
     let bytesOut = this.#closedBytesOut;
     let clients = 0;
     for (const c of this.#clients) {
-      bytesIn += c.session.bytesIn;
-      bytesOut += c.session.bytesOut;
-      if (!c.session.closing) clients++;
+      bytesIn += c.connection.bytesIn;
+      bytesOut += c.connection.bytesOut;
+      if (!c.connection.closing) clients++;
     }
     return {
       clients,
@@ -254,13 +254,15 @@ export class Relay {
     this.#shuttingDown = true;
     const stopping = this.#server.stop({ timeoutMs: this.#opts.shutdownFlushMs + 1000 });
     const why: CloseReason = { kind: "shutdown", text: reason };
-    const sessions = [...this.#clients].map((c) => c.session);
+    const connections = [...this.#clients].map((c) => c.connection);
     // Clients already closing (a slow consumer's farewell may wait up to the write timeout)
     // are cut at the same shutdown deadline as the rest.
     const cut = DEADLINES.after(this.#opts.shutdownFlushMs, () => {
-      for (const s of sessions) s.terminate(why);
+      for (const c of connections) c.terminate(why);
     });
-    await Promise.all(sessions.map((s) => s.close(why, { farewell: this.#codec.farewell(why) })));
+    await Promise.all(
+      connections.map((c) => c.close(why, { farewell: this.#codec.farewell(why) })),
+    );
     cut();
     await stopping;
   }
@@ -286,7 +288,7 @@ export class Relay {
       ...waterMarks(o),
       stallTimeoutMs: o.stallTimeoutMs,
     };
-    const session = new Session(conn, {
+    const connection = new Connection(conn, {
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.slowPolicy === "drop" ? "drop" : "close",
       flow,
@@ -300,14 +302,14 @@ export class Relay {
       onClosing: (info) => {
         this.#closes[info.reason.kind]++;
         if (isSlowConsumer(info.reason)) this.#stats.slowDisconnects++;
-        if (session.stuck) this.#stuckClients--;
+        if (connection.stuck) this.#stuckClients--;
         if (client) this.#depart(client, info.reason);
       },
       onDrained: () => {
         if (client) this.#reportDrops(client);
       },
       onStuck: (stuck) => {
-        if (session.closing) return;
+        if (connection.closing) return;
         this.#stuckClients += stuck ? 1 : -1;
         if (stuck) {
           this.#stats.stalls++;
@@ -322,7 +324,7 @@ export class Relay {
     });
     this.#stats.accepted++;
     let client: Client | undefined;
-    const info = await session.run(async (s) => {
+    const info = await connection.run(async (s) => {
       try {
         if (o.framed) {
           s.send(encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION));
@@ -354,19 +356,19 @@ export class Relay {
         if (client?.paused) this.#pausedSenders--;
       }
     });
-    this.#closedBytesIn += session.bytesIn;
-    this.#closedBytesOut += session.bytesOut;
+    this.#closedBytesIn += connection.bytesIn;
+    this.#closedBytesOut += connection.bytesOut;
     if (client) this.#clients.delete(client);
     else if (info.error) this.#log?.warn(`${peer}: ${info.text}`);
   }
 
-  #register(session: Session, peer: string): Client {
+  #register(connection: Connection, peer: string): Client {
     let name: string;
     do name = `user${this.#nextUser++}`; while (this.#names.has(name.toLowerCase()));
     const client: Client = {
       name,
       room: this.#opts.defaultRoom,
-      session,
+      connection,
       peer,
       missed: 0,
       reportedDrops: 0,
@@ -377,7 +379,7 @@ export class Relay {
     };
     this.#clients.add(client);
     this.#names.set(name.toLowerCase(), client);
-    session.send(this.#codec.welcome(client.name, client.room));
+    connection.send(this.#codec.welcome(client.name, client.room));
     this.#enterRoom(client, client.room);
     this.#log?.info(`${name} connected from ${peer}`);
     return client;
@@ -388,7 +390,7 @@ export class Relay {
     this.#names.delete(client.name.toLowerCase());
     const why = client.quit ? "quit" : describeCloseReason(reason);
     this.#leaveRoom(client, `${client.name} left (${why})`);
-    const s = client.session;
+    const s = client.connection;
     this.#log?.info(
       `${client.name} disconnected: ${why} (in ${s.bytesIn} B, out ${s.bytesOut} B)`,
     );
@@ -423,11 +425,11 @@ export class Relay {
 
   #notice(members: Iterable<Client>, text: string): void {
     const bytes = this.#codec.notice(text);
-    for (const m of members) m.session.send(bytes);
+    for (const m of members) m.connection.send(bytes);
   }
 
   #tell(client: Client, text: string): void {
-    client.session.send(this.#codec.notice(text));
+    client.connection.send(this.#codec.notice(text));
   }
 
   /**
@@ -440,14 +442,14 @@ export class Relay {
     if (!members || members.size < 2) return;
     for (const m of members) {
       if (m === from) continue;
-      if (m.session.send(bytes)) {
+      if (m.connection.send(bytes)) {
         this.#stats.delivered += count;
-        if (m.session.holdsProducers) from.holders.push(m.session);
-      } else if (!m.session.closing) {
+        if (m.connection.holdsProducers) from.holders.push(m.connection);
+      } else if (!m.connection.closing) {
         this.#stats.dropped += count;
         m.missed += count;
         // Nothing queued means no drain to report at: tell it now.
-        if (m.session.queuedBytes === 0) this.#reportDrops(m);
+        if (m.connection.queuedBytes === 0) this.#reportDrops(m);
       }
     }
   }
@@ -466,7 +468,7 @@ export class Relay {
         client.paused = true;
         this.#pausedSenders++;
         // Not reading it is our doing: its idle and heartbeat clocks stop meanwhile.
-        resumeReads = client.session.holdReads();
+        resumeReads = client.connection.holdReads();
       },
     });
     resumeReads();
@@ -483,7 +485,7 @@ export class Relay {
    * queue entry each, not one per line. Resolves true at end of input, false after /quit.
    */
   async #readLines(client: Client): Promise<boolean> {
-    const reader = client.session.reader;
+    const reader = client.connection.reader;
     const max = this.#opts.maxLineBytes;
     while (true) {
       const block = reader.takeLines();
@@ -550,7 +552,7 @@ export class Relay {
   }
 
   async #readFrames(client: Client): Promise<void> {
-    const s = client.session;
+    const s = client.connection;
     while (true) {
       const frame = await readFrame(s.reader, { maxPayload: this.#opts.maxLineBytes });
       if (frame === null) return;
@@ -604,7 +606,7 @@ export class Relay {
           client.prefix = linePrefix(arg);
           const members = this.#rooms.get(client.room) ?? [];
           this.#notice([...members].filter((m) => m !== client), `${old} is now ${arg}`);
-          client.session.send(this.#codec.welcome(client.name, client.room));
+          client.connection.send(this.#codec.welcome(client.name, client.room));
           this.#log?.info(`${old} is now ${arg}`);
         }
         return true;
@@ -620,7 +622,7 @@ export class Relay {
             this.#leaveRoom(client, `${client.name} left for another room`);
             this.#enterRoom(client, arg);
           }
-          client.session.send(this.#codec.welcome(client.name, client.room));
+          client.connection.send(this.#codec.welcome(client.name, client.room));
         }
         return true;
       }

@@ -1,28 +1,28 @@
 /**
- * The connection session: per long-lived connection, one reader, one writer and one handler.
+ * A long-lived connection: one reader, one writer and one handler.
  *
  * - The **reader** is a {@linkcode BufferedReader} over the connection; the handler pulls
  *   lines or frames from it, so there is exactly one reader per connection.
- * - The **writer** is a loop that drains the session's outbox onto the socket, coalescing
- *   queued messages into one write of up to {@linkcode WRITE_BATCH_SIZE} bytes.
- * - The **handler** is the protocol's async function given to {@linkcode Session.run}; it owns
- *   the connection's state and puts replies on the outbox with {@linkcode Session.send}.
+ * - The **writer** is a loop that drains the connection's outbox onto the socket, coalescing
+ *   queued messages into writes of up to 256 KiB (`outbox.ts`).
+ * - The **handler** is the protocol's async function given to {@linkcode Connection.run}; it owns
+ *   the connection's state and puts replies on the outbox with {@linkcode Connection.send}.
  *
- * **The outbox** is bounded in bytes ({@linkcode SessionOptions.maxQueuedBytes}). Without flow
- * control a message that would pass the cap either closes the session (`slow-bytes`) or is
- * dropped and counted (overflow `"drop"`). With {@linkcode SessionOptions.flow} the outbox
+ * **The outbox** is bounded in bytes ({@linkcode ConnectionOptions.maxQueuedBytes}). Without flow
+ * control a message that would pass the cap either closes the connection (`slow-bytes`) or is
+ * dropped and counted (overflow `"drop"`). With {@linkcode ConnectionOptions.flow} the outbox
  * also has water marks (see `flow.ts`): above high water a live peer *holds its producers*
- * ({@linkcode Session.holdsProducers}, {@linkcode Session.released}), and the cap applies
+ * ({@linkcode Connection.holdsProducers}, {@linkcode Connection.released}), and the cap applies
  * only once the peer is *stuck*, its socket having taken no byte for the stall time
  * (`slow-stall`). A live peer's outbox is then bounded by high water plus what each producer
  * had in hand when it paused.
  *
- * **Deadlines** run on the shared {@linkcode DEADLINES} scheduler, two tasks per session, re-armed
+ * **Deadlines** run on the shared {@linkcode DEADLINES} scheduler, two tasks per connection, re-armed
  * lazily: the write side (stall, and `write-timeout` when the socket took no byte for
- * {@linkcode SessionOptions.writeTimeoutMs}) and the read side (`idle`, heartbeat pings and
+ * {@linkcode ConnectionOptions.writeTimeoutMs}) and the read side (`idle`, heartbeat pings and
  * `heartbeat` after missed ones).
  *
- * **Closing** lets the peer know: {@linkcode Session.close} flushes a last message (bounded
+ * **Closing** lets the peer know: {@linkcode Connection.close} flushes a last message (bounded
  * wait), half-closes, then closes. A slow consumer's queue is discarded and its farewell goes
  * after what is already in flight, with up to `writeTimeoutMs` to get there, so the peer's
  * stream ends with the reason line even when it was stuck for a long time. Every end has a
@@ -33,119 +33,31 @@
 
 import { type Widened, withDefaults } from "../defaults.ts";
 import { BufferedReader } from "./buffered_reader.ts";
-import { type CloseReason, describeCloseReason, errorReason } from "./close_reason.ts";
+import {
+  type CloseInfo,
+  type CloseReason,
+  describeCloseReason,
+  errorReason,
+} from "./close_reason.ts";
 import { DEADLINES } from "./deadline.ts";
 import type { FlowOptions, FlowOutbox } from "./flow.ts";
+import { Outbox } from "./outbox.ts";
 
-/** Defaults of {@linkcode SessionOptions}, in one place. */
-export const SESSION_DEFAULTS = {
-  /** Bytes queued for one peer before it counts as a slow consumer: 8 MiB. */
-  maxQueuedBytes: 8 * 1024 * 1024,
-  /** What happens when the outbox is full. */
-  overflow: "close" as OverflowPolicy,
-  /** The socket taking no byte this long marks the peer as not reading, in ms (0 disables). */
-  writeTimeoutMs: 30_000,
-  /** Close a peer that sent nothing for this long, in ms (0 disables). */
-  idleTimeoutMs: 0,
-  /** Send a ping after this long without reading anything, in ms (0 disables). */
-  pingIntervalMs: 0,
-  /** Close after this many ping intervals without reading anything (0: pings only). */
-  heartbeatMisses: 0,
-  /** How long {@linkcode Session.close} waits for queued bytes to go out, in ms. */
-  flushTimeoutMs: 2_000,
-  /** Read buffer per session (also the longest line or handshake it can buffer). */
-  readBufferSize: 64 * 1024,
-} as const;
+import {
+  type CloseOptions,
+  CONNECTION_DEFAULTS,
+  type ConnectionIo,
+  type ConnectionOptions,
+} from "./connection_options.ts";
 
-/** Largest single write the writer loop assembles from queued messages: 256 KiB. */
-export const WRITE_BATCH_SIZE = 256 * 1024;
-
-/**
- * A queued message at least this big is written as it is rather than copied into a batch:
- * 16 KiB. Copying only small messages keeps syscalls few without a second copy of bulk data.
- */
-export const DIRECT_WRITE_BYTES = 16 * 1024;
-
-/** What a full outbox does: close the session, or drop the message and count it. */
-export type OverflowPolicy = "close" | "drop";
-
-/** Options for {@linkcode Session}. Defaults are in {@linkcode SESSION_DEFAULTS}. */
-export interface SessionOptions {
-  /** Bytes that may wait in the outbox. @default {8 MiB} */
-  maxQueuedBytes?: number;
-  /** Policy when the outbox would exceed its cap. @default {"close"} */
-  overflow?: OverflowPolicy;
-  /** Water marks and stall time; without them the cap applies to every peer. */
-  flow?: FlowOptions;
-  /** Close when the socket took no byte this long, in ms; 0 disables. @default {30000} */
-  writeTimeoutMs?: number;
-  /** Close when nothing was read for this long, in ms; 0 disables. @default {0} */
-  idleTimeoutMs?: number;
-  /** Send `ping()` after this long without reading anything, in ms; 0 disables. @default {0} */
-  pingIntervalMs?: number;
-  /** Close after this many ping intervals without reading anything; 0: never. @default {0} */
-  heartbeatMisses?: number;
-  /** Makes the heartbeat message sent every `pingIntervalMs`. */
-  ping?: () => Uint8Array;
-  /** Message queued just before a slow-consumer, idle or heartbeat close: a reason line. */
-  farewell?: (reason: CloseReason) => Uint8Array | undefined;
-  /** Called once, synchronously, when the session starts closing (for any reason). */
-  onClosing?: (info: CloseInfo) => void;
-  /** Called each time the writer has emptied the outbox. */
-  onDrained?: () => void;
-  /** Called when the peer becomes stuck (true) and when it takes bytes again (false). */
-  onStuck?: (stuck: boolean) => void;
-  /** How long {@linkcode Session.close} waits for queued bytes, in ms. @default {2000} */
-  flushTimeoutMs?: number;
-  /** Read buffer size in bytes. @default {65536} */
-  readBufferSize?: number;
-}
-
-/** Why and how a session ended. */
-export interface CloseInfo {
-  /** The typed reason. */
-  reason: CloseReason;
-  /** The reason as text ({@linkcode describeCloseReason}). */
-  text: string;
-  /** The error that ended the session, if one did. */
-  error?: unknown;
-}
-
-/** Options for {@linkcode Session.close}. */
-export interface CloseOptions {
-  /** Wait for queued bytes to go out first (bounded). @default {true} */
-  flush?: boolean;
-  /** How long to wait for them, in ms. @default {SessionOptions.flushTimeoutMs} */
-  flushTimeoutMs?: number;
-  /** The error behind the close. */
-  error?: unknown;
-  /** A last message, queued after everything else. */
-  farewell?: Uint8Array;
-}
-
-/** The connection a session runs on: `Deno.Conn` or anything with the same calls. */
-export interface SessionConn {
-  /** Reads into `p`. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Writes part of `p`. */
-  write(p: Uint8Array): Promise<number>;
-  /** Shuts down the write side, so the peer reads end of file. */
-  closeWrite(): Promise<void>;
-  /** Closes the connection. */
-  close(): void;
-}
-
-/** A promise with its resolver, made when somebody waits. */
-interface Waiter {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function waiter(): Waiter {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
+export type { CloseInfo } from "./close_reason.ts";
+export {
+  type CloseOptions,
+  CONNECTION_DEFAULTS,
+  type ConnectionIo,
+  type ConnectionOptions,
+  type OverflowPolicy,
+} from "./connection_options.ts";
 
 /**
  * One long-lived connection: a buffered reader, a bounded outbox with its writer loop,
@@ -154,11 +66,11 @@ function waiter(): Waiter {
  * @example Echo lines back to the peer
  * ```ts
  * import assert from "node:assert/strict";
- * import { Session } from "./session.ts";
+ * import { Connection } from "./connection.ts";
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * const session = new Session(await listener.accept());
- * const ended = session.run(async (s) => {
+ * const connection = new Connection(await listener.accept());
+ * const ended = connection.run(async (s) => {
  *   let line;
  *   while ((line = await s.reader.readLine(1024)) !== null) s.send(line);
  * });
@@ -170,9 +82,9 @@ function waiter(): Waiter {
  * assert.equal((await ended).reason.kind, "peer-closed");
  * ```
  */
-export class Session implements FlowOutbox {
+export class Connection implements FlowOutbox {
   /** The connection. */
-  readonly conn: SessionConn;
+  readonly conn: ConnectionIo;
   /** The one reader of this connection. */
   readonly reader: BufferedReader;
   /** Bytes read from the peer. */
@@ -184,11 +96,9 @@ export class Session implements FlowOutbox {
   /** Bytes dropped because the outbox was full (with overflow "drop"). */
   droppedBytes = 0;
 
-  #opts: Widened<typeof SESSION_DEFAULTS> & SessionOptions;
+  #opts: Widened<typeof CONNECTION_DEFAULTS> & ConnectionOptions;
   #flow: FlowOptions | undefined;
-  #queue: Uint8Array[] = [];
-  #queueHead = 0;
-  #queued = 0;
+  #outbox = new Outbox();
   #inFlight = 0;
   #wake: (() => void) | undefined;
   #closing = false;
@@ -197,7 +107,6 @@ export class Session implements FlowOutbox {
   #resolveClosed!: (info: CloseInfo) => void;
   #finished = false;
   #writer: Promise<void> | undefined;
-  #batch: Uint8Array | undefined;
   // Write side: whether a write is under way, when the socket last took bytes, stuck state.
   #writing = false;
   #lastProgressAt = 0;
@@ -209,14 +118,14 @@ export class Session implements FlowOutbox {
   #readsHeld = 0;
   #cancelReadTask: (() => void) | undefined;
   // Waiters: "the outbox is empty" and "no longer holding producers".
-  #drained: Waiter | undefined;
-  #released: Waiter | undefined;
+  #drained: PromiseWithResolvers<void> | undefined;
+  #released: PromiseWithResolvers<void> | undefined;
   #cutFlush: (() => void) | undefined;
 
   /** Wraps `conn`; call {@linkcode run} to start the writer and the handler. */
-  constructor(conn: SessionConn, options: SessionOptions = {}) {
+  constructor(conn: ConnectionIo, options: ConnectionOptions = {}) {
     this.conn = conn;
-    this.#opts = withDefaults(SESSION_DEFAULTS, options);
+    this.#opts = withDefaults(CONNECTION_DEFAULTS, options);
     this.#flow = options.flow;
     this.reader = new BufferedReader(
       { read: (p: Uint8Array) => this.#readConn(p) },
@@ -236,10 +145,10 @@ export class Session implements FlowOutbox {
 
   /** Bytes waiting in the outbox, including the part of a write not yet taken. */
   get queuedBytes(): number {
-    return this.#queued + this.#inFlight;
+    return this.#outbox.bytes + this.#inFlight;
   }
 
-  /** True once the session started closing; {@linkcode send} then refuses. */
+  /** True once the connection started closing; {@linkcode send} then refuses. */
   get closing(): boolean {
     return this.#closing;
   }
@@ -249,16 +158,16 @@ export class Session implements FlowOutbox {
     return this.#stuck;
   }
 
-  /** True while this outbox is above its high-water mark, its peer live and the session open. */
+  /** True while this outbox is above its high-water mark, its peer live and the connection open. */
   get holdsProducers(): boolean {
     return this.#flow !== undefined && !this.#closing && !this.#stuck &&
-      this.#queued + this.#inFlight > this.#flow.highWaterBytes;
+      this.#outbox.bytes + this.#inFlight > this.#flow.highWaterBytes;
   }
 
   /** Resolves once {@linkcode holdsProducers} turns false. */
   released(): Promise<void> {
     if (!this.holdsProducers) return Promise.resolve();
-    return (this.#released ??= waiter()).promise;
+    return (this.#released ??= Promise.withResolvers<void>()).promise;
   }
 
   /**
@@ -283,8 +192,8 @@ export class Session implements FlowOutbox {
   }
 
   /**
-   * Queues `data` for the peer. Returns true when queued, false when the session is closing
-   * or the outbox is full (which, by policy, either closed the session or dropped this
+   * Queues `data` for the peer. Returns true when queued, false when the connection is closing
+   * or the outbox is full (which, by policy, either closed the connection or dropped this
    * message). With flow control a live peer's outbox may pass the cap by what its producers
    * had in hand; they are expected to wait on {@linkcode released}. `data` must not be
    * modified afterwards.
@@ -292,7 +201,7 @@ export class Session implements FlowOutbox {
   send(data: Uint8Array): boolean {
     if (this.#closing) return false;
     const max = this.#opts.maxQueuedBytes;
-    if (this.#queued + this.#inFlight + data.length > max) {
+    if (this.#outbox.bytes + this.#inFlight + data.length > max) {
       if (this.#opts.overflow === "drop") {
         this.dropped++;
         this.droppedBytes += data.length;
@@ -311,8 +220,7 @@ export class Session implements FlowOutbox {
         return false;
       }
     }
-    this.#queue.push(data);
-    this.#queued += data.length;
+    this.#outbox.push(data);
     this.#wake?.();
     return true;
   }
@@ -321,9 +229,9 @@ export class Session implements FlowOutbox {
    * Starts the writer loop and the deadlines, runs `handler` until it returns (the peer
    * finished) or throws, then closes. Either way what is queued is flushed (bounded by
    * `flushTimeoutMs`), so an error notice queued by the handler reaches the peer; a thrown
-   * error becomes the close reason. Resolves how the session ended. Never rejects.
+   * error becomes the close reason. Resolves how the connection ended. Never rejects.
    */
-  async run(handler: (session: Session) => Promise<void>): Promise<CloseInfo> {
+  async run(handler: (connection: Connection) => Promise<void>): Promise<CloseInfo> {
     this.#writer = this.#writeLoop();
     this.#armReadTask();
     try {
@@ -336,15 +244,14 @@ export class Session implements FlowOutbox {
   }
 
   /**
-   * Closes the session: refuses new messages, flushes queued ones (at most
+   * Closes the connection: refuses new messages, flushes queued ones (at most
    * `flushTimeoutMs`), half-closes so the peer reads end of file, then closes. Safe to call
    * more than once; the first reason wins.
    */
   async close(reason: CloseReason, options: CloseOptions = {}): Promise<CloseInfo> {
     if (this.#closing) return await this.#closed;
     if (options.farewell) {
-      this.#queue.push(options.farewell);
-      this.#queued += options.farewell.length;
+      this.#outbox.push(options.farewell);
       this.#wake?.();
     }
     this.#closing = true;
@@ -377,9 +284,7 @@ export class Session implements FlowOutbox {
     // Drop what has not started to go out; the farewell follows what is in flight, with the
     // write timeout (not the short flush) to get there, so a stuck peer that reads again
     // sees why it was cut.
-    this.#queue = [];
-    this.#queueHead = 0;
-    this.#queued = 0;
+    this.#outbox.clear();
     const farewell = this.#opts.farewell?.(reason);
     const { writeTimeoutMs, flushTimeoutMs } = this.#opts;
     void this.close(reason, {
@@ -407,7 +312,7 @@ export class Session implements FlowOutbox {
 
   async #waitDrained(ms: number): Promise<void> {
     if (this.queuedBytes === 0 || !this.#writer) return;
-    const drained = (this.#drained ??= waiter());
+    const drained = (this.#drained ??= Promise.withResolvers<void>());
     let cut!: () => void;
     const cutPromise = new Promise<void>((r) => (cut = r));
     this.#cutFlush = cut;
@@ -420,60 +325,23 @@ export class Session implements FlowOutbox {
     }
   }
 
-  /** Takes the next write off the outbox: one big message, or several small ones copied together. */
-  #nextBatch(): Uint8Array {
-    // Forget written messages even when the outbox never empties (a reader that keeps just
-    // behind), so they can be collected.
-    if (this.#queueHead >= 1024 && this.#queueHead * 2 >= this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#queueHead);
-      this.#queueHead = 0;
-    }
-    const q = this.#queue;
-    const first = q[this.#queueHead];
-    if (first.length >= DIRECT_WRITE_BYTES || this.#queueHead + 1 === q.length) {
-      this.#queueHead++;
-      return first;
-    }
-    // Size the batch first: a small one gets a fresh exact-size array (an idle peer keeps no
-    // big buffer), a big one reuses this session's WRITE_BATCH_SIZE buffer.
-    let size = 0;
-    let count = 0;
-    for (let i = this.#queueHead; i < q.length && size + q[i].length <= WRITE_BATCH_SIZE; i++) {
-      size += q[i].length;
-      count++;
-    }
-    const batch = size <= DIRECT_WRITE_BYTES
-      ? new Uint8Array(size)
-      : (this.#batch ??= new Uint8Array(WRITE_BATCH_SIZE));
-    let used = 0;
-    for (let i = 0; i < count; i++) {
-      const next = q[this.#queueHead++];
-      batch.set(next, used);
-      used += next.length;
-    }
-    return batch.subarray(0, used);
-  }
-
   async #writeLoop(): Promise<void> {
     try {
       while (!this.#finished) {
-        if (this.#queueHead === this.#queue.length) {
-          this.#queue = [];
-          this.#queueHead = 0;
+        if (this.#outbox.empty) {
           this.#writing = false;
           if (this.#drained) {
             this.#drained.resolve();
             this.#drained = undefined;
           }
-          if (this.#closeInfo && this.#queued === 0) return;
+          if (this.#closeInfo) return;
           if (!this.#closing) this.#opts.onDrained?.();
-          if (this.#queue.length > 0) continue;
+          if (!this.#outbox.empty) continue;
           await new Promise<void>((resolve) => (this.#wake = resolve));
           this.#wake = undefined;
           continue;
         }
-        const data = this.#nextBatch();
-        this.#queued -= data.length;
+        const data = this.#outbox.take();
         this.#inFlight = data.length;
         if (!this.#writing) {
           this.#writing = true;
@@ -490,9 +358,7 @@ export class Session implements FlowOutbox {
         }
       }
     } catch (error) {
-      this.#queue = [];
-      this.#queueHead = 0;
-      this.#queued = 0;
+      this.#outbox.clear();
       this.#inFlight = 0;
       if (!this.#closing) {
         const message = error instanceof Error ? error.message : String(error);
@@ -523,7 +389,7 @@ export class Session implements FlowOutbox {
       this.#armWriteTask();
     }
     const flow = this.#flow;
-    if (this.#released && flow && this.#queued + this.#inFlight <= flow.lowWaterBytes) {
+    if (this.#released && flow && this.#outbox.bytes + this.#inFlight <= flow.lowWaterBytes) {
       this.#released.resolve();
       this.#released = undefined;
     }
@@ -566,7 +432,7 @@ export class Session implements FlowOutbox {
     this.#released?.resolve();
     this.#released = undefined;
     const max = this.#opts.maxQueuedBytes;
-    if (!this.#closing && this.#queued + this.#inFlight > max) {
+    if (!this.#closing && this.#outbox.bytes + this.#inFlight > max) {
       this.#abortSlow({ kind: "slow-stall", stallMs: this.#flow!.stallTimeoutMs, limitBytes: max });
     }
   }
