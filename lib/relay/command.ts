@@ -19,7 +19,8 @@ import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
-import { Relay, type RelayStats } from "./relay.ts";
+import { Relay } from "./relay.ts";
+import { formatRelayStats } from "./stats.ts";
 import { runChat } from "./chat.ts";
 import { parseProxyUrl, socks5Connect } from "../socks5/client.ts";
 
@@ -55,14 +56,6 @@ Client commands: /nick NAME, /join ROOM, /who, /rooms, /quit, /help; "//text" se
 Example:
   sockit relay --port 7070 &
   nc 127.0.0.1 7070`;
-
-function statsLine(s: RelayStats): string {
-  return `clients ${s.clients} (accepted ${s.accepted}, refused ${s.refused}), ` +
-    `messages in ${s.messagesIn}, paused senders ${s.pausedSenders} ` +
-    `(paused ${Math.round(s.pausedMs)} ms in all), stuck clients ${s.stuckClients} ` +
-    `(stalls ${s.stalls}), delivered ${s.delivered}, dropped ${s.dropped}, ` +
-    `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}`;
-}
 
 /** `sockit relay`: a TCP hub that pushes each client's messages to all the others. */
 export const relayCommand: Command = {
@@ -115,13 +108,13 @@ export const relayCommand: Command = {
     const relay = new Relay(listener, options);
     log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");
     const timer = values.stats
-      ? setInterval(() => log.info(statsLine(relay.stats())), statsEvery * 1000)
+      ? setInterval(() => log.info(formatRelayStats(relay.stats())), statsEvery * 1000)
       : undefined;
     const signal = await waitForShutdownSignal();
     clearInterval(timer);
     log.info(`${signal}: shutting down`);
     await relay.shutdown();
-    log.info(`stopped: ${statsLine(relay.stats())}`);
+    log.info(`stopped: ${formatRelayStats(relay.stats())}`);
     return 0;
   },
 };

@@ -39,6 +39,8 @@
  * @module
  */
 
+import type { Logger } from "../log.ts";
+
 /** What happens to a stuck client whose outbox is full. */
 export type SlowClientPolicy = "disconnect" | "drop";
 
@@ -83,6 +85,49 @@ export const RELAY_DEFAULTS = {
   /** Seconds between `--stats` log lines. */
   statsIntervalSeconds: 10,
 } as const;
+
+/** Options for `Relay` (`relay.ts`); defaults in {@linkcode RELAY_DEFAULTS}. */
+export interface RelayOptions {
+  /** Binary framed mode instead of lines. @default {false} */
+  framed?: boolean;
+  /** Longest line or message, in bytes. @default {65536} */
+  maxLineBytes?: number;
+  /** Outbox cap of a stuck client, in bytes. @default {4 MiB} */
+  maxQueuedBytes?: number;
+  /** A live client's outbox above this holds its room's senders. @default {1 MiB} */
+  highWaterBytes?: number;
+  /** Held senders resume once the outbox is down to this. @default {256 KiB} */
+  lowWaterBytes?: number;
+  /** A client whose socket took no byte this long is stuck, in ms. @default {1000} */
+  stallTimeoutMs?: number;
+  /** What to do with a stuck client whose outbox is full. @default {"disconnect"} */
+  slowPolicy?: SlowClientPolicy;
+  /** A socket that took no byte this long is disconnected, in ms. @default {30000} */
+  writeTimeoutMs?: number;
+  /** Clients at once. @default {1024} */
+  maxClients?: number;
+  /** Close a client silent this long, in ms; 0 disables. @default {0} */
+  idleTimeoutMs?: number;
+  /** Framed mode heartbeat interval, in ms. @default {15000} */
+  heartbeatMs?: number;
+  /** Framed mode: heartbeats missed before a client is dropped. @default {3} */
+  heartbeatMisses?: number;
+  /** How long shutdown waits for queued messages, in ms. @default {2000} */
+  shutdownFlushMs?: number;
+  /** Where connection events go. */
+  logger?: Logger;
+}
+
+/**
+ * Line mode: the most a client's read buffer grows to (or a whole line and its CRLF, if
+ * larger): 256 KiB. Big reads mean big messages and few writes per recipient; the buffer starts
+ * at 4 KiB and grows only while reads fill it.
+ */
+export const LINE_READ_BUFFER_BYTES = 256 * 1024;
+/** Line mode: the scratch buffer delivered lines are encoded into, at least: 512 KiB. */
+export const LINE_SCRATCH_BYTES = 512 * 1024;
+/** The longest `[NAME] ` prefix: a name of `maxNameLength` characters in UTF-8, and 3. */
+export const MAX_PREFIX_BYTES = RELAY_DEFAULTS.maxNameLength * 4 + 3;
 
 /**
  * The water marks for an outbox cap: the defaults, scaled down when `maxQueuedBytes` is set

@@ -20,7 +20,9 @@
  * @module
  */
 
+import { type CloseReason, describeCloseReason } from "../net/close_reason.ts";
 import { ProtocolError } from "../net/errors.ts";
+import { ControlFrame, encodeFrame } from "../net/frame.ts";
 
 /** Protocol name in the framed-mode hello. */
 export const RELAY_PROTOCOL = "relay";
@@ -242,3 +244,39 @@ export function decodeWelcomePayload(payload: Uint8Array): { name: string; room:
   const [name, room] = decodeNamed(payload, "welcome");
   return { name, room };
 }
+
+/** How one mode encodes what the relay itself says: notices, the welcome, the farewell. */
+export interface RelayCodec {
+  /** A notice (joins, leaves, replies to commands). */
+  notice(text: string): Uint8Array;
+  /** The client's name and room, after it connects and after each /nick or /join. */
+  welcome(name: string, room: string): Uint8Array;
+  /** The last thing a client is sent, saying why it is disconnected. */
+  farewell(reason: CloseReason): Uint8Array;
+}
+
+/**
+ * Line mode: `* TEXT` notices, `* welcome NAME, you are in room ROOM; /help lists commands`,
+ * `* disconnected: REASON`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LINE_CODEC } from "./protocol.ts";
+ * const farewell = LINE_CODEC.farewell({ kind: "idle", ms: 300 });
+ * assert.equal(new TextDecoder().decode(farewell), "* disconnected: idle for more than 300 ms\n");
+ * ```
+ */
+export const LINE_CODEC: RelayCodec = {
+  notice: encodeLineNotice,
+  welcome: (name, room) =>
+    encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
+  farewell: (reason) => encodeLineNotice(`disconnected: ${describeCloseReason(reason)}`),
+};
+
+/** Framed mode: Notice, Welcome and Bye frames. */
+export const FRAME_CODEC: RelayCodec = {
+  notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
+  welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
+  farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
+};

@@ -25,110 +25,30 @@ import { Connection } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
+import type { RelayStats } from "./stats.ts";
+import { HELP_TEXT, parseCommand } from "./client_commands.ts";
 import {
-  GENERATED_NAME_PATTERN,
-  NAME_PATTERN,
+  LINE_READ_BUFFER_BYTES,
+  LINE_SCRATCH_BYTES,
+  MAX_PREFIX_BYTES,
   RELAY_DEFAULTS,
-  ROOM_PATTERN,
-  type SlowClientPolicy,
+  type RelayOptions,
   waterMarks,
 } from "./limits.ts";
 import {
   encodeDeliverPayload,
   encodeLineDelivers,
   encodeLineNotice,
-  encodeWelcomePayload,
+  FRAME_CODEC,
+  LINE_CODEC,
   RELAY_PROTOCOL,
   RELAY_PROTOCOL_VERSION,
+  type RelayCodec,
   RelayFrame,
 } from "./protocol.ts";
 
-/** Options for {@linkcode Relay}; defaults in {@linkcode RELAY_DEFAULTS}. */
-export interface RelayOptions {
-  /** Binary framed mode instead of lines. @default {false} */
-  framed?: boolean;
-  /** Longest line or message, in bytes. @default {65536} */
-  maxLineBytes?: number;
-  /** Outbox cap of a stuck client, in bytes. @default {4 MiB} */
-  maxQueuedBytes?: number;
-  /** A live client's outbox above this holds its room's senders. @default {1 MiB} */
-  highWaterBytes?: number;
-  /** Held senders resume once the outbox is down to this. @default {256 KiB} */
-  lowWaterBytes?: number;
-  /** A client whose socket took no byte this long is stuck, in ms. @default {1000} */
-  stallTimeoutMs?: number;
-  /** What to do with a stuck client whose outbox is full. @default {"disconnect"} */
-  slowPolicy?: SlowClientPolicy;
-  /** A socket that took no byte this long is disconnected, in ms. @default {30000} */
-  writeTimeoutMs?: number;
-  /** Clients at once. @default {1024} */
-  maxClients?: number;
-  /** Close a client silent this long, in ms; 0 disables. @default {0} */
-  idleTimeoutMs?: number;
-  /** Framed mode heartbeat interval, in ms. @default {15000} */
-  heartbeatMs?: number;
-  /** Framed mode: heartbeats missed before a client is dropped. @default {3} */
-  heartbeatMisses?: number;
-  /** How long shutdown waits for queued messages, in ms. @default {2000} */
-  shutdownFlushMs?: number;
-  /** Where connection events go. */
-  logger?: Logger;
-}
-
-/** Counters of a running relay. */
-export interface RelayStats {
-  /** Clients connected now (not counting those being disconnected). */
-  clients: number;
-  /** Clients accepted since start. */
-  accepted: number;
-  /** Connections refused because the relay was full. */
-  refused: number;
-  /** Messages (lines or frames) received from clients. */
-  messagesIn: number;
-  /** Message copies queued to recipients. */
-  delivered: number;
-  /** Message copies dropped for slow clients (policy "drop"). */
-  dropped: number;
-  /** Clients disconnected as slow consumers (stuck past the cap, or write timeout). */
-  slowDisconnects: number;
-  /** Senders held back right now by a recipient above high water. */
-  pausedSenders: number;
-  /** Total time senders spent held back, in ms (summed over senders). */
-  pausedMs: number;
-  /** Clients stuck right now (their socket took no byte for the stall time). */
-  stuckClients: number;
-  /** Times a client became stuck. */
-  stalls: number;
-  /** Clients that ended, by close reason. */
-  closes: Record<CloseKind, number>;
-  /** Bytes read from clients. */
-  bytesIn: number;
-  /** Bytes written to clients. */
-  bytesOut: number;
-}
-
-/** How one mode encodes what the relay sends. */
-interface Codec {
-  notice(text: string): Uint8Array;
-  welcome(name: string, room: string): Uint8Array;
-  farewell(reason: CloseReason): Uint8Array;
-}
-
-const LINE_CODEC: Codec = {
-  notice: encodeLineNotice,
-  welcome: (name, room) =>
-    encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
-  farewell: (reason) => encodeLineNotice(`disconnected: ${describeCloseReason(reason)}`),
-};
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-const FRAME_CODEC: Codec = {
-  notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
-  welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
-  farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
-};
 
 interface Client {
   name: string;
@@ -147,23 +67,10 @@ interface Client {
   prefix: Uint8Array;
 }
 
-const HELP_TEXT = [
-  "commands: /nick NAME (rename), /join ROOM (change room), /who (who is here),",
-  "/rooms (rooms and sizes), /quit (leave), /help; start a message with // to send a leading /",
-].join(" ");
-
 const LF_BYTES = new Uint8Array([0x0a]);
 
-/**
- * Line mode: the most a client's read buffer grows to (or a whole line and its CRLF, if
- * larger): 256 KiB. Big reads mean big messages and few writes per recipient; the buffer starts
- * at 4 KiB and grows only while reads fill it.
- */
-const READ_BUFFER_BYTES = 256 * 1024;
-/** Line mode: the scratch buffer delivered lines are encoded into, at least: 512 KiB. */
-const SCRATCH_BYTES = 512 * 1024;
-/** The longest `[NAME] ` prefix: a name of `maxNameLength` characters in UTF-8, and 3. */
-const MAX_PREFIX_BYTES = RELAY_DEFAULTS.maxNameLength * 4 + 3;
+export type { RelayOptions } from "./limits.ts";
+export type { RelayStats } from "./stats.ts";
 
 /**
  * A running relay: the accept loop, the clients, their rooms and the counters.
@@ -181,7 +88,7 @@ export class Relay {
   readonly addr: Deno.NetAddr;
   #opts: Widened<typeof RELAY_DEFAULTS> & { framed: boolean };
   #log: Logger | undefined;
-  #codec: Codec;
+  #codec: RelayCodec;
   #server: Server;
   #clients = new Set<Client>();
   #names = new Map<string, Client>();
@@ -320,7 +227,7 @@ export class Relay {
         }
       },
       // A whole line (plus CRLF) must fit in the read buffer.
-      readBufferSize: o.framed ? 64 * 1024 : Math.max(READ_BUFFER_BYTES, o.maxLineBytes + 2),
+      readBufferSize: o.framed ? 64 * 1024 : Math.max(LINE_READ_BUFFER_BYTES, o.maxLineBytes + 2),
     });
     this.#stats.accepted++;
     let client: Client | undefined;
@@ -521,7 +428,7 @@ export class Relay {
     // burst never makes a message no outbox can take.
     const out = this.#scratch ??= new Uint8Array(
       Math.max(
-        Math.min(SCRATCH_BYTES, this.#opts.maxQueuedBytes / 4),
+        Math.min(LINE_SCRATCH_BYTES, this.#opts.maxQueuedBytes / 4),
         maxLineBytes + MAX_PREFIX_BYTES + 4,
       ),
     );
@@ -582,70 +489,53 @@ export class Relay {
 
   /** Runs a command line; resolves false when the client asked to leave. */
   #command(client: Client, text: string): boolean {
-    const [cmd, ...args] = text.trim().split(/\s+/);
-    const arg = args.join(" ");
-    const max = this.#opts.maxNameLength;
-    switch (cmd.toLowerCase()) {
-      case "/nick": {
-        if (!arg || arg.length > max || !NAME_PATTERN.test(arg)) {
-          this.#tell(client, `cannot rename: use 1 to ${max} letters, digits, '_', '.' or '-'`);
-        } else if (GENERATED_NAME_PATTERN.test(arg)) {
-          this.#tell(
-            client,
-            `cannot rename to ${arg}: names like user1 are handed out by the relay`,
-          );
-        } else if (
-          this.#names.has(arg.toLowerCase()) && arg.toLowerCase() !== client.name.toLowerCase()
-        ) {
-          this.#tell(client, `cannot rename to ${arg}: the name is taken`);
-        } else {
-          const old = client.name;
-          this.#names.delete(old.toLowerCase());
-          this.#names.set(arg.toLowerCase(), client);
-          client.name = arg;
-          client.prefix = linePrefix(arg);
-          const members = this.#rooms.get(client.room) ?? [];
-          this.#notice([...members].filter((m) => m !== client), `${old} is now ${arg}`);
-          client.connection.send(this.#codec.welcome(client.name, client.room));
-          this.#log?.info(`${old} is now ${arg}`);
+    const command = parseCommand(text, { maxNameLength: this.#opts.maxNameLength });
+    switch (command.kind) {
+      case "refused":
+        this.#tell(client, command.notice);
+        return true;
+      case "nick": {
+        const name = command.name;
+        const key = name.toLowerCase();
+        if (this.#names.has(key) && key !== client.name.toLowerCase()) {
+          this.#tell(client, `cannot rename to ${name}: the name is taken`);
+          return true;
         }
+        const old = client.name;
+        this.#names.delete(old.toLowerCase());
+        this.#names.set(key, client);
+        client.name = name;
+        client.prefix = linePrefix(name);
+        const members = this.#rooms.get(client.room) ?? [];
+        this.#notice([...members].filter((m) => m !== client), `${old} is now ${name}`);
+        client.connection.send(this.#codec.welcome(client.name, client.room));
+        this.#log?.info(`${old} is now ${name}`);
         return true;
       }
-      case "/join": {
-        if (!arg || arg.length > max || !ROOM_PATTERN.test(arg)) {
-          this.#tell(
-            client,
-            `cannot join: a room name is 1 to ${max} letters, digits, '_', '.' or '-'`,
-          );
-        } else {
-          if (arg !== client.room) {
-            this.#leaveRoom(client, `${client.name} left for another room`);
-            this.#enterRoom(client, arg);
-          }
-          client.connection.send(this.#codec.welcome(client.name, client.room));
+      case "join":
+        if (command.room !== client.room) {
+          this.#leaveRoom(client, `${client.name} left for another room`);
+          this.#enterRoom(client, command.room);
         }
+        client.connection.send(this.#codec.welcome(client.name, client.room));
         return true;
-      }
-      case "/who": {
+      case "who": {
         const names = [...(this.#rooms.get(client.room) ?? [])].map((m) => m.name).sort();
         this.#tell(client, `in ${client.room}: ${names.join(", ")}`);
         return true;
       }
-      case "/rooms": {
+      case "rooms": {
         const rooms = [...this.#rooms].map(([r, m]) => `${r} (${m.size})`).sort();
         this.#tell(client, `rooms: ${rooms.join(", ")}`);
         return true;
       }
-      case "/help":
+      case "help":
         this.#tell(client, HELP_TEXT);
         return true;
-      case "/quit":
+      case "quit":
         this.#tell(client, "bye");
         client.quit = true;
         return false;
-      default:
-        this.#tell(client, `unknown command ${cmd}; /help lists commands`);
-        return true;
     }
   }
 }

@@ -1,0 +1,64 @@
+/**
+ * The relay's counters and the one line `--stats` (and the final shutdown line) prints them
+ * as.
+ *
+ * @module
+ */
+
+import type { CloseKind } from "../net/close_reason.ts";
+
+/** Counters of a running relay. */
+export interface RelayStats {
+  /** Clients connected now (not counting those being disconnected). */
+  clients: number;
+  /** Clients accepted since start. */
+  accepted: number;
+  /** Connections refused because the relay was full. */
+  refused: number;
+  /** Messages (lines or frames) received from clients. */
+  messagesIn: number;
+  /** Message copies queued to recipients. */
+  delivered: number;
+  /** Message copies dropped for slow clients (policy "drop"). */
+  dropped: number;
+  /** Clients disconnected as slow consumers (stuck past the cap, or write timeout). */
+  slowDisconnects: number;
+  /** Senders held back right now by a recipient above high water. */
+  pausedSenders: number;
+  /** Total time senders spent held back, in ms (summed over senders). */
+  pausedMs: number;
+  /** Clients stuck right now (their socket took no byte for the stall time). */
+  stuckClients: number;
+  /** Times a client became stuck. */
+  stalls: number;
+  /** Clients that ended, by close reason. */
+  closes: Record<CloseKind, number>;
+  /** Bytes read from clients. */
+  bytesIn: number;
+  /** Bytes written to clients. */
+  bytesOut: number;
+}
+
+/**
+ * The counters as one log line.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatRelayStats, type RelayStats } from "./stats.ts";
+ * const closes = { "peer-closed": 0, "slow-bytes": 0, "slow-stall": 0, "write-timeout": 0,
+ *   idle: 0, heartbeat: 0, shutdown: 0, error: 0 };
+ * const stats: RelayStats = { clients: 1, accepted: 1, refused: 0, messagesIn: 2, delivered: 0,
+ *   dropped: 0, slowDisconnects: 0, pausedSenders: 0, pausedMs: 12.4, stuckClients: 0, stalls: 0,
+ *   closes, bytesIn: 8, bytesOut: 90 };
+ * assert.match(formatRelayStats(stats), /^clients 1 \(accepted 1, refused 0\), messages in 2, /);
+ * assert.match(formatRelayStats(stats), /paused 12 ms in all.*bytes in 8, out 90$/);
+ * ```
+ */
+export function formatRelayStats(s: RelayStats): string {
+  return `clients ${s.clients} (accepted ${s.accepted}, refused ${s.refused}), ` +
+    `messages in ${s.messagesIn}, paused senders ${s.pausedSenders} ` +
+    `(paused ${Math.round(s.pausedMs)} ms in all), stuck clients ${s.stuckClients} ` +
+    `(stalls ${s.stalls}), delivered ${s.delivered}, dropped ${s.dropped}, ` +
+    `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}`;
+}
