@@ -4,11 +4,14 @@
  * - single-stream throughput: 1 GiB pushed through the proxy to a local sink (the direct
  *   connection is given for reference);
  * - sessions per second: connect, SOCKS5 handshake, CONNECT, 1 KiB echoed, close; 16 at a
- *   time, median of 3 runs of 1500;
+ *   time, 1500 a run;
  * - resident memory per idle tunnel: RSS of the proxy (all its processes) with 500 open,
  *   established tunnels, minus the RSS before them, divided by 500.
  *
- * The load generator (this process) uses sockit's SOCKS5 client for every proxy.
+ * Each figure is the median of 3 runs, and the runs are interleaved: in each run every
+ * proxy is started afresh and measured once, sockit first in even runs and last in odd
+ * ones, so that a machine getting busier or quieter during the bench favours no one. The
+ * load generator (this process) uses sockit's SOCKS5 client for every proxy.
  *
  * @module
  */
@@ -28,9 +31,8 @@ import { socks5Connect, type Socks5Proxy } from "../lib/socks5/client.ts";
 import { startEchoServer } from "../tests/_helpers.ts";
 
 const TOTAL_BYTES = 1024 * 1024 * 1024;
-const THROUGHPUT_RUNS = 3;
+const RUNS = 3;
 const SESSIONS = 1500;
-const SESSION_RUNS = 3;
 const SESSION_CONCURRENCY = 16;
 const SESSION_PAYLOAD = 1024;
 const IDLE_TUNNELS = 500;
@@ -41,6 +43,12 @@ interface Contender {
   name: string;
   start(port: number): Promise<{ pid: number } & AsyncDisposable>;
 }
+
+/**
+ * Flags sockit runs with beyond its defaults (none: 500 idle tunnels fit the default
+ * --max-conns of 1024); they go in the rows' `flags`.
+ */
+const SOCKIT_FLAGS: string[] = [];
 
 async function startSpawned(program: string, args: string[], port: number) {
   const peer = spawnPeer(program, args);
@@ -53,8 +61,7 @@ const SOCKIT: Contender = {
   start: (port) =>
     startSpawned(
       Deno.execPath(),
-      // Default options: 500 idle tunnels fit the default --max-conns (1024).
-      ["run", "-A", MAIN, "socks5", "--port", String(port), "--quiet"],
+      ["run", "-A", MAIN, "socks5", "--port", String(port), "--quiet", ...SOCKIT_FLAGS],
       port,
     ),
 };
@@ -131,14 +138,6 @@ async function push(
   conn.close();
   if (got !== TOTAL_BYTES) throw new Error(`sink got ${got} of ${TOTAL_BYTES} bytes`);
   return TOTAL_BYTES / 1024 / 1024 / seconds;
-}
-
-async function throughput(port: number, sink: ReturnType<typeof startSink>): Promise<number> {
-  const runs: number[] = [];
-  for (let i = 0; i < THROUGHPUT_RUNS; i++) {
-    runs.push(await push(sink, { hostname: "127.0.0.1", port }));
-  }
-  return median(runs);
 }
 
 /** Reads exactly `n` bytes into `buf`. */
@@ -241,41 +240,63 @@ interface Figures {
   kbPerTunnel: number;
 }
 
-async function measure(c: Contender, sink: ReturnType<typeof startSink>): Promise<Figures> {
-  await using echo = startEchoServer();
-  {
-    const port = freePort();
-    await using proxy = await c.start(port);
-    console.error(`bench: socks5 ${c.name}: memory per idle tunnel...`);
-    const kbPerTunnel = await rssPerIdleTunnel(port, proxy.pid, echo.port);
-    console.error(`bench: socks5 ${c.name}: sessions per second...`);
-    const runs: number[] = [];
-    for (let i = 0; i < SESSION_RUNS; i++) runs.push(await sessionsPerSecond(port, echo.port));
-    const sps = median(runs);
-    console.error(`bench: socks5 ${c.name}: throughput...`);
-    const mibPerSecond = await throughput(port, sink);
-    return { mibPerSecond, sessionsPerSecond: sps, kbPerTunnel };
-  }
+/** One run against `c`: a fresh proxy, each figure measured once. */
+async function measureOnce(
+  c: Contender,
+  sink: ReturnType<typeof startSink>,
+  echoPort: number,
+): Promise<Figures> {
+  const port = freePort();
+  await using proxy = await c.start(port);
+  console.error(`bench: socks5 ${c.name}: memory per idle tunnel...`);
+  const kbPerTunnel = await rssPerIdleTunnel(port, proxy.pid, echoPort);
+  console.error(`bench: socks5 ${c.name}: sessions per second...`);
+  const sessions = await sessionsPerSecond(port, echoPort);
+  console.error(`bench: socks5 ${c.name}: throughput...`);
+  const mibPerSecond = await push(sink, { hostname: "127.0.0.1", port });
+  return { mibPerSecond, sessionsPerSecond: sessions, kbPerTunnel };
+}
+
+/** The median of each figure over the runs. */
+function medians(runs: Figures[]): Figures {
+  return {
+    mibPerSecond: median(runs.map((f) => f.mibPerSecond)),
+    sessionsPerSecond: median(runs.map((f) => f.sessionsPerSecond)),
+    kbPerTunnel: median(runs.map((f) => f.kbPerTunnel)),
+  };
 }
 
 async function run(): Promise<BenchRow[]> {
   const sink = startSink();
+  await using echo = startEchoServer();
   try {
-    const direct: number[] = [];
-    for (let i = 0; i < THROUGHPUT_RUNS; i++) direct.push(await push(sink, undefined));
-    const ours = await measure(SOCKIT, sink);
-    const peers: [string, Figures | undefined][] = [];
+    const contenders: Contender[] = [SOCKIT];
+    const peerNames: string[] = [];
     for (const [program, contender] of [["microsocks", MICROSOCKS], ["danted", DANTE]] as const) {
-      peers.push([program, peerAvailable(program) ? await measure(contender, sink) : undefined]);
+      peerNames.push(program);
+      if (peerAvailable(program)) contenders.push(contender);
     }
+    const runs = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
+    const direct: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      direct.push(await push(sink, undefined));
+      // sockit first in even runs, last in odd ones.
+      const order = i % 2 === 0 ? contenders : [...contenders].reverse();
+      for (const c of order) runs.get(c.name)!.push(await measureOnce(c, sink, echo.port));
+    }
+    const ours = medians(runs.get(SOCKIT.name)!);
+    const flags = SOCKIT_FLAGS.length > 0 ? SOCKIT_FLAGS.join(" ") : undefined;
     const rows: BenchRow[] = [];
     const directNote = `direct, no proxy: ${median(direct).toFixed(0)} MiB/s`;
-    for (const [peerName, f] of peers) {
+    for (const peerName of peerNames) {
+      const peerRuns = runs.get(peerName);
+      const f = peerRuns ? medians(peerRuns) : undefined;
       rows.push(
         {
           scenario: "socks5 single-stream throughput (1 GiB)",
           unit: "MiB/s",
           sockit: ours.mibPerSecond,
+          flags,
           peerName,
           peer: f?.mibPerSecond,
           higherIsBetter: true,
@@ -285,6 +306,7 @@ async function run(): Promise<BenchRow[]> {
           scenario: `socks5 sessions/s (CONNECT + 1 KiB echo, ${SESSION_CONCURRENCY} at a time)`,
           unit: "sessions/s",
           sockit: ours.sessionsPerSecond,
+          flags,
           peerName,
           peer: f?.sessionsPerSecond,
           higherIsBetter: true,
@@ -293,6 +315,7 @@ async function run(): Promise<BenchRow[]> {
           scenario: `socks5 RSS per idle tunnel (${IDLE_TUNNELS} tunnels)`,
           unit: "KB",
           sockit: ours.kbPerTunnel,
+          flags,
           peerName,
           peer: f?.kbPerTunnel,
           higherIsBetter: false,

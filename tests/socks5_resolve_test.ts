@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { descriptorWarning } from "../lib/net/fd_limit.ts";
 import { isUnspecified } from "../lib/socks5/dial.ts";
 import { isNumericHost, parseInetAton, parseIPv4 } from "../lib/socks5/ip.ts";
-import { SOCKS5_DEFAULTS } from "../lib/socks5/limits.ts";
+import { SOCKS5_DEFAULTS } from "../lib/socks5/options.ts";
 import { LoginGuard } from "../lib/socks5/login_guard.ts";
 import { literalAddress, resolveHost } from "../lib/socks5/resolve.ts";
 
@@ -122,4 +122,17 @@ Deno.test("descriptorWarning() says what to raise or lower, and nothing when the
     undefined,
   );
   assert.equal(descriptorWarning(1e9, { flag: "--max-conns", limit: null }), undefined);
+});
+
+Deno.test("SOCKS5_DEFAULTS: every option's @default text is the constant's value", async () => {
+  const source = await Deno.readTextFile(new URL("../lib/socks5/options.ts", import.meta.url));
+  const documented = new Map<string, string>();
+  for (const m of source.matchAll(/\/\*\*((?:(?!\*\/)[^])*)\*\/\s*(\w+)\?:/g)) {
+    const value = /@default \{([^}]*)\}/.exec(m[1]);
+    if (value) documented.set(m[2], value[1]);
+  }
+  for (const [key, value] of Object.entries(SOCKS5_DEFAULTS)) {
+    assert.equal(documented.get(key), String(value), `@default of ${key}`);
+  }
+  assert.deepEqual([...documented.keys()].filter((k) => !(k in SOCKS5_DEFAULTS)), []);
 });

@@ -65,7 +65,7 @@ Deno.test("udp-echo returns datagrams of every size class byte-identical", async
 });
 
 Deno.test({
-  name: "udp-echo serves IPv6 up to the 65,527-byte IPv6 maximum",
+  name: "udp-echo serves IPv6 up to the 65,527-byte IPv6 maximum (needs IPv6 loopback ::1)",
   ignore: !hasIpv6Loopback(),
   fn: async () => {
     await using echo = await startSockit(["udp-echo", "--host", "::1", "--port", "0"]);

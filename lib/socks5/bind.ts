@@ -9,7 +9,9 @@ import { formatAddress } from "../net/address.ts";
 import { LimitError } from "../net/errors.ts";
 import { canonicalIP, isUnspecified, resolveDestination } from "./dial.ts";
 import { Reply, type SocksAddress } from "./protocol.ts";
-import { describeError, fail, relay, sendReply, type SessionContext } from "./session.ts";
+import { type ClientContext, fail, sendReply } from "./client_context.ts";
+import { describeError } from "./errors.ts";
+import { relay } from "./tunnel.ts";
 
 /**
  * BIND: listen on the control connection's local address, reply with that address (or
@@ -17,7 +19,7 @@ import { describeError, fail, relay, sendReply, type SessionContext } from "./se
  * rules), reply again with the peer's address, then relay. Peers from elsewhere are closed
  * and the wait goes on until the BIND timeout.
  */
-export async function handleBind(ctx: SessionContext, dst: SocksAddress): Promise<void> {
+export async function handleBind(ctx: ClientContext, dst: SocksAddress): Promise<void> {
   const { conn, reader, opts, record } = ctx;
   let expected: Set<string> | undefined;
   if (!isUnspecified(dst.hostname)) {

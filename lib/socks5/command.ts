@@ -20,7 +20,7 @@ import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { UserTable } from "./auth.ts";
 import { parseIP } from "./ip.ts";
-import { SOCKS5_DEFAULTS } from "./limits.ts";
+import { SOCKS5_DEFAULTS } from "./options.ts";
 import { DestinationRules } from "./rules.ts";
 import { startSocks5Server } from "./server.ts";
 

@@ -7,14 +7,15 @@
 import { formatAddress } from "../net/address.ts";
 import { reachDestination } from "./dial.ts";
 import { Reply, type SocksAddress } from "./protocol.ts";
-import { fail, relay, sendReply, type SessionContext } from "./session.ts";
+import { type ClientContext, fail, sendReply } from "./client_context.ts";
+import { relay } from "./tunnel.ts";
 
 /**
  * CONNECT: resolve, check the rules against each address, dial the allowed addresses (the
  * lookup and the dialling within the connect timeout together), reply with the real local
  * address of the outgoing connection, then relay.
  */
-export async function handleConnect(ctx: SessionContext, dst: SocksAddress): Promise<void> {
+export async function handleConnect(ctx: ClientContext, dst: SocksAddress): Promise<void> {
   const { opts, record } = ctx;
   const dialled = await reachDestination(dst, {
     rules: opts.rules,

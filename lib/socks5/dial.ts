@@ -11,11 +11,11 @@
 import type { HostPort } from "../net/address.ts";
 import { DEADLINES, type Deadlines } from "../net/deadline.ts";
 import { TimeoutError } from "../net/errors.ts";
+import { describeError } from "./errors.ts";
 import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
 import { Reply } from "./protocol.ts";
 import { literalAddress, type NameServer, resolveHost } from "./resolve.ts";
 import type { DestinationRules } from "./rules.ts";
-import { describeError } from "./session.ts";
 
 /** Result of {@linkcode resolveDestination}: the addresses to try, or the reply to send. */
 export type Resolution = { addresses: string[] } | { reply: number; why: string };

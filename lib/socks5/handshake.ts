@@ -1,13 +1,13 @@
 /**
  * The SOCKS5 handshake, one function per phase: the version byte, the method negotiation,
  * username/password authentication (RFC 1929) and the request. Each reads through the
- * session's `BufferedReader`, so how the client splits its bytes does not matter,
+ * connection's `BufferedReader`, so how the client splits its bytes does not matter,
  * and each failure sends the answer the RFC asks for.
  *
  * @module
  */
 
-import { ProtocolError } from "../net/errors.ts";
+import { ProtocolError, UnexpectedEofError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import {
   AddressTypeError,
@@ -23,7 +23,7 @@ import {
 } from "./protocol.ts";
 import { quote } from "../log.ts";
 import { LoginGuard } from "./login_guard.ts";
-import { fail, formatDestination, type SessionContext } from "./session.ts";
+import { type ClientContext, fail, formatDestination } from "./client_context.ts";
 
 /** A SOCKS5 request after the handshake. */
 export interface Socks5Request {
@@ -38,7 +38,7 @@ export interface Socks5Request {
  * only when no users are configured; anything else closes the connection (there is no reply
  * format for an unknown version).
  */
-export async function readGreeting(ctx: SessionContext): Promise<number> {
+export async function readGreeting(ctx: ClientContext): Promise<number> {
   const version = await ctx.reader.readU8();
   if (version === Version.Socks5 || version === Version.Socks4) return version;
   throw new ProtocolError(`bad version 0x${hex(version)}, closed`);
@@ -49,7 +49,7 @@ export async function readGreeting(ctx: SessionContext): Promise<number> {
  * otherwise only no-auth; when the client offers neither, the answer is 0xFF and the
  * connection is closed (RFC 1928 section 3).
  */
-export async function negotiateMethod(ctx: SessionContext): Promise<void> {
+export async function negotiateMethod(ctx: ClientContext): Promise<void> {
   const { reader, conn, opts } = ctx;
   const count = await reader.readU8();
   if (count === 0) {
@@ -74,11 +74,11 @@ export async function negotiateMethod(ctx: SessionContext): Promise<void> {
  * Phase 3 (RFC 1929): `VER=1 | ULEN | UNAME | PLEN | PASSWD`, answered `VER=1 | STATUS`. A
  * wrong user or password gets status 1 and the connection is closed, and counts against the
  * client's source in the server's {@linkcode LoginGuard}; a source locked out by too many
- * failures gets status 1 without a look at the password (and its session line only at debug
+ * failures gets status 1 without a look at the password (and its log line only at debug
  * level: the lockout was logged once when it began). The user name is peer-supplied: it is
  * logged quoted.
  */
-export async function authenticate(ctx: SessionContext): Promise<void> {
+export async function authenticate(ctx: ClientContext): Promise<void> {
   const { reader, conn, opts, logins } = ctx;
   const version = await reader.readU8();
   if (version !== Version.UserPassAuth) {
@@ -118,7 +118,7 @@ function seconds(ms: number): string {
  * Phase 4: `VER | CMD | RSV | ATYP | DST.ADDR | DST.PORT`. An unknown or disabled command gets
  * 0x07, an unknown address type 0x08, a version other than 5 a general failure.
  */
-export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
+export async function readRequest(ctx: ClientContext): Promise<Socks5Request> {
   const { reader, opts, record } = ctx;
   const version = await reader.readU8();
   const command = await reader.readU8();
@@ -144,7 +144,7 @@ export async function readRequest(ctx: SessionContext): Promise<Socks5Request> {
     if (error instanceof AddressTypeError) {
       return await fail(ctx, { reply: Reply.AddressTypeNotSupported, why: error.message });
     }
-    if (error instanceof ProtocolError && !(error.name === "UnexpectedEofError")) {
+    if (error instanceof ProtocolError && !(error instanceof UnexpectedEofError)) {
       return await fail(ctx, { reply: Reply.GeneralFailure, why: error.message });
     }
     throw error;

@@ -37,10 +37,9 @@ export {
   Socks5Error,
   Version,
 } from "./protocol.ts";
-export { SOCKS5_DEFAULTS } from "./limits.ts";
+export { SOCKS5_DEFAULTS, type Socks5ServerOptions } from "./options.ts";
 export { DestinationRules, type DestinationRulesOptions, PRIVATE_RANGES } from "./rules.ts";
 export { UserTable } from "./auth.ts";
-export { type Socks5ServerOptions } from "./options.ts";
 export { type NameServer } from "./resolve.ts";
 export { LoginGuard, type LoginGuardOptions } from "./login_guard.ts";
 export { startSocks5Server } from "./server.ts";

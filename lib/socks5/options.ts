@@ -1,15 +1,74 @@
 /**
- * Options of the SOCKS5 server, and how their defaults ({@linkcode SOCKS5_DEFAULTS}) are
- * filled in.
+ * Options of the SOCKS5 server and their defaults, in one place: every limit and policy is
+ * in {@linkcode SOCKS5_DEFAULTS}, overridable by an option of {@linkcode Socks5ServerOptions}
+ * and, where it makes sense, a command-line flag; {@linkcode resolveOptions} lays the options
+ * over the defaults with {@linkcode withDefaults}.
  *
  * @module
  */
 
+import { withDefaults } from "../defaults.ts";
 import type { Logger } from "../log.ts";
+import { MAX_UDP_DATAGRAM } from "../udp/datagram.ts";
 import type { UserTable } from "./auth.ts";
-import { SOCKS5_DEFAULTS } from "./limits.ts";
 import type { NameServer } from "./resolve.ts";
 import { DestinationRules } from "./rules.ts";
+
+/** Defaults of the SOCKS5 server's limits and timeouts. */
+export const SOCKS5_DEFAULTS = {
+  /** Serve BIND (`--no-bind` turns it off). */
+  allowBind: true,
+  /** Serve UDP ASSOCIATE (`--no-udp` turns it off). */
+  allowUdp: true,
+  /** Greeting, authentication and request must all arrive within this, in ms (`--handshake-timeout`). */
+  handshakeTimeoutMs: 10_000,
+  /** Dialling the destination (every resolved address together) may take this long, in ms (`--connect-timeout`). */
+  connectTimeoutMs: 10_000,
+  /** A tunnel where no byte moved either way for this long is closed, in ms; 0 never (`--idle-timeout`). */
+  idleTimeoutMs: 3_600_000,
+  /** Once one direction of a tunnel ended, the other may go on this long, in ms. */
+  halfOpenTimeoutMs: 60_000,
+  /** A BIND waits this long for its incoming connection, in ms. */
+  bindTimeoutMs: 60_000,
+  /** Concurrent client connections; more are closed at once (`--max-conns`). */
+  maxConnections: 1024,
+  /**
+   * Handshake buffer per connection. It bounds read-ahead, not message size (longer fields
+   * are read straight through); it stays with the tunnel to hand over read-ahead bytes.
+   */
+  handshakeBufferSize: 512,
+  /**
+   * First relay buffer per direction. Small, so an idle tunnel costs little; it doubles each
+   * time a read fills it, up to `maxRelayBufferSize`.
+   */
+  initialRelayBufferSize: 512,
+  /** Largest relay buffer per direction. */
+  maxRelayBufferSize: 256 * 1024,
+  /** Largest UDP datagram relayed (the SOCKS header included). */
+  maxDatagramSize: MAX_UDP_DATAGRAM,
+  /** Distinct destinations one UDP association may send to (replies come only from them). */
+  maxUdpPeers: 1024,
+  /**
+   * After a failure, the client's unread bytes are drained for up to this long (and up to
+   * `lingerBytes`) before the close, so that the close does not reset the connection and
+   * destroy the reply on its way. In ms.
+   */
+  lingerMs: 1000,
+  /** Bytes drained after a failure at most. */
+  lingerBytes: 64 * 1024,
+  /**
+   * Failed logins from one source (an IPv4 address, an IPv6 /64) within
+   * `authFailureWindowMs` that lock it out for `authLockoutMs`: its logins are then refused
+   * without a look at the password. Other sources are not affected.
+   */
+  authMaxFailures: 5,
+  /** How long a failed login counts towards `authMaxFailures`, in ms. */
+  authFailureWindowMs: 60_000,
+  /** How long a source that used up its failures is refused, in ms. */
+  authLockoutMs: 60_000,
+  /** Sources whose failures are remembered at most (the least recently seen go first). */
+  authMaxSources: 10_000,
+} as const satisfies Partial<Socks5ServerOptions>;
 
 /** Options of {@linkcode startSocks5Server}; limits default to {@linkcode SOCKS5_DEFAULTS}. */
 export interface Socks5ServerOptions {
@@ -59,7 +118,7 @@ export interface Socks5ServerOptions {
   authMaxSources?: number;
   /** DNS server to ask instead of the system's (`/etc/hosts` is read first either way). */
   nameServer?: NameServer;
-  /** Where session lines go; none logs nothing. */
+  /** Where the per-connection log lines go; none logs nothing. */
   logger?: Logger;
 }
 
@@ -68,33 +127,22 @@ export type ResolvedOptions =
   & Required<Omit<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">>
   & Pick<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">;
 
-/** Fills defaults in. */
+/**
+ * `options` laid over {@linkcode SOCKS5_DEFAULTS}; no rules allow every destination.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveOptions, SOCKS5_DEFAULTS } from "./options.ts";
+ * const opts = resolveOptions({ idleTimeoutMs: 0, maxConnections: undefined });
+ * assert.equal(opts.idleTimeoutMs, 0);
+ * assert.equal(opts.maxConnections, SOCKS5_DEFAULTS.maxConnections);
+ * assert.ok(opts.rules.empty);
+ * ```
+ */
 export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
-  const d = SOCKS5_DEFAULTS;
-  return {
-    users: options.users,
-    advertise: options.advertise,
-    nameServer: options.nameServer,
-    logger: options.logger,
+  return withDefaults(SOCKS5_DEFAULTS, {
+    ...options,
     rules: options.rules ?? new DestinationRules(),
-    allowBind: options.allowBind ?? true,
-    allowUdp: options.allowUdp ?? true,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? d.handshakeTimeoutMs,
-    connectTimeoutMs: options.connectTimeoutMs ?? d.connectTimeoutMs,
-    idleTimeoutMs: options.idleTimeoutMs ?? d.idleTimeoutMs,
-    halfOpenTimeoutMs: options.halfOpenTimeoutMs ?? d.halfOpenTimeoutMs,
-    bindTimeoutMs: options.bindTimeoutMs ?? d.bindTimeoutMs,
-    maxConnections: options.maxConnections ?? d.maxConnections,
-    handshakeBufferSize: options.handshakeBufferSize ?? d.handshakeBufferSize,
-    initialRelayBufferSize: options.initialRelayBufferSize ?? d.initialRelayBufferSize,
-    maxRelayBufferSize: options.maxRelayBufferSize ?? d.maxRelayBufferSize,
-    maxDatagramSize: options.maxDatagramSize ?? d.maxDatagramSize,
-    maxUdpPeers: options.maxUdpPeers ?? d.maxUdpPeers,
-    lingerMs: options.lingerMs ?? d.lingerMs,
-    lingerBytes: options.lingerBytes ?? d.lingerBytes,
-    authMaxFailures: options.authMaxFailures ?? d.authMaxFailures,
-    authFailureWindowMs: options.authFailureWindowMs ?? d.authFailureWindowMs,
-    authLockoutMs: options.authLockoutMs ?? d.authLockoutMs,
-    authMaxSources: options.authMaxSources ?? d.authMaxSources,
-  };
+  });
 }

@@ -2,7 +2,7 @@
  * The SOCKS5 server (RFC 1928, RFC 1929) with SOCKS4/4a for open proxies: the accept loop
  * and the path of one client connection.
  *
- * A session goes through one function per phase, each in the module named after it:
+ * A client connection goes through one function per phase, each in the module named after it:
  * `readGreeting`, `negotiateMethod`, `authenticate` and `readRequest` (handshake.ts), then
  * `handleConnect` (connect.ts), `handleBind` (bind.ts) or `handleUdpAssociate` (udp.ts);
  * SOCKS4 requests go to socks4.ts. Every failure path sends the reply the RFC asks for and
@@ -15,7 +15,7 @@
  * against exactly the addresses dialled. Failed logins are counted per source in one
  * {@linkcode LoginGuard}, which locks a guessing address out (one warning per lockout).
  *
- * One log line per session: client, user, command, destination (and the address dialled),
+ * One log line per client connection: client, user, command, destination (and the address dialled),
  * reply code, bytes each way and duration; peer-supplied strings in it are quoted.
  *
  * @module
@@ -31,12 +31,12 @@ import { negotiateMethod, readGreeting, readRequest, type Socks5Request } from "
 import { type ResolvedOptions, resolveOptions, type Socks5ServerOptions } from "./options.ts";
 import { Command, Version } from "./protocol.ts";
 import {
-  describeError,
+  type ClientContext,
+  type ClientRecord,
   lingerClose,
-  logSession,
-  type SessionContext,
-  type SessionRecord,
-} from "./session.ts";
+  logClientLine,
+} from "./client_context.ts";
+import { describeError } from "./errors.ts";
 import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts";
 import { handleUdpAssociate } from "./udp.ts";
 import { LoginGuard } from "./login_guard.ts";
@@ -88,7 +88,7 @@ export function startSocks5Server(
   };
 }
 
-/** What the sessions of one server share; see {@linkcode handleClient}. */
+/** What the client connections of one server share; see {@linkcode handleClient}. */
 export interface SharedState {
   /** The server's deadline scheduler. @default {a new one} */
   deadlines?: Deadlines;
@@ -116,13 +116,13 @@ export async function handleClient(
   shared: SharedState = {},
 ): Promise<void> {
   const deadlines = shared.deadlines ?? new Deadlines();
-  const record: SessionRecord = {
+  const record: ClientRecord = {
     client: formatAddress(conn.remoteAddr),
     up: 0,
     down: 0,
     start: performance.now(),
   };
-  const ctx: SessionContext = {
+  const ctx: ClientContext = {
     conn,
     reader: new BufferedReader(conn, { bufferSize: opts.handshakeBufferSize }),
     opts,
@@ -146,13 +146,13 @@ export async function handleClient(
     record.note ??= describeError(error);
   } finally {
     if (!ctx.closed) await lingerClose(ctx);
-    logSession(opts.logger, record);
+    logClientLine(opts.logger, record);
   }
 }
 
 /** Greeting, then the SOCKS5 method negotiation and request, or the SOCKS4 request. */
 async function readHandshake(
-  ctx: SessionContext,
+  ctx: ClientContext,
 ): Promise<Socks5Request | { socks4: Socks4Request }> {
   const version = await readGreeting(ctx);
   ctx.record.version = version;

@@ -24,7 +24,8 @@ import {
   Reply,
   Socks4Reply,
 } from "./protocol.ts";
-import { formatDestination, relay, type SessionContext } from "./session.ts";
+import { type ClientContext, formatDestination } from "./client_context.ts";
+import { relay } from "./tunnel.ts";
 
 /** A SOCKS4 or SOCKS4a request. */
 export interface Socks4Request extends HostPort {
@@ -36,7 +37,7 @@ export interface Socks4Request extends HostPort {
  * The SOCKS4 and SOCKS4a request after the version byte:
  * `CD | DSTPORT | DSTIP | USERID NUL [| HOST NUL]`.
  */
-export async function readSocks4Request(ctx: SessionContext): Promise<Socks4Request> {
+export async function readSocks4Request(ctx: ClientContext): Promise<Socks4Request> {
   const { reader } = ctx;
   const command = await reader.readU8();
   const port = await reader.readU16();
@@ -54,7 +55,7 @@ export async function readSocks4Request(ctx: SessionContext): Promise<Socks4Requ
  * SOCKS4 and SOCKS4a, CONNECT only. Refused (0x5B) when users are configured, since SOCKS4
  * has no authentication.
  */
-export async function handleSocks4(ctx: SessionContext, head: Socks4Request): Promise<void> {
+export async function handleSocks4(ctx: ClientContext, head: Socks4Request): Promise<void> {
   const { conn, opts, record } = ctx;
   const refuse = async (why: string) => {
     record.note = why;

@@ -18,18 +18,17 @@
  */
 
 import { formatAddress } from "../net/address.ts";
+import { maxUdpPayload } from "../udp/datagram.ts";
 import { decodeAddress, encodeAddress, Reply, type SocksAddress } from "./protocol.ts";
 import { literalAddress, resolveHost } from "./resolve.ts";
 import { canonicalIP } from "./dial.ts";
-import { sendReply, type SessionContext, SessionEnd } from "./session.ts";
+import { type ClientContext, ClientEnd, sendReply } from "./client_context.ts";
 
-/** Largest payload of a UDP datagram over IPv4. */
-const MAX_UDP_PAYLOAD = 65_507;
 /** Names remembered per association. */
 const MAX_CACHED_NAMES = 256;
 
 /** Serves one UDP ASSOCIATE request until its control connection closes. */
-export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress): Promise<void> {
+export async function handleUdpAssociate(ctx: ClientContext, dst: SocksAddress): Promise<void> {
   const { conn, reader, opts, record } = ctx;
   const local = conn.localAddr;
   const clientHost = conn.remoteAddr.hostname;
@@ -37,13 +36,15 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
   // DST.PORT is the client's source port when it knows it (PySocks sends "0" and its port).
   let clientPort = dst.port;
   const v6 = local.hostname.includes(":");
+  // What one datagram to the client can carry, the SOCKS header included.
+  const maxToClient = maxUdpPayload(clientIP);
   let socket: Deno.DatagramConn;
   try {
     socket = Deno.listenDatagram({ transport: "udp", hostname: local.hostname, port: 0 });
   } catch (error) {
     record.note = `cannot bind UDP: ${error instanceof Error ? error.message : error}`;
     await sendReply(ctx, Reply.GeneralFailure);
-    throw new SessionEnd(record.note);
+    throw new ClientEnd(record.note);
   }
   const bound = {
     hostname: opts.advertise ?? local.hostname,
@@ -119,7 +120,7 @@ export async function handleUdpAssociate(ctx: SessionContext, dst: SocksAddress)
 
   const toClient = async (data: Uint8Array, from: Deno.NetAddr) => {
     const header = encodeAddress({ hostname: canonicalIP(from.hostname), port: from.port });
-    if (3 + header.length + data.length > MAX_UDP_PAYLOAD) return false;
+    if (3 + header.length + data.length > maxToClient) return false;
     const out = new Uint8Array(3 + header.length + data.length);
     out.set(header, 3);
     out.set(data, 3 + header.length);

@@ -27,7 +27,8 @@ import { RATE_LIMITER_DEFAULTS } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
 import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
 import { formatPingSummary } from "./ping_stats.ts";
-import { MAX_UDP_PAYLOAD_IPV6, PROBE_HEADER_SIZE } from "./probe.ts";
+import { MAX_UDP_PAYLOAD_IPV4, MAX_UDP_PAYLOAD_IPV6 } from "./datagram.ts";
+import { PROBE_HEADER_SIZE } from "./probe.ts";
 
 /** udp-ping logs the first this many failed sends, then stays quiet about them. */
 export const MAX_SEND_ERROR_LINES = 5;
@@ -66,7 +67,7 @@ const DROP_REASONS: Record<DropReason, string> = {
 const ECHO_USAGE = `Usage: sockit udp-echo [--host H] [--port P] [options]
 
 RFC 862 UDP echo server: sends every datagram back to its sender unchanged (boundaries kept,
-any size up to 65,507 bytes over IPv4 and 65,527 over IPv6).
+any size up to ${MAX_UDP_PAYLOAD_IPV4} bytes over IPv4 and ${MAX_UDP_PAYLOAD_IPV6} over IPv6).
 
 Options:
   --host H             address to bind (default ${UDP_ECHO_DEFAULTS.hostname}; :: or 0.0.0.0 for all)
@@ -198,7 +199,7 @@ address, RTT min/avg/max/mdev and p50/p90/p99, jitter.
 
 Options:
   --count, -c N        probes to send, 1 or more (default: until SIGINT or SIGTERM)
-  --size, -s B         probe size in bytes, ${PROBE_HEADER_SIZE} to 65507 (${MAX_UDP_PAYLOAD_IPV6} over IPv6) (default ${UDP_PING_DEFAULTS.size})
+  --size, -s B         probe size in bytes, ${PROBE_HEADER_SIZE} to ${MAX_UDP_PAYLOAD_IPV4} (${MAX_UDP_PAYLOAD_IPV6} over IPv6) (default ${UDP_PING_DEFAULTS.size})
   --interval, -i MS    pause between probes (default ${UDP_PING_DEFAULTS.intervalMs}; 0: back to back)
   --timeout, -W MS     replies slower than this are late; wait this long for the last
                        replies (default ${UDP_PING_DEFAULTS.timeoutMs})
@@ -285,7 +286,10 @@ export const udpPingCommand: Command = {
     }
     const size = sizeOption(values, "size", { fallback: UDP_PING_DEFAULTS.size });
     if (size < PROBE_HEADER_SIZE || size > MAX_UDP_PAYLOAD_IPV6) {
-      throw new UsageError(`Cannot use --size ${size}: must be ${PROBE_HEADER_SIZE} to 65507`);
+      throw new UsageError(
+        `Cannot use --size ${size}: must be ${PROBE_HEADER_SIZE} to ${MAX_UDP_PAYLOAD_IPV4} ` +
+          `(${MAX_UDP_PAYLOAD_IPV6} over IPv6)`,
+      );
     }
     const intervalMs = intOption(values, "interval", {
       fallback: UDP_PING_DEFAULTS.intervalMs,

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { UDP_RECEIVE_BUFFER_SIZE } from "./datagram.ts";
 import { SourceRateLimiter } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
 import { isLoopbackHost } from "../net/address.ts";
@@ -35,8 +36,8 @@ export const UDP_ECHO_DEFAULTS = {
    * can send from a loopback address, so the limit would only throttle local measurements.
    */
   limitLoopback: false,
-  /** Receive buffer: above the largest UDP payload (65,527 bytes over IPv6). */
-  receiveBufferSize: 65_536,
+  /** Receive buffer: above the largest UDP datagram. */
+  receiveBufferSize: UDP_RECEIVE_BUFFER_SIZE,
   /** First pause after a failed receive, in ms; doubles up to 1 s. */
   receiveBackoffMs: 10,
 } as const;

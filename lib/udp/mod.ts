@@ -26,4 +26,5 @@ export * from "./probe.ts";
 export * from "./rate_limiter.ts";
 export * from "./reflector_ports.ts";
 export * from "./crc32.ts";
+export * from "./datagram.ts";
 export { udpEchoCommand, udpPingCommand } from "./command.ts";

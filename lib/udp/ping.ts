@@ -17,13 +17,8 @@ import { formatAddress, type HostPort, isLoopbackHost } from "../net/address.ts"
 import { delay } from "../net/deadline.ts";
 import { SocketError } from "../net/errors.ts";
 import { PingStats, type PingSummary, type ReplyFlags } from "./ping_stats.ts";
-import {
-  MAX_UDP_PAYLOAD_IPV4,
-  MAX_UDP_PAYLOAD_IPV6,
-  PROBE_HEADER_SIZE,
-  readProbe,
-  writeProbe,
-} from "./probe.ts";
+import { maxUdpPayload, UDP_RECEIVE_BUFFER_SIZE } from "./datagram.ts";
+import { PROBE_HEADER_SIZE, readProbe, writeProbe } from "./probe.ts";
 
 /** Defaults of {@linkcode UdpPingOptions}. */
 export const UDP_PING_DEFAULTS = {
@@ -39,8 +34,8 @@ export const UDP_PING_DEFAULTS = {
   floodWindow: 64,
   /** With `flood` and a full window, a probe is sent anyway after this many quiet ms. */
   floodTickMs: 10,
-  /** Receive buffer: above the largest UDP payload. */
-  receiveBufferSize: 65_536,
+  /** Receive buffer: above the largest UDP datagram. */
+  receiveBufferSize: UDP_RECEIVE_BUFFER_SIZE,
 } as const;
 
 /** Options for {@linkcode udpPing}. */
@@ -63,6 +58,12 @@ export interface UdpPingOptions {
   signal?: AbortSignal;
   /** Called for each datagram received and each failed send. */
   onEvent?: (event: PingEvent) => void;
+  /**
+   * The monotonic clock, in ms, that stamps probes, times replies and paces the run. Tests
+   * pass a clock of their own, so that what counts as late or on time does not depend on
+   * how busy the machine is. @default {performance.now}
+   */
+  now?: () => number;
 }
 
 /** Something that happened during a run, for per-reply output. */
@@ -136,7 +137,7 @@ export function loopbackPortClosed(hostname: string, port: number): boolean | nu
 
 /** The largest probe that fits one datagram to `hostname` (an address literal). */
 export function maxProbeSize(hostname: string): number {
-  return hostname.includes(":") ? MAX_UDP_PAYLOAD_IPV6 : MAX_UDP_PAYLOAD_IPV4;
+  return maxUdpPayload(hostname);
 }
 
 function unmapped(hostname: string): string {
@@ -166,6 +167,7 @@ export async function udpPing(
   const timeoutMs = options.timeoutMs ?? UDP_PING_DEFAULTS.timeoutMs;
   const window = options.window ?? UDP_PING_DEFAULTS.floodWindow;
   const { signal, onEvent } = options;
+  const now = options.now ?? (() => performance.now());
   const ip = await resolveHost(target.hostname);
   if (size < PROBE_HEADER_SIZE || size > maxProbeSize(ip)) {
     throw new RangeError(
@@ -217,7 +219,7 @@ export async function udpPing(
       } catch {
         return; // Closed at the end of the run.
       }
-      const now = performance.now();
+      const receivedAt = now();
       const bytes = data.length;
       if (unmapped(from.hostname) !== ip || from.port !== target.port) {
         stats.unexpectedSource++;
@@ -239,7 +241,7 @@ export async function udpPing(
           stats.stray++;
           onEvent?.({ kind: "stray", seq, bytes, from });
         } else {
-          const rttMs = now - sentAt;
+          const rttMs = receivedAt - sentAt;
           const flags = stats.reply(seq, rttMs);
           outstanding.delete(seq);
           onEvent?.({ kind: "reply", seq, bytes, rttMs, from, flags });
@@ -251,24 +253,24 @@ export async function udpPing(
   const receiving = receiveLoop();
 
   const sendBuf = new Uint8Array(size);
-  const firstSendAt = performance.now();
+  const firstSendAt = now();
   let lastSendAt = firstSendAt;
   const sendOne = async () => {
     const seq = stats.sent;
-    const now = performance.now();
-    const data = writeProbe(sendBuf, { seq, session, sentAt: now, length: size });
+    const sentAt = now();
+    const data = writeProbe(sendBuf, { seq, session, sentAt, length: size });
     stats.sent++;
-    outstanding.set(seq, now);
-    lastSendAt = now;
+    outstanding.set(seq, sentAt);
+    lastSendAt = sentAt;
     try {
       await sock.send(data, to);
     } catch (error) {
       onEvent?.({ kind: "send-error", seq, error });
     }
   };
-  const expire = (now: number) => {
+  const expire = (at: number) => {
     for (const [seq, sentAt] of outstanding) {
-      if (sentAt + timeoutMs > now) break;
+      if (sentAt + timeoutMs > at) break;
       outstanding.delete(seq);
     }
   };
@@ -277,7 +279,7 @@ export async function udpPing(
   try {
     if (options.flood) {
       while (stats.sent < limit && !aborted()) {
-        expire(performance.now());
+        expire(now());
         if (outstanding.size < window) {
           await sendOne();
         } else {
@@ -291,28 +293,28 @@ export async function udpPing(
       // Open loop: after a stall, catch up so that the average rate holds.
       const periodMs = 1000 / options.ratePps;
       while (stats.sent < limit && !aborted()) {
-        const due = Math.min(limit, Math.floor((performance.now() - firstSendAt) / periodMs) + 1);
+        const due = Math.min(limit, Math.floor((now() - firstSendAt) / periodMs) + 1);
         do await sendOne(); while (stats.sent < due && !aborted());
-        expire(performance.now());
+        expire(now());
         if (stats.sent >= limit) break;
         const nextAt = firstSendAt + stats.sent * periodMs;
-        await delay(Math.max(0, nextAt - performance.now()), { signal });
+        await delay(Math.max(0, nextAt - now()), { signal });
       }
     } else {
       // Like ping: at least `intervalMs` between two probes, never a catch-up burst.
       while (stats.sent < limit && !aborted()) {
         await sendOne();
-        expire(performance.now());
+        expire(now());
         if (stats.sent >= limit) break;
-        await delay(Math.max(0, lastSendAt + intervalMs - performance.now()), { signal });
+        await delay(Math.max(0, lastSendAt + intervalMs - now()), { signal });
       }
     }
     const deadline = lastSendAt + timeoutMs;
     while (!aborted()) {
-      const now = performance.now();
-      expire(now);
-      if (outstanding.size === 0 || now >= deadline) break;
-      await waitEvent(deadline - now);
+      const at = now();
+      expire(at);
+      if (outstanding.size === 0 || at >= deadline) break;
+      await waitEvent(deadline - at);
     }
   } finally {
     signal?.removeEventListener("abort", notify);
@@ -322,7 +324,7 @@ export async function udpPing(
   return stats.summary({
     target: targetText,
     size,
-    durationMs: performance.now() - firstSendAt,
+    durationMs: now() - firstSendAt,
     sendSpanMs: lastSendAt - firstSendAt,
     // Anything back from the target proves it open; else, on loopback, look.
     portClosed: heardFromTarget

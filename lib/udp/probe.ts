@@ -26,10 +26,6 @@ import { crc32 } from "./crc32.ts";
 export const PROBE_MAGIC = 0x534b5047;
 /** Bytes before the filler; the smallest probe. */
 export const PROBE_HEADER_SIZE = 28;
-/** Largest UDP payload over IPv4 (65,535 - 20 IP - 8 UDP header bytes). */
-export const MAX_UDP_PAYLOAD_IPV4 = 65_507;
-/** Largest UDP payload over IPv6 without jumbograms (65,535 - 8 UDP header bytes). */
-export const MAX_UDP_PAYLOAD_IPV6 = 65_527;
 
 /** Field offsets of the probe header. */
 export const ProbeOffset = {

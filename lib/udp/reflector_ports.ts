@@ -55,18 +55,3 @@ export const REFLECTOR_PORTS: ReadonlyMap<number, string> = new Map([
   [33848, "jenkins-discovery"],
   [37810, "dvr-discovery"],
 ]);
-
-/**
- * Returns the service name when `port` is a reflector port, or undefined.
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { reflectorService } from "./reflector_ports.ts";
- * assert.equal(reflectorService(19), "chargen");
- * assert.equal(reflectorService(40000), undefined);
- * ```
- */
-export function reflectorService(port: number): string | undefined {
-  return REFLECTOR_PORTS.get(port);
-}

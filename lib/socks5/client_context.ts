@@ -1,24 +1,24 @@
 /**
- * One client session: its context (connection, reader, options, log record), the reply and
- * failure helpers every phase uses, the relay that follows a successful request, and the
- * session's single log line.
+ * One client connection of the SOCKS5 server: its context (connection, reader, options, log
+ * record), the reply and failure helpers every phase uses, and its single log line. The
+ * tunnel that follows a successful request is in tunnel.ts.
  *
  * @module
  */
 
-import type { BufferedReader, Reader } from "../net/buffered_reader.ts";
-import { copyBidirectional, type CopyResult } from "../net/copy.ts";
+import type { BufferedReader } from "../net/buffered_reader.ts";
 import type { Deadlines } from "../net/deadline.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
 import { writeAll } from "../net/write_all.ts";
 import { type Logger, printable, quote } from "../log.ts";
+import { describeError } from "./errors.ts";
 import { parseIP } from "./ip.ts";
 import type { LoginGuard } from "./login_guard.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";
 
-/** What one session did, for its log line. */
-export interface SessionRecord {
+/** What one client connection did, for its log line. */
+export interface ClientRecord {
   /** Client address. */
   client: string;
   /** Authenticated user, as sent (quoted when logged). */
@@ -37,27 +37,27 @@ export interface SessionRecord {
   up: number;
   /** Bytes destination -> client. */
   down: number;
-  /** Why the session ended early, or how the relay ended. */
+  /** Why the connection ended early, or how the relay ended. */
   note?: string;
   /** performance.now() at accept. */
   start: number;
   /**
-   * Log the session line at debug level only: a login refused during a lockout, which the
+   * Log the line at debug level only: a login refused during a lockout, which the
    * lockout's own warning already covers (one line per burst, not per attempt).
    */
   quiet?: boolean;
 }
 
 /** Everything a phase needs: the client connection, its reader, options, and the record. */
-export interface SessionContext {
+export interface ClientContext {
   /** The client connection. */
   conn: Deno.TcpConn;
   /** Reader over the client connection (holds read-ahead bytes). */
   reader: BufferedReader;
   /** Resolved options. */
   opts: ResolvedOptions;
-  /** The session's log record. */
-  record: SessionRecord;
+  /** The connection's log record. */
+  record: ClientRecord;
   /** The server's deadline scheduler (handshake, dial, BIND, linger, idle, half-open). */
   deadlines: Deadlines;
   /** The server's table of failed logins per source. */
@@ -66,21 +66,13 @@ export interface SessionContext {
   closed: boolean;
 }
 
-/** Raised inside a phase when the session must end after the given reply was sent. */
-export class SessionEnd extends Error {
-  /** Creates it; `message` is already in the session's log record. */
+/** Raised inside a phase when the connection must end after the given reply was sent. */
+export class ClientEnd extends Error {
+  /** Creates it; `message` is already in the connection's log record. */
   constructor(message: string) {
     super(message);
-    this.name = "SessionEnd";
+    this.name = "ClientEnd";
   }
-}
-
-/** One line for an error; a closed socket reads "connection closed". */
-export function describeError(error: unknown): string {
-  if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
-    return "connection closed";
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 function human(n: number): string {
@@ -97,7 +89,7 @@ function human(n: number): string {
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatDestination } from "./session.ts";
+ * import { formatDestination } from "./client_context.ts";
  * assert.equal(formatDestination({ hostname: "::1", port: 80 }), "[::1]:80");
  * assert.equal(formatDestination({ hostname: "a\nb", port: 80 }), String.raw`"a\nb":80`);
  * ```
@@ -109,11 +101,11 @@ export function formatDestination(destination: HostPort): string {
 }
 
 /**
- * Formats and writes the session's one log line. Peer-supplied strings (the user name, a
+ * Formats and writes the client connection's one log line. Peer-supplied strings (the user name, a
  * requested name) are quoted where they are put in the record; the whole line is also made
  * {@linkcode printable}, so that nothing in it (an error text) can break it.
  */
-export function logSession(log: Logger | undefined, r: SessionRecord): void {
+export function logClientLine(log: Logger | undefined, r: ClientRecord): void {
   if (!log) return;
   const parts = [r.client];
   if (r.version === Version.Socks4) parts.push("socks4");
@@ -131,9 +123,9 @@ export function logSession(log: Logger | undefined, r: SessionRecord): void {
   else log.info(line);
 }
 
-/** Writes a SOCKS5 reply and records its code; a write failure is logged and ends the session. */
+/** Writes a SOCKS5 reply and records its code; a write failure is logged and ends the connection. */
 export async function sendReply(
-  ctx: SessionContext,
+  ctx: ClientContext,
   reply: number,
   bound?: HostPort,
 ): Promise<void> {
@@ -142,19 +134,19 @@ export async function sendReply(
     await writeAll(ctx.conn, encodeReply(reply, bound));
   } catch (error) {
     ctx.record.note ??= `cannot send reply: ${describeError(error)}`;
-    throw new SessionEnd(ctx.record.note);
+    throw new ClientEnd(ctx.record.note);
   }
 }
 
-/** Sends the failure reply `failure.reply` and ends the session with `failure.why` in the log. */
+/** Sends the failure reply `failure.reply` and ends the connection with `failure.why` in the log. */
 export async function fail(
-  ctx: SessionContext,
+  ctx: ClientContext,
   failure: { reply: number; why: string },
 ): Promise<never> {
   const { reply, why } = failure;
   ctx.record.note = why;
   await sendReply(ctx, reply);
-  throw new SessionEnd(why);
+  throw new ClientEnd(why);
 }
 
 /**
@@ -163,7 +155,7 @@ export async function fail(
  * sends for up to `lingerMs` / `lingerBytes` (closing a socket with unread bytes would send a
  * reset, and a reset can discard the reply before the client reads it), then close.
  */
-export async function lingerClose(ctx: SessionContext): Promise<void> {
+export async function lingerClose(ctx: ClientContext): Promise<void> {
   const { conn, reader, opts } = ctx;
   try {
     await conn.closeWrite();
@@ -184,36 +176,5 @@ export async function lingerClose(ctx: SessionContext): Promise<void> {
     conn.close();
   } catch {
     // Closed by the deadline.
-  }
-}
-
-/**
- * Relays the client connection and `target`, recording the bytes moved and how it ended. The
- * idle and half-open caps are tasks on the server's {@linkcode Deadlines}, not a timer per
- * tunnel: a read notes the time, and the idle task, when due, re-arms itself for the last
- * read plus the idle timeout; the first end of file one way starts the half-open task. Reads
- * are not wrapped, so an idle tunnel holds nothing extra.
- */
-export async function relay(
-  ctx: SessionContext,
-  target: Deno.TcpConn,
-  readA: Reader = ctx.reader,
-): Promise<void> {
-  const { opts, record, conn } = ctx;
-  target.setNoDelay(true);
-  const result: CopyResult = await copyBidirectional(conn, target, {
-    readA,
-    readB: target,
-    initialBufferSize: opts.initialRelayBufferSize,
-    maxBufferSize: opts.maxRelayBufferSize,
-    idleTimeoutMs: opts.idleTimeoutMs,
-    halfOpenTimeoutMs: opts.halfOpenTimeoutMs,
-    deadlines: ctx.deadlines,
-  });
-  ctx.closed = true;
-  record.up = result.aToB;
-  record.down = result.bToA;
-  if (result.end !== "done") {
-    record.note ??= result.end === "error" ? `relay: ${describeError(result.error)}` : result.end;
   }
 }
