@@ -7,6 +7,10 @@
  */
 
 import { hasCommand } from "../tests/_helpers.ts";
+
+// The port helpers live with the other process and socket helpers shared by tests and
+// benchmarks, in tests/_helpers.ts.
+export { freePort, freeUdpPort, waitForTcpPort } from "../tests/_helpers.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 
 /** One line of the results table. */
@@ -96,41 +100,6 @@ export function peerAvailable(program: string): boolean {
   if (hasCommand(program)) return true;
   console.error(`bench: ${program} is not installed; its figures are skipped`);
   return false;
-}
-
-/** Picks a free TCP port on 127.0.0.1 (for peers that cannot report the one they chose). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-/** Picks a free UDP port on 127.0.0.1. */
-export function freeUdpPort(): number {
-  const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** Waits until something accepts TCP connections on `port` (polling, bounded). */
-export async function waitForTcpPort(port: number, timeoutMs = 10_000): Promise<void> {
-  await withTimeout(
-    (async () => {
-      while (true) {
-        try {
-          const c = await Deno.connect({ hostname: "127.0.0.1", port });
-          c.close();
-          return;
-        } catch {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-    })(),
-    timeoutMs,
-    { what: `a listener on port ${port}` },
-  );
 }
 
 /** A background peer process, killed on dispose. */

@@ -1,7 +1,8 @@
 /**
- * Shared test helpers: start a sockit command as a real process and wait for its ready line,
- * run a command to completion, line clients over real loopback sockets, and skipping of tests
- * whose Debian peer (ncat, socat, curl...) is not installed.
+ * The helpers shared by tests and benchmarks (the one place for both): start a sockit command
+ * as a real process and wait for its ready line, run a command to completion, line clients
+ * over real loopback sockets, free ports, and skipping of tests whose Debian peer (ncat,
+ * socat, curl...) is not installed. Tests never import from bench/.
  *
  * @module
  */
@@ -480,4 +481,39 @@ export function startEchoServer(): TcpTestServer {
     while ((n = await conn.read(buf)) !== null) await writeAll(conn, buf.subarray(0, n));
     await conn.closeWrite();
   });
+}
+
+/** Picks a free TCP port on 127.0.0.1 (for peers that cannot report the one they chose). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/** Picks a free UDP port on 127.0.0.1. */
+export function freeUdpPort(): number {
+  const l = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Waits until something accepts TCP connections on `port` (polling, bounded). */
+export async function waitForTcpPort(port: number, timeoutMs = 10_000): Promise<void> {
+  await withTimeout(
+    (async () => {
+      while (true) {
+        try {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port });
+          c.close();
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })(),
+    timeoutMs,
+    { what: `a listener on port ${port}` },
+  );
 }
