@@ -11,7 +11,6 @@ import { hasCommand } from "../tests/_helpers.ts";
 // The port helpers live with the other process and socket helpers shared by tests and
 // benchmarks, in tests/_helpers.ts.
 export { freePort, freeUdpPort, waitForTcpPort } from "../tests/_helpers.ts";
-import { withTimeout } from "../lib/net/deadline.ts";
 
 /** One line of the results table. */
 export interface BenchRow {

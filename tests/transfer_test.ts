@@ -2,8 +2,14 @@
 // loopback sockets.
 
 import assert from "node:assert/strict";
-import { freePort, waitForTcpPort } from "../bench/_harness.ts";
-import { peerTest, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
+import {
+  freePort,
+  peerTest,
+  pseudoRandomBytes,
+  runSockit,
+  startSockit,
+  waitForTcpPort,
+} from "./_helpers.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 

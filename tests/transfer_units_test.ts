@@ -231,9 +231,9 @@ Deno.test("the worker hasher and the inline hasher agree with node:crypto, prefi
     assert.deepEqual(await hasher.digest(), expected);
   }
   await assert.rejects(worker.update(new Uint8Array(4)), TypeError);
-  assert.equal(useHashWorker(1 << 30, 8), true);
-  assert.equal(useHashWorker(1 << 30, 2), false);
-  assert.equal(useHashWorker(1024, 8), false);
+  assert.equal(useHashWorker(1 << 30, { cores: 8 }), true);
+  assert.equal(useHashWorker(1 << 30, { cores: 2 }), false);
+  assert.equal(useHashWorker(1024, { cores: 8 }), false);
 });
 
 Deno.test("IdleReader: no deadline while paused or between reads; a silent read is closed", async () => {

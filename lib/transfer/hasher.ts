@@ -15,6 +15,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { withTimeout } from "../net/deadline.ts";
+import { KEEPALIVE_INTERVAL_MS } from "./protocol.ts";
 
 /** Files at least this large may be hashed on the worker thread (4 MiB); smaller ones inline. */
 export const PARALLEL_HASH_MIN_BYTES = 4 * 1024 * 1024;
@@ -25,6 +26,14 @@ export const PARALLEL_HASH_MIN_BYTES = 4 * 1024 * 1024;
  */
 export const PARALLEL_HASH_MIN_CORES = 4;
 
+/** Options for {@linkcode useHashWorker}. */
+export interface UseHashWorkerOptions {
+  /** Cores on this machine. @default {navigator.hardwareConcurrency} */
+  cores?: number;
+  /** `"auto"` decides by size and cores; `"always"` / `"never"` decide alone. @default {"auto"} */
+  mode?: HashWorkerMode;
+}
+
 /**
  * Whether a file of `size` bytes is worth hashing on the worker thread here: at least
  * {@linkcode PARALLEL_HASH_MIN_BYTES}, and at least {@linkcode PARALLEL_HASH_MIN_CORES} cores.
@@ -34,14 +43,12 @@ export const PARALLEL_HASH_MIN_CORES = 4;
  * import assert from "node:assert/strict";
  * import { useHashWorker } from "./hasher.ts";
  * assert.equal(useHashWorker(1024), false);
- * assert.equal(useHashWorker(64 * 1024 * 1024, 8), true);
+ * assert.equal(useHashWorker(64 * 1024 * 1024, { cores: 8 }), true);
+ * assert.equal(useHashWorker(1024, { mode: "always" }), true);
  * ```
  */
-export function useHashWorker(
-  size: number,
-  cores: number = navigator.hardwareConcurrency ?? 1,
-  mode: HashWorkerMode = "auto",
-): boolean {
+export function useHashWorker(size: number, options: UseHashWorkerOptions = {}): boolean {
+  const { cores = navigator.hardwareConcurrency ?? 1, mode = "auto" } = options;
   if (mode !== "auto") return mode === "always";
   return size >= PARALLEL_HASH_MIN_BYTES && cores >= PARALLEL_HASH_MIN_CORES;
 }
@@ -244,5 +251,100 @@ export async function startHasher(): Promise<ChunkHasher> {
     return await WorkerHasher.start();
   } catch {
     return new InlineHasher();
+  }
+}
+
+/**
+ * The SHA-256 of `data`, hashed at once on this thread.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sha256 } from "./hasher.ts";
+ * assert.equal(sha256(new TextEncoder().encode("abc"))[0], 0xba);
+ * ```
+ */
+export function sha256(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest());
+}
+
+/**
+ * True when two digests are the same bytes: the one comparison of a SHA-256 with another, on
+ * both sides of a transfer.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sameDigest, sha256 } from "./hasher.ts";
+ * const a = sha256(new Uint8Array([1]));
+ * assert.equal(sameDigest(a, a.slice()), true);
+ * assert.equal(sameDigest(a, sha256(new Uint8Array([2]))), false);
+ * ```
+ */
+export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Picks the hasher for each file of a session: the {@linkcode InlineHasher} for small files,
+ * one {@linkcode WorkerHasher} (started on first use) where {@linkcode useHashWorker} says so.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HasherChoice, InlineHasher } from "./hasher.ts";
+ * const hashers = new HasherChoice({ mode: "never" });
+ * assert.ok(await hashers.forSize(1 << 30) instanceof InlineHasher);
+ * await hashers.close();
+ * ```
+ */
+export class HasherChoice {
+  #mode: HashWorkerMode;
+  #inline = new InlineHasher();
+  #worker: Promise<ChunkHasher> | null = null;
+
+  /** A choice by `options.mode` (`"auto"` by default). */
+  constructor(options: { mode?: HashWorkerMode } = {}) {
+    this.#mode = options.mode ?? "auto";
+  }
+
+  /** The hasher for a file of `size` bytes. */
+  async forSize(size: number): Promise<ChunkHasher> {
+    if (!useHashWorker(size, { mode: this.#mode })) return this.#inline;
+    this.#worker ??= startHasher();
+    return await this.#worker;
+  }
+
+  /** Stops the worker, if one was started. */
+  async close(): Promise<void> {
+    if (this.#worker) (await this.#worker)[Symbol.dispose]();
+    this.#worker = null;
+  }
+}
+
+/**
+ * Adds the first `length` bytes of `file` (from its current position) to `hasher`, reading
+ * through `options.buffer`, and calls `options.keepalive` every
+ * {@linkcode KEEPALIVE_INTERVAL_MS} while it takes long. Throws when the file is shorter.
+ */
+export async function hashFileBytes(
+  file: Deno.FsFile,
+  hasher: ChunkHasher,
+  options: { length: number; buffer: Uint8Array; keepalive?: () => Promise<void> },
+): Promise<void> {
+  const { buffer, keepalive } = options;
+  let left = options.length;
+  let lastPing = performance.now();
+  while (left > 0) {
+    const n = await file.read(buffer.subarray(0, Math.min(buffer.length, left)));
+    if (n === null) throw new Error("file shrank while hashing it");
+    await hasher.update(buffer.subarray(0, n));
+    left -= n;
+    if (keepalive && performance.now() - lastPing > KEEPALIVE_INTERVAL_MS) {
+      lastPing = performance.now();
+      await keepalive();
+    }
   }
 }
