@@ -9,8 +9,9 @@
  * sending clients. They resume once the recipient drains to its **low-water mark**
  * (`lowWaterBytes`, 256 KiB). Nothing is dropped and nobody healthy is cut: a room moves at
  * the pace of its slowest live reader, as with `ncat --broker`. A live recipient's outbox is
- * bounded by high water plus one read chunk per sender (at most one line or frame of
- * `maxLineBytes`, or what one read brought in).
+ * bounded by high water plus one read chunk per sender: what one read brought in, at most
+ * {@linkcode LINE_READ_BUFFER_BYTES} (256 KiB) of lines, or one frame of `maxLineBytes`. The
+ * messages are shared by every recipient, so the relay holds each chunk once.
  *
  * **Stuck is "the socket took no byte for `stallTimeoutMs`"** (1 s) while the relay had data
  * for it. A stuck client stops holding anyone back: from then on messages for it pile up in
