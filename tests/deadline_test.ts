@@ -262,3 +262,27 @@ Deno.test("Deadlines compacts a heap that is mostly cancelled tasks", async () =
   await drained(deadlines);
   assert.deepEqual(order, [0, 1000, 2000, 3000, 4000]);
 });
+
+Deno.test("Deadlines: a task due beyond setTimeout's range does not spin", async () => {
+  // setTimeout treats more than 2^31 - 1 ms as 1 ms: the scheduler must never ask for more.
+  const original = globalThis.setTimeout;
+  const asked: number[] = [];
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    asked.push(ms ?? 0);
+    return original(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    const deadlines = new Deadlines();
+    let ran = 0;
+    const cancel = deadlines.schedule(performance.now() + 2 ** 31 + 1000, () => {
+      ran++;
+      return undefined;
+    });
+    assert.ok(asked.length >= 1 && asked.every((ms) => ms <= 2 ** 31 - 1), `asked ${asked}`);
+    assert.equal(ran, 0);
+    cancel();
+    assert.equal(deadlines.size, 0);
+  } finally {
+    globalThis.setTimeout = original;
+  }
+});

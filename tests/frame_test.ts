@@ -68,3 +68,13 @@ Deno.test("readHello() rejects another protocol and a non-sockit peer", async ()
     return true;
   });
 });
+
+Deno.test("readHello quotes a hostile protocol name so it cannot forge a log line", async () => {
+  const hostile = "x v1\nsockit relay: mallory is now root\nsockit relay: x";
+  const reader = new BufferedReader(trickleReader(encodeHello(hostile, 1), 7));
+  await assert.rejects(readHello(reader, { protocol: "relay", version: 1 }), (error: Error) => {
+    assert.ok(!error.message.includes("\n"), error.message);
+    assert.match(error.message, /peer speaks "x v1\\nsockit relay: mallory is now root\\nsockit/);
+    return true;
+  });
+});

@@ -49,6 +49,9 @@ export interface TimeoutOptions {
   onTimeout?: () => void;
 }
 
+/** The longest delay `setTimeout` takes: 2^31 - 1 ms (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Default polling interval of {@linkcode Deadlines.watch}, in ms. */
 export const WATCH_EVERY_MS = 100;
 
@@ -172,7 +175,9 @@ export class Deadlines {
     if (this.#timer !== undefined && this.#timerAt <= at) return;
     this.#disarm();
     this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#run(), Math.max(0, at - performance.now()));
+    // setTimeout takes at most 2^31 - 1 ms; a task due later is looked at again then.
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now()));
+    this.#timer = setTimeout(() => this.#run(), wait);
   }
 
   #disarm(): void {

@@ -16,6 +16,7 @@
  */
 
 import type { BufferedReader } from "./buffered_reader.ts";
+import { quote } from "../log.ts";
 import { LimitError, ProtocolError, VersionMismatchError } from "./errors.ts";
 
 /** Bytes in a frame header: one type byte and a four-byte length. */
@@ -203,8 +204,11 @@ export async function readHello(
   const peerVersion = p[HELLO_MAGIC.length];
   const peerProtocol = new TextDecoder().decode(p.subarray(HELLO_MAGIC.length + 1));
   if (peerProtocol !== protocol || peerVersion !== version) {
+    // The name comes from the peer: anything but a plain name is quoted, so it cannot forge
+    // a log line.
+    const shown = /^[\w.-]{1,32}$/.test(peerProtocol) ? peerProtocol : quote(peerProtocol);
     throw new VersionMismatchError(
-      `Cannot start ${protocol} session: peer speaks ${peerProtocol} v${peerVersion}, ` +
+      `Cannot start ${protocol} session: peer speaks ${shown} v${peerVersion}, ` +
         `this side speaks ${protocol} v${version}`,
     );
   }
