@@ -297,6 +297,45 @@ Deno.test("relay: a stuck client that reads again before its cap gets every queu
   assert.equal(stats.slowDisconnects, 0);
 });
 
+Deno.test("relay holds back a client whose commands' answers fill its own outbox", async () => {
+  await using t = startTestRelay();
+  const a = await t.join();
+  const N = 50_000; // 300 KB of /help, about 9.5 MB of answers: more than the high-water mark
+  const writing = a.client.write("/help\n".repeat(N));
+  // Every command is answered, in order, once the client reads; meanwhile the relay stopped
+  // reading it instead of queueing all 9.5 MB.
+  for (let i = 0; i < N; i++) {
+    assert.match((await a.client.readLine())!, /^\* commands: \/nick NAME/);
+  }
+  await writing;
+  const stats = t.relay.stats();
+  assert.ok(stats.pausedMs > 0, "the asker was held back by its own outbox");
+  assert.equal(stats.slowDisconnects, 0);
+});
+
+Deno.test("relay holds back a client whose joins and leaves flood another member", async () => {
+  // A big cap, so that the bystander, which reads only at the end, is never cut.
+  await using t = startTestRelay({ maxQueuedBytes: 64 * 1024 * 1024 });
+  const bystander = await t.join();
+  const flooder = await t.join();
+  const N = 100_000; // each pair sends two notices to the bystander: about 7 MB in all
+  let text = "";
+  for (let i = 0; i < N; i++) text += "/join x\n/join lobby\n";
+  const drainFlooder = flooder.client.readToEnd(60_000).catch(() => new Uint8Array());
+  await flooder.client.write(text);
+  // The bystander reads only now: its outbox went past high water and held the flooder.
+  let notices = 0;
+  while (notices < 2 * N) {
+    const line = (await bystander.client.readLine(60_000))!;
+    if (new RegExp(`^\\* ${flooder.name} (left for another room|joined lobby)$`).test(line)) {
+      notices++;
+    }
+  }
+  assert.ok(t.relay.stats().pausedMs > 0, "the flooder was held back");
+  flooder.client.close();
+  await drainFlooder;
+});
+
 Deno.test("relay with --slow drop keeps a slow client and tells it what it missed", async () => {
   await using t = startTestRelay({ maxQueuedBytes: 64 * 1024, slowPolicy: "drop" });
   const sender = await t.join();

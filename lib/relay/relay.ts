@@ -318,7 +318,7 @@ export class Relay {
     let members = this.#rooms.get(room);
     if (!members) this.#rooms.set(room, members = new Set());
     client.room = room;
-    this.#notice(members, `${client.name} joined ${room}`);
+    this.#notice(members, `${client.name} joined ${room}`, client);
     members.add(client);
   }
 
@@ -327,16 +327,29 @@ export class Relay {
     if (!members) return;
     members.delete(client);
     if (members.size === 0) this.#rooms.delete(client.room);
-    else this.#notice(members, text);
+    else this.#notice(members, text, client);
   }
 
-  #notice(members: Iterable<Client>, text: string): void {
+  /**
+   * Queues a notice to `members`, caused by `cause`. Flow control covers what a client causes,
+   * not only its messages: a member left above high water by it holds `cause` back too, so
+   * join/leave or command floods cannot grow anyone's outbox without bound.
+   */
+  #notice(members: Iterable<Client>, text: string, cause: Client): void {
     const bytes = this.#codec.notice(text);
-    for (const m of members) m.connection.send(bytes);
+    for (const m of members) this.#queue(m, bytes, cause);
   }
 
+  /** Queues a notice to `client` itself (a command's answer holds the asker back). */
   #tell(client: Client, text: string): void {
-    client.connection.send(this.#codec.notice(text));
+    this.#queue(client, this.#codec.notice(text), client);
+  }
+
+  /** Queues `bytes` to `to`; if that leaves it holding producers, `cause` waits for it. */
+  #queue(to: Client, bytes: Uint8Array, cause: Client): void {
+    if (to.connection.send(bytes) && to.connection.holdsProducers) {
+      cause.holders.push(to.connection);
+    }
   }
 
   /**
@@ -397,7 +410,13 @@ export class Relay {
     while (true) {
       const block = reader.takeLines();
       if (block !== null) {
-        if (!this.#handleLines(client, block)) return false;
+        // Commands can be held back mid-block (their answers fill outboxes too); the block
+        // stays in the reader's buffer meanwhile, since nothing reads this client.
+        for (let start = 0; start < block.length;) {
+          start = this.#handleLines(client, block, start);
+          if (start < 0) return false;
+          if (client.holders.length > 0) await this.#holdSender(client);
+        }
         continue;
       }
       if (client.holders.length > 0) await this.#holdSender(client);
@@ -411,7 +430,12 @@ export class Relay {
       if (!(await reader.fill())) {
         // End of input: a last line without a newline still counts as a whole line.
         const rest = reader.takeBuffered();
-        if (rest.length > 0) this.#handleLines(client, concatBytes(rest, LF_BYTES));
+        if (rest.length > 0) {
+          const block = concatBytes(rest, LF_BYTES);
+          for (let start = 0; start >= 0 && start < block.length;) {
+            start = this.#handleLines(client, block, start);
+          }
+        }
         return true;
       }
     }
@@ -420,9 +444,10 @@ export class Relay {
   /**
    * Handles whole lines (each ending in LF) in `block`: commands run in order, runs of
    * messages are encoded into the relay's scratch buffer in one pass and broadcast together
-   * (one exact-size copy per run). Resolves false when the client asked to leave.
+   * (one exact-size copy per run). Returns where to go on: the end of the block, the line
+   * after a command that left someone holding this client back, or -1 after /quit.
    */
-  #handleLines(client: Client, block: Uint8Array): boolean {
+  #handleLines(client: Client, block: Uint8Array, from: number): number {
     const maxLineBytes = this.#opts.maxLineBytes;
     // One message is at most a quarter of an outbox cap (or one longest line), so that a
     // burst never makes a message no outbox can take.
@@ -432,7 +457,7 @@ export class Relay {
         maxLineBytes + MAX_PREFIX_BYTES + 4,
       ),
     );
-    let start = 0;
+    let start = from;
     while (start < block.length) {
       // A /nick among the lines changes the prefix of the lines after it.
       const prefix = client.prefix;
@@ -445,11 +470,12 @@ export class Relay {
       } else if (scan.stop === "command") {
         let end = scan.lineEnd;
         if (end > start && block[end - 1] === 0x0d) end--;
-        if (!this.#command(client, decoder.decode(block.subarray(start, end)))) return false;
+        if (!this.#command(client, decoder.decode(block.subarray(start, end)))) return -1;
         start = scan.lineEnd + 1;
+        if (client.holders.length > 0) return start;
       }
     }
-    return true;
+    return start;
   }
 
   #refuseLongLine(client: Client): void {
@@ -473,9 +499,11 @@ export class Relay {
         }
         case RelayFrame.Command:
           if (!this.#command(client, decoder.decode(frame.payload))) return;
+          if (client.holders.length > 0) await this.#holdSender(client);
           break;
         case ControlFrame.Ping:
-          s.send(encodeFrame(ControlFrame.Pong, frame.payload));
+          this.#queue(client, encodeFrame(ControlFrame.Pong, frame.payload), client);
+          if (client.holders.length > 0) await this.#holdSender(client);
           break;
         case ControlFrame.Pong:
           break;
@@ -507,8 +535,9 @@ export class Relay {
         client.name = name;
         client.prefix = linePrefix(name);
         const members = this.#rooms.get(client.room) ?? [];
-        this.#notice([...members].filter((m) => m !== client), `${old} is now ${name}`);
-        client.connection.send(this.#codec.welcome(client.name, client.room));
+        const others = [...members].filter((m) => m !== client);
+        this.#notice(others, `${old} is now ${name}`, client);
+        this.#queue(client, this.#codec.welcome(client.name, client.room), client);
         this.#log?.info(`${old} is now ${name}`);
         return true;
       }
@@ -517,7 +546,7 @@ export class Relay {
           this.#leaveRoom(client, `${client.name} left for another room`);
           this.#enterRoom(client, command.room);
         }
-        client.connection.send(this.#codec.welcome(client.name, client.room));
+        this.#queue(client, this.#codec.welcome(client.name, client.room), client);
         return true;
       case "who": {
         const names = [...(this.#rooms.get(client.room) ?? [])].map((m) => m.name).sort();
