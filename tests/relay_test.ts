@@ -280,6 +280,40 @@ Deno.test("relay with default options paces a sender to a reader throttled to ab
   assert.equal(stats.dropped, 0);
 });
 
+Deno.test("relay: a steady slow reader is not taken for stuck while the kernel holds its bytes", async () => {
+  // A small cap, so that a reader wrongly judged stuck would be cut within the test. Linux
+  // wakes a blocked write only after about a third of the send buffer drained: at 1 MB/s that
+  // is longer than the stall time, and only the kernel's count of unacknowledged bytes shows
+  // that the reader is reading.
+  await using t = startTestRelay({ maxQueuedBytes: 512 * 1024 });
+  const sender = await t.join();
+  const slow = await t.join();
+  const body = "k".repeat(390);
+  const N = 15_000; // 6 MB
+  const sending = sender.client.write(burst(N, body));
+  const buf = new Uint8Array(16 * 1024);
+  let text = "";
+  let next = 0;
+  while (next < N) {
+    const n = await slow.client.conn.read(buf);
+    assert.notEqual(n, null, `the slow reader was cut after ${next} lines`);
+    text += dec(buf.subarray(0, n!));
+    const parts = text.split("\n");
+    text = parts.pop()!;
+    for (const l of parts) {
+      if (l.startsWith("* ")) {
+        assert.doesNotMatch(l, /disconnected/);
+        continue;
+      }
+      assert.equal(l, `[${sender.name}] ${next} ${body}`);
+      next++;
+    }
+    await delay(16);
+  }
+  await sending;
+  assert.equal(t.relay.stats().slowDisconnects, 0);
+});
+
 Deno.test("relay: a stuck client that reads again before its cap gets every queued line in order", async () => {
   await using t = startTestRelay({ maxQueuedBytes: 64 * 1024 * 1024, stallTimeoutMs: 200 });
   const sender = await t.join();

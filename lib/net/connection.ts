@@ -111,6 +111,8 @@ export class Connection implements FlowOutbox {
   #writing = false;
   #lastProgressAt = 0;
   #stuck = false;
+  /** Bytes the kernel held for the peer at the last stall look (-1: unknown). */
+  #unacked: number | undefined;
   #cancelWriteTask: (() => void) | undefined;
   // Read side.
   #lastReadAt = performance.now();
@@ -380,6 +382,7 @@ export class Connection implements FlowOutbox {
   /** The socket took bytes: the peer is live; release held producers at low water. */
   #progress(): void {
     this.#lastProgressAt = performance.now();
+    this.#unacked = undefined;
     if (this.#stuck) {
       this.#stuck = false;
       this.#opts.onStuck?.(false);
@@ -401,9 +404,12 @@ export class Connection implements FlowOutbox {
     const stallMs = this.#flow?.stallTimeoutMs ?? 0;
     const writeMs = this.#opts.writeTimeoutMs;
     if (stallMs <= 0 && writeMs <= 0) return;
+    const probe = this.#opts.unackedBytes;
     const dueAfter = (since: number) => {
       let due = Infinity;
-      if (stallMs > 0 && !this.#stuck) due = since + stallMs;
+      // With a probe, the first look is at half the stall time (a sample to compare with).
+      const first = probe !== undefined && this.#unacked === undefined;
+      if (stallMs > 0 && !this.#stuck) due = since + (first ? stallMs / 2 : stallMs);
       if (writeMs > 0) due = Math.min(due, since + writeMs);
       return due;
     };
@@ -419,11 +425,32 @@ export class Connection implements FlowOutbox {
         else this.#abortSlow({ kind: "write-timeout", ms: writeMs });
         return undefined;
       }
-      if (stallMs > 0 && !this.#stuck && quiet >= stallMs) this.#becomeStuck();
+      if (stallMs > 0 && !this.#stuck) this.#checkStall(now, { quiet, stallMs });
       const due = dueAfter(this.#lastProgressAt);
       if (due === Infinity) this.#cancelWriteTask = undefined;
       return due === Infinity ? undefined : due;
     });
+  }
+
+  /**
+   * No byte taken for the stall time: stuck, unless the kernel says the peer acknowledged
+   * bytes since the last look (a slow reader: the kernel wakes a blocked write only after a
+   * large part of the send buffer drained).
+   */
+  #checkStall(now: number, at: { quiet: number; stallMs: number }): void {
+    const probe = this.#opts.unackedBytes;
+    if (probe && this.#unacked === undefined && at.quiet >= at.stallMs / 2) {
+      this.#unacked = probe() ?? -1;
+    }
+    if (at.quiet < at.stallMs) return;
+    const unacked = probe?.();
+    const before = this.#unacked ?? -1;
+    if (unacked !== undefined && before >= 0 && unacked < before) {
+      this.#lastProgressAt = now;
+      this.#unacked = unacked;
+    } else {
+      this.#becomeStuck();
+    }
   }
 
   #becomeStuck(): void {

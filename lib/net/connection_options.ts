@@ -55,6 +55,11 @@ export interface ConnectionOptions {
   onClosing?: (info: CloseInfo) => void;
   /** Called each time the writer has emptied the outbox. */
   onDrained?: () => void;
+  /**
+   * Bytes the kernel still holds for the peer, unacknowledged (`unackedBytes()` in
+   * `tcp_queue.ts`); lets the stall check tell a slow reader from a stuck one.
+   */
+  unackedBytes?: () => number | undefined;
   /** Called when the peer becomes stuck (true) and when it takes bytes again (false). */
   onStuck?: (stuck: boolean) => void;
   /** How long `Connection.close` waits for queued bytes, in ms. @default {2000} */

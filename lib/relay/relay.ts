@@ -21,6 +21,7 @@ import { ProtocolError, TimeoutError } from "../net/errors.ts";
 import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
+import { unackedBytes } from "../net/tcp_queue.ts";
 import { Connection } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
@@ -199,6 +200,7 @@ export class Relay {
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.slowPolicy === "drop" ? "drop" : "close",
       flow,
+      unackedBytes: () => unackedBytes(conn.localAddr, conn.remoteAddr),
       writeTimeoutMs: o.writeTimeoutMs,
       idleTimeoutMs: o.idleTimeoutMs,
       pingIntervalMs: o.framed ? o.heartbeatMs : 0,

@@ -1,0 +1,100 @@
+/**
+ * How many bytes the kernel still holds for the peer of a TCP connection (written by us, not
+ * yet acknowledged by the peer), from Linux's `/proc/net/tcp` and `/proc/net/tcp6`
+ * (`tx_queue`). A peer that reads, however slowly, acknowledges bytes and the figure falls;
+ * a peer that does not read leaves it where it is. A blocked write learns that only when the
+ * kernel wakes it, after a large part of the send buffer drained (seconds for a slow reader),
+ * so this is how flow control tells a slow reader from a stuck one. Where `/proc` is missing
+ * (not Linux) or the connection is not listed, the answer is `undefined`.
+ *
+ * @module
+ */
+
+/** `/proc/net/tcp` spelling of an address: the IPv4 (or each IPv6 word) in host byte order. */
+function procAddress(addr: Deno.NetAddr): string | undefined {
+  const port = addr.port.toString(16).toUpperCase().padStart(4, "0");
+  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(addr.hostname);
+  if (v4) {
+    const bytes = v4.slice(1).map(Number);
+    return `${hex(bytes.reverse())}:${port}`;
+  }
+  const words = expandIPv6(addr.hostname);
+  if (!words) return undefined;
+  let out = "";
+  for (let i = 0; i < 8; i += 2) {
+    // One 32-bit word, its four bytes as stored in memory (little-endian host).
+    const b = [words[i] >> 8, words[i] & 0xff, words[i + 1] >> 8, words[i + 1] & 0xff];
+    out += hex(b.reverse());
+  }
+  return `${out}:${port}`;
+}
+
+function hex(bytes: number[]): string {
+  return bytes.map((b) => b.toString(16).toUpperCase().padStart(2, "0")).join("");
+}
+
+/** The eight 16-bit words of an IPv6 address (with an embedded IPv4 tail allowed). */
+function expandIPv6(text: string): number[] | undefined {
+  let s = text.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number);
+    s = s.slice(0, v4.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = s.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const parts = [...head, ...Array(fill).fill("0"), ...tail];
+  if (parts.length !== 8) return undefined;
+  const words = parts.map((p) => parseInt(p, 16));
+  return words.every((w) => w >= 0 && w <= 0xffff) ? words : undefined;
+}
+
+/**
+ * The unacknowledged bytes the kernel holds for the connection from `local` to `remote`, or
+ * `undefined` when unknown.
+ *
+ * @example A connection with nothing in flight
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { unackedBytes } from "./tcp_queue.ts";
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using server = await listener.accept();
+ * const queued = unackedBytes(server.localAddr, server.remoteAddr);
+ * assert.ok(queued === undefined || queued === 0);
+ * assert.ok(client.localAddr.port > 0);
+ * ```
+ */
+export function unackedBytes(local: Deno.NetAddr, remote: Deno.NetAddr): number | undefined {
+  const l = procAddress(local);
+  const r = procAddress(remote);
+  if (!l || !r) return undefined;
+  const key = `${l} ${r} `;
+  const mapped = local.hostname.includes(":") ? undefined : procAddress({
+    ...local,
+    hostname: `::ffff:${local.hostname}`,
+  });
+  const mappedKey = mapped &&
+    `${mapped} ${procAddress({ ...remote, hostname: `::ffff:${remote.hostname}` })} `;
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const k of [key, mappedKey]) {
+      if (!k) continue;
+      const at = text.indexOf(k);
+      if (at < 0) continue;
+      // "LOCAL REMOTE ST TX:RX": skip the state, read tx_queue.
+      const rest = text.slice(at + k.length, at + k.length + 24);
+      const m = /^[0-9A-F]{2} ([0-9A-F]{8}):/.exec(rest);
+      if (m) return parseInt(m[1], 16);
+    }
+  }
+  return undefined;
+}
