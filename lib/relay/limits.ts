@@ -14,7 +14,10 @@
  * messages are shared by every recipient, so the relay holds each chunk once.
  *
  * **Stuck is "the socket took no byte for `stallTimeoutMs`"** (1 s) while the relay had data
- * for it. A stuck client stops holding anyone back: from then on messages for it pile up in
+ * for it, asked of the kernel: Linux wakes a blocked write only after a large part of the send
+ * buffer drained, so the stall check also compares the connection's unacknowledged bytes
+ * (`lib/net/tcp_queue.ts`) at half the stall time and at the stall time, and a peer that
+ * acknowledged bytes in between is reading, however slowly. A stuck client stops holding anyone back: from then on messages for it pile up in
  * its outbox up to `maxQueuedBytes` (4 MiB), and then the slow policy applies. If it reads
  * again before that, it gets everything queued, in order, and is live again (it may hold
  * senders once more). Why 1 s: a healthy reader is never silent that long (a GC pause, a
@@ -30,6 +33,10 @@
  * messages a client's full outbox cannot take are dropped and counted, and once it catches up
  * it is told how many it missed. `writeTimeoutMs` (30 s) is the last resort for a socket that
  * takes nothing: the client is disconnected even when nothing more is sent to it.
+ *
+ * **What pauses whom.** A sender is held by every outbox that what it caused left above high
+ * water: its messages, and also the answers to its commands, the notices its joins, leaves and
+ * renames send to others, and its pongs (so floods of commands are paced too).
  *
  * **Half-closed clients** (`nc -N host port </dev/null`, listen-only clients) stay connected
  * in line mode and keep receiving; the relay notices that they went away when a write fails.
