@@ -263,7 +263,7 @@ Deno.test("Deadlines compacts a heap that is mostly cancelled tasks", async () =
   assert.deepEqual(order, [0, 1000, 2000, 3000, 4000]);
 });
 
-Deno.test("Deadlines: a task due beyond setTimeout's range does not spin", async () => {
+Deno.test("Deadlines: a task due beyond setTimeout's range does not spin", () => {
   // setTimeout treats more than 2^31 - 1 ms as 1 ms: the scheduler must never ask for more.
   const original = globalThis.setTimeout;
   const asked: number[] = [];

@@ -242,6 +242,35 @@ Deno.test("relay with default options: a healthy reader beside a stuck one gets 
   lines.forEach((l, k) => assert.equal(l, `[${sender.name}] ${first + k} ${body}`));
 });
 
+/**
+ * Reads `n` message lines `[from] i BODY` in order at about 1 MB/s (16 KiB every 16 ms,
+ * straight from the socket); fails if the relay cuts the reader or tells it it is disconnected.
+ */
+async function readThrottled(
+  c: TestClient,
+  options: { from: string; n: number; body: string },
+): Promise<void> {
+  const buf = new Uint8Array(16 * 1024);
+  let text = "";
+  let next = 0;
+  while (next < options.n) {
+    const n = await c.conn.read(buf);
+    assert.notEqual(n, null, `the throttled reader was cut after ${next} lines`);
+    text += dec(buf.subarray(0, n!));
+    const parts = text.split("\n");
+    text = parts.pop()!;
+    for (const l of parts) {
+      if (l.startsWith("* ")) {
+        assert.doesNotMatch(l, /disconnected/);
+        continue;
+      }
+      assert.equal(l, `[${options.from}] ${next} ${options.body}`);
+      next++;
+    }
+    await delay(16);
+  }
+}
+
 Deno.test("relay with default options paces a sender to a reader throttled to about 1 MB/s", async () => {
   await using t = startTestRelay();
   const sender = await t.join();
@@ -250,26 +279,7 @@ Deno.test("relay with default options paces a sender to a reader throttled to ab
   const N = 20_000; // 8 MB
   const sending = sender.client.write(burst(N, body));
   // About 1 MB/s: 16 KiB every 16 ms, straight from the socket.
-  const throttled = (async () => {
-    const buf = new Uint8Array(16 * 1024);
-    let text = "";
-    let next = 0;
-    while (next < N) {
-      const n = await slow.client.conn.read(buf);
-      assert.notEqual(n, null, `the throttled reader was cut after ${next} lines`);
-      text += dec(buf.subarray(0, n!));
-      const parts = text.split("\n");
-      text = parts.pop()!;
-      for (const l of parts) {
-        if (l.startsWith("* ")) continue;
-        assert.equal(l, `[${sender.name}] ${next} ${body}`);
-        next++;
-      }
-      await delay(16);
-    }
-    return next;
-  })();
-  assert.equal(await throttled, N);
+  await readThrottled(slow.client, { from: sender.name, n: N, body });
   await sending;
   // The sender was paced, not cut: it is still here and gets its answer.
   await sender.client.writeLine("/who");
@@ -291,25 +301,7 @@ Deno.test("relay: a steady slow reader is not taken for stuck while the kernel h
   const body = "k".repeat(390);
   const N = 15_000; // 6 MB
   const sending = sender.client.write(burst(N, body));
-  const buf = new Uint8Array(16 * 1024);
-  let text = "";
-  let next = 0;
-  while (next < N) {
-    const n = await slow.client.conn.read(buf);
-    assert.notEqual(n, null, `the slow reader was cut after ${next} lines`);
-    text += dec(buf.subarray(0, n!));
-    const parts = text.split("\n");
-    text = parts.pop()!;
-    for (const l of parts) {
-      if (l.startsWith("* ")) {
-        assert.doesNotMatch(l, /disconnected/);
-        continue;
-      }
-      assert.equal(l, `[${sender.name}] ${next} ${body}`);
-      next++;
-    }
-    await delay(16);
-  }
+  await readThrottled(slow.client, { from: sender.name, n: N, body });
   await sending;
   assert.equal(t.relay.stats().slowDisconnects, 0);
 });
