@@ -322,8 +322,18 @@ Deno.test({
   name: "socks5: every resolved address is tried in turn, IPv6 included (needs IPv6 loopback ::1)",
   ignore: !hasIpv6Loopback(),
   fn: async () => {
-    // Listen on ::1 only: 127.0.0.1 on the same port refuses, then ::1 answers.
-    const listener = Deno.listen({ hostname: "::1", port: 0 });
+    // Listen on ::1 only: 127.0.0.1 on the same port refuses, then ::1 answers. (Another
+    // process may hold 127.0.0.1 on the port the kernel picked for ::1: pick again then.)
+    let listener = Deno.listen({ hostname: "::1", port: 0 });
+    for (let i = 0; i < 20; i++) {
+      try {
+        Deno.listen({ hostname: "127.0.0.1", port: listener.addr.port }).close();
+        break; // Free on 127.0.0.1: dialling it will be refused.
+      } catch {
+        listener.close();
+        listener = Deno.listen({ hostname: "::1", port: 0 });
+      }
+    }
     const dialled = await dialAny(["127.0.0.1", "::1"], {
       port: listener.addr.port,
       timeoutMs: 5000,
