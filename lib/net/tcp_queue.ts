@@ -52,9 +52,42 @@ function expandIPv6(text: string): number[] | undefined {
   return words.every((w) => w >= 0 && w <= 0xffff) ? words : undefined;
 }
 
+/** How long one reading of `/proc/net/tcp{,6}` answers every lookup, in ms. */
+export const TCP_TABLE_TTL_MS = 100;
+
+let table: Map<string, number> | undefined;
+let tableAt = -Infinity;
+
+/**
+ * `LOCAL REMOTE` -> tx_queue for every connection, read at most once per
+ * {@linkcode TCP_TABLE_TTL_MS}: a relay with a thousand slow readers reads the table a few
+ * times a second, not a thousand times.
+ */
+function tcpTable(): Map<string, number> {
+  const now = performance.now();
+  if (table && now - tableAt < TCP_TABLE_TTL_MS) return table;
+  const next = new Map<string, number>();
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    // "  sl: LOCAL REMOTE ST TX:RX ..."
+    const line =
+      /^\s*\d+: ([0-9A-F]+:[0-9A-F]{4}) ([0-9A-F]+:[0-9A-F]{4}) [0-9A-F]{2} ([0-9A-F]{8}):/gm;
+    for (const m of text.matchAll(line)) next.set(`${m[1]} ${m[2]}`, parseInt(m[3], 16));
+  }
+  table = next;
+  tableAt = now;
+  return next;
+}
+
 /**
  * The unacknowledged bytes the kernel holds for the connection from `local` to `remote`, or
- * `undefined` when unknown.
+ * `undefined` when unknown. Answers come from a table read at most every
+ * {@linkcode TCP_TABLE_TTL_MS}.
  *
  * @example A connection with nothing in flight
  * ```ts
@@ -72,29 +105,11 @@ export function unackedBytes(local: Deno.NetAddr, remote: Deno.NetAddr): number 
   const l = procAddress(local);
   const r = procAddress(remote);
   if (!l || !r) return undefined;
-  const key = `${l} ${r} `;
-  const mapped = local.hostname.includes(":") ? undefined : procAddress({
-    ...local,
-    hostname: `::ffff:${local.hostname}`,
-  });
-  const mappedKey = mapped &&
-    `${mapped} ${procAddress({ ...remote, hostname: `::ffff:${remote.hostname}` })} `;
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    for (const k of [key, mappedKey]) {
-      if (!k) continue;
-      const at = text.indexOf(k);
-      if (at < 0) continue;
-      // "LOCAL REMOTE ST TX:RX": skip the state, read tx_queue.
-      const rest = text.slice(at + k.length, at + k.length + 24);
-      const m = /^[0-9A-F]{2} ([0-9A-F]{8}):/.exec(rest);
-      if (m) return parseInt(m[1], 16);
-    }
-  }
-  return undefined;
+  const rows = tcpTable();
+  const found = rows.get(`${l} ${r}`);
+  if (found !== undefined || local.hostname.includes(":")) return found;
+  // An IPv4 connection on a dual-stack socket is listed in tcp6 as ::ffff:a.b.c.d.
+  const ml = procAddress({ ...local, hostname: `::ffff:${local.hostname}` });
+  const mr = procAddress({ ...remote, hostname: `::ffff:${remote.hostname}` });
+  return ml && mr ? rows.get(`${ml} ${mr}`) : undefined;
 }
