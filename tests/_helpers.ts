@@ -399,11 +399,15 @@ export interface CapturedLog {
   waitForLog(re: RegExp): Promise<string>;
 }
 
-/** Makes a logger for `tool` that records its lines, for in-process servers under test. */
-export function captureLog(tool: string): CapturedLog {
+/**
+ * Makes a logger for `tool` that records its lines, for in-process servers under test
+ * (`verbose`: debug lines too).
+ */
+export function captureLog(tool: string, options: { verbose?: boolean } = {}): CapturedLog {
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
   const logger = new Logger(tool, {
+    verbose: options.verbose ?? false,
     sink: {
       writeSync(p) {
         const line = decoder.decode(p).trimEnd();

@@ -558,6 +558,22 @@ Deno.test("relay framed mode rejects a client of another version with a clear er
   assert.match(dec(f!.payload), /peer speaks relay v9, this side speaks relay v1/);
 });
 
+Deno.test("relay frees the place of a listen-only client that went away in a quiet room", async () => {
+  const log = captureLog("relay", { verbose: true });
+  await using t = startTestRelay({ maxClients: 1, listenerCheckMs: 100, logger: log.logger });
+  // A ghost: joins an empty room, half-closes, then closes without reading what it was sent
+  // (so its close resets the connection). Nothing is ever written to it again.
+  const ghost = await TestClient.connect(t.relay.addr.port);
+  await ghost.write("/join #alone\n");
+  await ghost.conn.closeWrite();
+  await log.waitForLog(/half-closed: listening only/);
+  ghost.close();
+  await log.waitForLog(/disconnected:/);
+  // Its place is free again.
+  const next = await t.join();
+  assert.match(next.name, /^user\d+$/);
+});
+
 peerTest("nc", {
   name: "relay keeps a listen-only `nc -N host port </dev/null` and delivers to it",
   fn: async () => {

@@ -1,7 +1,7 @@
 /**
- * How many bytes the kernel still holds for the peer of a TCP connection (written by us, not
- * yet acknowledged by the peer), from Linux's `/proc/net/tcp` and `/proc/net/tcp6`
- * (`tx_queue`). A peer that reads, however slowly, acknowledges bytes and the figure falls;
+ * What the kernel knows about a TCP connection that the socket API does not tell: how many
+ * bytes it still holds for the peer (written by us, not yet acknowledged: `tx_queue`) and
+ * whether the connection is still open, from Linux's `/proc/net/tcp` and `/proc/net/tcp6`. A peer that reads, however slowly, acknowledges bytes and the figure falls;
  * a peer that does not read leaves it where it is. A blocked write learns that only when the
  * kernel wakes it, after a large part of the send buffer drained (seconds for a slow reader),
  * so this is how flow control tells a slow reader from a stuck one. Where `/proc` is missing
@@ -55,7 +55,13 @@ function expandIPv6(text: string): number[] | undefined {
 /** How long one reading of `/proc/net/tcp{,6}` answers every lookup, in ms. */
 export const TCP_TABLE_TTL_MS = 100;
 
-let table: Map<string, number> | undefined;
+/** One connection's row: its state (the kernel's `TCP_*` number) and unacknowledged bytes. */
+interface TcpRow {
+  state: number;
+  txQueue: number;
+}
+
+let table: Map<string, TcpRow> | undefined;
 let tableAt = -Infinity;
 
 /**
@@ -63,10 +69,10 @@ let tableAt = -Infinity;
  * {@linkcode TCP_TABLE_TTL_MS}: a relay with a thousand slow readers reads the table a few
  * times a second, not a thousand times.
  */
-function tcpTable(): Map<string, number> {
+function tcpTable(): Map<string, TcpRow> {
   const now = performance.now();
   if (table && now - tableAt < TCP_TABLE_TTL_MS) return table;
-  const next = new Map<string, number>();
+  const next = new Map<string, TcpRow>();
   for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text: string;
     try {
@@ -76,8 +82,10 @@ function tcpTable(): Map<string, number> {
     }
     // "  sl: LOCAL REMOTE ST TX:RX ..."
     const line =
-      /^\s*\d+: ([0-9A-F]+:[0-9A-F]{4}) ([0-9A-F]+:[0-9A-F]{4}) [0-9A-F]{2} ([0-9A-F]{8}):/gm;
-    for (const m of text.matchAll(line)) next.set(`${m[1]} ${m[2]}`, parseInt(m[3], 16));
+      /^\s*\d+: ([0-9A-F]+:[0-9A-F]{4}) ([0-9A-F]+:[0-9A-F]{4}) ([0-9A-F]{2}) ([0-9A-F]{8}):/gm;
+    for (const m of text.matchAll(line)) {
+      next.set(`${m[1]} ${m[2]}`, { state: parseInt(m[3], 16), txQueue: parseInt(m[4], 16) });
+    }
   }
   table = next;
   tableAt = now;
@@ -102,6 +110,38 @@ function tcpTable(): Map<string, number> {
  * ```
  */
 export function unackedBytes(local: Deno.NetAddr, remote: Deno.NetAddr): number | undefined {
+  return findRow(local, remote)?.txQueue;
+}
+
+/** Linux's `TCP_CLOSE_WAIT`: the peer sent its FIN (it half-closed) and this side has not. */
+export const TCP_CLOSE_WAIT = 8;
+/** Linux's `TCP_ESTABLISHED`. */
+export const TCP_ESTABLISHED = 1;
+
+/**
+ * Whether the kernel still has the connection from `local` to `remote` open (established, or
+ * half-closed by the peer): false once the peer reset it (a peer that closes with unread data
+ * sends a reset), undefined where unknown (no `/proc`). This is how a relay notices that a
+ * listen-only client went away without writing to it.
+ *
+ * @example An open connection is open
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tcpOpen } from "./tcp_queue.ts";
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using _client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using server = await listener.accept();
+ * const open = tcpOpen(server.localAddr, server.remoteAddr);
+ * assert.ok(open === undefined || open === true);
+ * ```
+ */
+export function tcpOpen(local: Deno.NetAddr, remote: Deno.NetAddr): boolean | undefined {
+  if (tcpTable().size === 0) return undefined;
+  const row = findRow(local, remote);
+  return row !== undefined && (row.state === TCP_ESTABLISHED || row.state === TCP_CLOSE_WAIT);
+}
+
+function findRow(local: Deno.NetAddr, remote: Deno.NetAddr): TcpRow | undefined {
   const l = procAddress(local);
   const r = procAddress(remote);
   if (!l || !r) return undefined;

@@ -39,7 +39,8 @@
  * renames send to others, and its pongs (so floods of commands are paced too).
  *
  * **Half-closed clients** (`nc -N host port </dev/null`, listen-only clients) stay connected
- * in line mode and keep receiving; the relay notices that they went away when a write fails.
+ * in line mode and keep receiving; the relay notices that they went away when a write fails,
+ * or, on Linux, when the kernel shows the connection reset (checked every `listenerCheckMs`).
  *
  * The figures are the defaults; the `relay` command's options override every one except
  * `defaultRoom` and `maxNameLength`, which are fixed.
@@ -84,6 +85,11 @@ export const RELAY_DEFAULTS = {
   heartbeatMisses: 3,
   /** How long shutdown waits for queued messages to reach clients, in ms. */
   shutdownFlushMs: 2_000,
+  /**
+   * How often the kernel is asked whether a half-closed (listen-only) client is still there,
+   * in ms: nothing else reveals that one went away while nothing is written to it.
+   */
+  listenerCheckMs: 5_000,
   /** How long a framed client has to send its hello, in ms. */
   helloTimeoutMs: 10_000,
   /** Room every client starts in (fixed). */
@@ -120,6 +126,8 @@ export interface RelayOptions {
   heartbeatMs?: number;
   /** Framed mode: heartbeats missed before a client is dropped. @default {3} */
   heartbeatMisses?: number;
+  /** How often a listen-only client is checked for being gone, in ms. @default {5000} */
+  listenerCheckMs?: number;
   /** How long shutdown waits for queued messages, in ms. @default {2000} */
   shutdownFlushMs?: number;
   /** Where connection events go. */

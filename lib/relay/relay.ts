@@ -21,7 +21,7 @@ import { ProtocolError, TimeoutError } from "../net/errors.ts";
 import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
-import { unackedBytes } from "../net/tcp_queue.ts";
+import { tcpOpen, unackedBytes } from "../net/tcp_queue.ts";
 import { Connection } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
@@ -250,7 +250,7 @@ export class Relay {
           // End of input without /quit: a listen-only client (nc -N, ncat --recv-only)
           // stays and keeps receiving until it goes away or the relay closes it.
           this.#log?.debug(`${client.name} half-closed: listening only`);
-          await s.closed;
+          await this.#listen(s, conn);
         }
       } catch (error) {
         if (error instanceof ProtocolError || error instanceof TimeoutError) {
@@ -269,6 +269,28 @@ export class Relay {
     this.#closedBytesOut += connection.bytesOut;
     if (client) this.#clients.delete(client);
     else if (info.error) this.#log?.warn(`${peer}: ${info.text}`);
+  }
+
+  /**
+   * A half-closed client listens until it goes away. Only a failed write would reveal that,
+   * and a quiet room writes nothing, so the kernel's table is asked every `listenerCheckMs`:
+   * a peer that closed with unread data reset the connection.
+   */
+  async #listen(connection: Connection, conn: Deno.TcpConn): Promise<void> {
+    const every = this.#opts.listenerCheckMs;
+    const cancel = DEADLINES.schedule(performance.now() + every, (now) => {
+      if (connection.closing) return undefined;
+      if (tcpOpen(conn.localAddr, conn.remoteAddr) === false) {
+        void connection.close({ kind: "peer-closed" }, { flush: false });
+        return undefined;
+      }
+      return now + every;
+    });
+    try {
+      await connection.closed;
+    } finally {
+      cancel();
+    }
   }
 
   #register(connection: Connection, peer: string): Client {
