@@ -40,7 +40,7 @@ import {
   errorReason,
 } from "./close_reason.ts";
 import { DEADLINES } from "./deadline.ts";
-import type { FlowOptions, FlowOutbox } from "./flow.ts";
+import { checkFlowOptions, type FlowOptions, type FlowOutbox } from "./flow.ts";
 import { Outbox } from "./outbox.ts";
 
 import {
@@ -128,7 +128,7 @@ export class Connection implements FlowOutbox {
   constructor(conn: ConnectionIo, options: ConnectionOptions = {}) {
     this.conn = conn;
     this.#opts = withDefaults(CONNECTION_DEFAULTS, options);
-    this.#flow = options.flow;
+    this.#flow = options.flow && checkFlowOptions(options.flow);
     this.reader = new BufferedReader(
       { read: (p: Uint8Array) => this.#readConn(p) },
       { bufferSize: this.#opts.readBufferSize },
