@@ -32,8 +32,9 @@ export interface FlowOutbox {
 }
 
 /**
- * Waits until none of `outboxes` holds producers back. Resolves the milliseconds spent
- * waiting (0 without waiting). `onHeld` runs once, before the first wait.
+ * Waits until none of `outboxes` holds producers back, or until `options.until` settles (the
+ * producer itself went away). Resolves the milliseconds spent waiting (0 without waiting).
+ * `onHeld` runs once, before the first wait.
  *
  * @example A producer pauses until its consumer's outbox drains
  * ```ts
@@ -54,16 +55,18 @@ export interface FlowOutbox {
  */
 export async function waitForOutboxes(
   outboxes: Iterable<FlowOutbox>,
-  options: { onHeld?: () => void } = {},
+  options: { onHeld?: () => void; until?: Promise<unknown> } = {},
 ): Promise<number> {
   let start = 0;
+  let over = false;
+  const until = options.until?.then(() => (over = true), () => (over = true));
   for (const outbox of outboxes) {
-    while (outbox.holdsProducers) {
+    while (!over && outbox.holdsProducers) {
       if (start === 0) {
         start = performance.now();
         options.onHeld?.();
       }
-      await outbox.released();
+      await (until ? Promise.race([outbox.released(), until]) : outbox.released());
     }
   }
   return start === 0 ? 0 : performance.now() - start;

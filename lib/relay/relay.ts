@@ -66,6 +66,8 @@ interface Client {
   paused: boolean;
   /** Line mode: `[name] ` as bytes. */
   prefix: Uint8Array;
+  /** Ends the current flow-control hold early (the client is closing). */
+  stopHold?: () => void;
 }
 
 const LF_BYTES = new Uint8Array([0x0a]);
@@ -212,6 +214,7 @@ export class Relay {
         this.#closes[info.reason.kind]++;
         if (isSlowConsumer(info.reason)) this.#stats.slowDisconnects++;
         if (connection.stuck) this.#stuckClients--;
+        client?.stopHold?.();
         if (client) this.#depart(client, info.reason);
       },
       onDrained: () => {
@@ -407,7 +410,12 @@ export class Relay {
     const holders = client.holders;
     client.holders = [];
     let resumeReads = () => {};
+    // A sender closed while held (its own slow-stall, a shutdown) stops waiting at once. (A
+    // promise per hold: racing the connection's long-lived `closed` would pile up reactions.)
+    const stop = Promise.withResolvers<void>();
+    client.stopHold = stop.resolve;
     const waited = await waitForOutboxes(holders, {
+      until: stop.promise,
       onHeld: () => {
         client.paused = true;
         this.#pausedSenders++;
@@ -415,6 +423,7 @@ export class Relay {
         resumeReads = client.connection.holdReads();
       },
     });
+    client.stopHold = undefined;
     resumeReads();
     if (client.paused) {
       client.paused = false;
