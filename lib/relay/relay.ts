@@ -21,12 +21,13 @@ import { ProtocolError, TimeoutError } from "../net/errors.ts";
 import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
 import { serve, type Server } from "../net/server.ts";
-import { tcpOpen, unackedBytes } from "../net/tcp_queue.ts";
+import { unackedBytes } from "../net/tcp_queue.ts";
 import { Connection } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
 import type { RelayStats } from "./stats.ts";
+import { type Client, linePrefix, listenUntilGone } from "./client.ts";
 import { HELP_TEXT, parseCommand } from "./client_commands.ts";
 import {
   LINE_READ_BUFFER_BYTES,
@@ -50,25 +51,6 @@ import {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-interface Client {
-  name: string;
-  room: string;
-  connection: Connection;
-  peer: string;
-  /** Messages dropped for this client (policy "drop"), and how many it was told of. */
-  missed: number;
-  reportedDrops: number;
-  quit: boolean;
-  /** Recipients whose outbox went above high water with this client's messages. */
-  holders: Connection[];
-  /** True while this client's reading is held back. */
-  paused: boolean;
-  /** Line mode: `[name] ` as bytes. */
-  prefix: Uint8Array;
-  /** Ends the current flow-control hold early (the client is closing). */
-  stopHold?: () => void;
-}
 
 const LF_BYTES = new Uint8Array([0x0a]);
 
@@ -253,7 +235,7 @@ export class Relay {
           // End of input without /quit: a listen-only client (nc -N, ncat --recv-only)
           // stays and keeps receiving until it goes away or the relay closes it.
           this.#log?.debug(`${client.name} half-closed: listening only`);
-          await this.#listen(s, conn);
+          await listenUntilGone(s, { conn, everyMs: this.#opts.listenerCheckMs });
         }
       } catch (error) {
         if (error instanceof ProtocolError || error instanceof TimeoutError) {
@@ -272,28 +254,6 @@ export class Relay {
     this.#closedBytesOut += connection.bytesOut;
     if (client) this.#clients.delete(client);
     else if (info.error) this.#log?.warn(`${peer}: ${info.text}`);
-  }
-
-  /**
-   * A half-closed client listens until it goes away. Only a failed write would reveal that,
-   * and a quiet room writes nothing, so the kernel's table is asked every `listenerCheckMs`:
-   * a peer that closed with unread data reset the connection.
-   */
-  async #listen(connection: Connection, conn: Deno.TcpConn): Promise<void> {
-    const every = this.#opts.listenerCheckMs;
-    const cancel = DEADLINES.schedule(performance.now() + every, (now) => {
-      if (connection.closing) return undefined;
-      if (tcpOpen(conn.localAddr, conn.remoteAddr) === false) {
-        void connection.close({ kind: "peer-closed" }, { flush: false });
-        return undefined;
-      }
-      return now + every;
-    });
-    try {
-      await connection.closed;
-    } finally {
-      cancel();
-    }
   }
 
   #register(connection: Connection, peer: string): Client {
@@ -600,10 +560,6 @@ export class Relay {
         return false;
     }
   }
-}
-
-function linePrefix(name: string): Uint8Array {
-  return encoder.encode(`[${name}] `);
 }
 
 function peerOf(conn: Deno.TcpConn): string {
