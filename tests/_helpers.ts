@@ -521,3 +521,34 @@ export async function waitForTcpPort(port: number, timeoutMs = 10_000): Promise<
     { what: `a listener on port ${port}` },
   );
 }
+
+/** A temporary folder with `src/` and `out/` below it, removed on dispose. */
+export interface TempTree extends AsyncDisposable {
+  /** The folder itself (real path). */
+  base: string;
+  /** `base/src`, for what is sent. */
+  src: string;
+  /** `base/out`, where it is received. */
+  out: string;
+}
+
+/** Makes a {@linkcode TempTree} (real path, so links and checks compare equal). */
+export async function tempTree(prefix = "sockit-test-"): Promise<TempTree> {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix }));
+  await Deno.mkdir(`${base}/src`);
+  await Deno.mkdir(`${base}/out`);
+  return {
+    base,
+    src: `${base}/src`,
+    out: `${base}/out`,
+    [Symbol.asyncDispose]: () => Deno.remove(base, { recursive: true }),
+  };
+}
+
+/** Connects a line client to a relay on `port` and reads its welcome: the client and its name. */
+export async function joinRelay(port: number): Promise<{ client: TestClient; name: string }> {
+  const client = await TestClient.connect(port);
+  const m = (await client.readLine())?.match(/^\* welcome (\S+),/);
+  if (!m) throw new Error("expected the relay's welcome line");
+  return { client, name: m[1] };
+}

@@ -7,21 +7,14 @@ import { printable } from "../lib/log.ts";
 import { ChatRefusedError, runChat } from "../lib/relay/chat.ts";
 import {
   EVENT_TIMEOUT_MS,
+  joinRelay,
   runSockit,
   startSockit,
   startTcpTestServer,
-  TestClient,
 } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-async function join(port: number): Promise<{ client: TestClient; name: string }> {
-  const client = await TestClient.connect(port);
-  const m = (await client.readLine())?.match(/^\* welcome (\S+),/);
-  assert.ok(m, "welcome line");
-  return { client, name: m[1] };
-}
 
 /** An output for runChat that keeps every byte and can wait for a line. */
 class Collected {
@@ -126,7 +119,7 @@ Deno.test("printable escapes controls, bidi overrides and invalid UTF-8, keeps t
 
 Deno.test("sockit chat exits 1 when the relay is full", async () => {
   await using relay = await startSockit(["relay", "--port", "0", "--max-clients", "1"]);
-  await using _first = await join(relay.port).then((j) => j.client);
+  await using _first = await joinRelay(relay.port).then((j) => j.client);
   const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--name", "late"], {
     stdin: "never sent\n",
   });
@@ -259,7 +252,7 @@ Deno.test("sockit chat names the relay when it is killed, not a user's notice", 
     stdin: true,
   });
   await chat.waitForStdout(/welcome k/);
-  const { client, name } = await join(relay.port);
+  const { client, name } = await joinRelay(relay.port);
   await chat.waitForStdout(new RegExp(`^\\* ${name} joined lobby$`));
   await relay.stop("SIGKILL");
   const status = await withTimeout(chat.status, EVENT_TIMEOUT_MS, { what: "chat to exit" });
@@ -277,7 +270,7 @@ Deno.test("sockit chat names the relay when it dies after another user left", as
     stdin: true,
   });
   await chat.waitForStdout(/welcome k2/);
-  const other = await join(relay.port);
+  const other = await joinRelay(relay.port);
   await using _other = other.client;
   await other.client.writeLine("/quit");
   await chat.waitForStdout(new RegExp(`^\\* ${other.name} left \\(quit\\)$`));
@@ -319,7 +312,7 @@ async function chatWithForger(
   const out = new Collected();
   const chat = runChat(conn, { input: input.reader, output: out, escapeControls, name: "esc" });
   await out.waitForLine("* welcome esc, you are in room lobby; /help lists commands");
-  const joined = await join(relay.port);
+  const joined = await joinRelay(relay.port);
   await using peer = joined.client;
   const name = joined.name;
   for (const line of FORGED) await peer.writeLine(line);

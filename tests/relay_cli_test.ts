@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
-import { peerTest, runSockit, startSockit, TestClient } from "./_helpers.ts";
-
-async function join(port: number): Promise<{ client: TestClient; name: string }> {
-  const client = await TestClient.connect(port);
-  const m = (await client.readLine())?.match(/^\* welcome (\S+),/);
-  assert.ok(m, "welcome line");
-  return { client, name: m[1] };
-}
+import { joinRelay, peerTest, runSockit, startSockit, TestClient } from "./_helpers.ts";
 
 Deno.test("sockit relay announces SIGTERM shutdown to clients and exits 0", async () => {
   await using relay = await startSockit(["relay", "--port", "0"]);
-  await using a = await join(relay.port).then((j) => j.client);
+  await using a = await joinRelay(relay.port).then((j) => j.client);
   const status = await relay.stop("SIGTERM");
   assert.equal(await a.readLine(), "* disconnected: server shutting down");
   assert.equal(await a.readLine(), null);
@@ -39,7 +32,7 @@ Deno.test("sockit relay --stats logs its counters", async () => {
     "--stats-interval",
     "1",
   ]);
-  const { client } = await join(relay.port);
+  const { client } = await joinRelay(relay.port);
   await client.writeLine("counted");
   // A line every second; the first after the message was read counts it.
   const m = await relay.waitForStderr(/clients 1 \(accepted 1, refused 0\), messages in 1, .*/);
@@ -49,7 +42,7 @@ Deno.test("sockit relay --stats logs its counters", async () => {
 
 Deno.test("sockit chat sends piped lines, then leaves cleanly with exit 0", async () => {
   await using relay = await startSockit(["relay", "--port", "0"]);
-  const { client } = await join(relay.port);
+  const { client } = await joinRelay(relay.port);
   const r = await runSockit(["chat", `127.0.0.1:${relay.port}`, "--name", "alice"], {
     stdin: "a\nb\n",
   });
@@ -83,7 +76,7 @@ Deno.test("sockit chat prints a line of the relay's full --max-line length", asy
     stdin: true,
   });
   await chat.waitForStdout(/welcome c/);
-  const { client, name } = await join(relay.port);
+  const { client, name } = await joinRelay(relay.port);
   const long = "L".repeat(64 * 1024);
   await client.writeLine(long);
   await client.writeLine("after");
@@ -116,7 +109,7 @@ Deno.test("sockit chat --framed talks to a framed relay", async () => {
 Deno.test("sockit chat --proxy reaches the relay through sockit socks5", async () => {
   await using relay = await startSockit(["relay", "--port", "0"]);
   await using proxy = await startSockit(["socks5", "--port", "0", "--user", "u:p"]);
-  const { client } = await join(relay.port);
+  const { client } = await joinRelay(relay.port);
   const r = await runSockit([
     "chat",
     `127.0.0.1:${relay.port}`,
@@ -150,7 +143,7 @@ peerTest("ncat", {
   name: "ncat clients chat through sockit relay",
   fn: async () => {
     await using relay = await startSockit(["relay", "--port", "0"]);
-    const { client } = await join(relay.port);
+    const { client } = await joinRelay(relay.port);
     const child = new Deno.Command("ncat", {
       args: ["127.0.0.1", String(relay.port)],
       stdin: "piped",

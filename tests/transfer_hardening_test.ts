@@ -3,31 +3,20 @@
 // listening where other machines can reach it. Real processes, real files in temp folders.
 
 import assert from "node:assert/strict";
-import { freePort } from "../bench/_harness.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import {
   EVENT_TIMEOUT_MS,
+  freePort,
   MAIN,
   peerTest,
   pseudoRandomBytes,
   ROOT,
   runSockit,
   startSockit,
+  tempTree,
 } from "./_helpers.ts";
 
 const MiB = 1024 * 1024;
-
-async function tempBase() {
-  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-hardening-" }));
-  await Deno.mkdir(`${base}/src`);
-  await Deno.mkdir(`${base}/out`);
-  return {
-    base,
-    src: `${base}/src`,
-    out: `${base}/out`,
-    [Symbol.asyncDispose]: () => Deno.remove(base, { recursive: true }),
-  };
-}
 
 function jsonEvents(stdout: string): Record<string, unknown>[] {
   // Every line must be JSON, whatever the names and messages contain.
@@ -35,7 +24,7 @@ function jsonEvents(stdout: string): Record<string, unknown>[] {
 }
 
 Deno.test("sending the same files again exits 0: files already there count as done", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-hardening-");
   await Deno.mkdir(`${t.src}/tree/sub`, { recursive: true });
   await Deno.writeTextFile(`${t.src}/tree/a.txt`, "alpha\n");
   await Deno.writeTextFile(`${t.src}/tree/sub/b.txt`, "beta\n");
@@ -85,7 +74,7 @@ Deno.test("sending the same files again exits 0: files already there count as do
 });
 
 Deno.test("send and recv errors name what failed, and never repeat a proxy password", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-hardening-");
   const file = `${t.src}/x.txt`;
   await Deno.writeTextFile(file, "x");
   const closed = freePort();
@@ -163,7 +152,7 @@ Deno.test({
   }`,
   ignore: !DEFAULT_PORT_FREE,
 }, async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-hardening-");
   await Deno.writeTextFile(`${t.src}/d.txt`, "default port\n");
   await using recv = await startSockit(["recv", "--dir", t.out, "--once"]);
   assert.equal(recv.port, 7071);
@@ -173,7 +162,7 @@ Deno.test({
 });
 
 Deno.test("recv on a non-loopback address warns at start what protects it and what does not", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-hardening-");
   await using recv = await startSockit([
     "recv",
     "--host",
@@ -191,7 +180,7 @@ Deno.test("recv on a non-loopback address warns at start what protects it and wh
 });
 
 Deno.test("send --json stays valid JSON and recv's log stays one line per event with hostile names", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-hardening-");
   const names = ['q"uote.txt', "esc\x1b[31mape.txt", "new\nline.txt"];
   for (const n of names) await Deno.writeTextFile(`${t.src}/${n}`, n);
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
@@ -279,7 +268,7 @@ async function startLimitedRecv(limit: number, args: string[]) {
 peerTest("prlimit", {
   name: "under ulimit -n 64, 300 small files into recv all arrive, and recv warns at start",
   fn: async () => {
-    await using t = await tempBase();
+    await using t = await tempTree("sockit-hardening-");
     const tree = `${t.src}/many`;
     await Deno.mkdir(tree);
     for (let i = 0; i < 300; i++) {

@@ -20,6 +20,26 @@ import { withTimeout } from "../lib/net/deadline.ts";
 
 const MiB = 1024 * 1024;
 
+/**
+ * Accepts one connection on `listener` and runs the receiver on it with `options`; the
+ * connection is closed afterwards (it may already be, by a deadline).
+ */
+async function receiveOne(
+  listener: Deno.TcpListener,
+  options: Parameters<typeof receiveSession>[1],
+): ReturnType<typeof receiveSession> {
+  const conn = await listener.accept();
+  try {
+    return await receiveSession(conn, options);
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // Closed by the deadline.
+    }
+  }
+}
+
 async function transferOnce(dir: string, paths: string[]) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const received = (async () => {
@@ -83,10 +103,7 @@ Deno.test("the receiver closes a sender that goes silent after its hello", async
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    const session = (async () => {
-      const conn = await listener.accept();
-      return await receiveSession(conn, { dir, idleTimeoutMs: 300 });
-    })();
+    const session = receiveOne(listener, { dir, idleTimeoutMs: 300 });
     const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     const reader = new BufferedReader(client);
     await writeAll(client, encodeHello("transfer", TRANSFER_VERSION));
@@ -111,18 +128,7 @@ Deno.test("the receiver closes a connection whose hello does not come within the
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    const session = (async () => {
-      const conn = await listener.accept();
-      try {
-        return await receiveSession(conn, { dir, handshakeTimeoutMs: 200 });
-      } finally {
-        try {
-          conn.close();
-        } catch {
-          // Closed by the deadline.
-        }
-      }
-    })();
+    const session = receiveOne(listener, { dir, handshakeTimeoutMs: 200 });
     const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     const summary = await withTimeout(session, 5000, { what: "the handshake deadline" });
     assert.equal(summary.started, false);
@@ -141,18 +147,7 @@ Deno.test("the receiver cuts a sender that never reads its answers within the id
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    const session = (async () => {
-      const conn = await listener.accept();
-      try {
-        return await receiveSession(conn, { dir, idleTimeoutMs: 300, sync: false });
-      } finally {
-        try {
-          conn.close();
-        } catch {
-          // Closed by the deadline.
-        }
-      }
-    })();
+    const session = receiveOne(listener, { dir, idleTimeoutMs: 300, sync: false });
     const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     // The same deep folder, offered again and again: each answer carries its ~4 KB name, and
     // this side never reads one, so the receiver's writes stall once the socket buffers fill.

@@ -8,26 +8,13 @@ import {
   pseudoRandomBytes,
   runSockit,
   startSockit,
+  tempTree,
   waitForTcpPort,
 } from "./_helpers.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { writeAll } from "../lib/net/write_all.ts";
 
 const MiB = 1024 * 1024;
-
-async function tempBase() {
-  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
-  await Deno.mkdir(`${base}/src`);
-  await Deno.mkdir(`${base}/out`);
-  return {
-    base,
-    src: `${base}/src`,
-    out: `${base}/out`,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(base, { recursive: true });
-    },
-  };
-}
 
 async function listTree(dir: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];
@@ -103,7 +90,7 @@ function exitOf(proc: { status: Promise<Deno.CommandStatus> }): Promise<number> 
 }
 
 Deno.test("send and recv round-trip empty, one-byte and multi-MiB files byte for byte", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const files: Record<string, Uint8Array> = {
     "empty.bin": new Uint8Array(0),
     "one.bin": new Uint8Array([0x2a]),
@@ -135,7 +122,7 @@ Deno.test("send and recv round-trip empty, one-byte and multi-MiB files byte for
 });
 
 Deno.test("a tree keeps nested and empty folders and inside links, and skips an outside link", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const tree = `${t.src}/tree`;
   await Deno.mkdir(`${tree}/a/b/c`, { recursive: true });
   await Deno.mkdir(`${tree}/empty/nested-empty`, { recursive: true });
@@ -185,7 +172,7 @@ Deno.test("a tree keeps nested and empty folders and inside links, and skips an 
 });
 
 Deno.test("an existing name is refused by default, replaced with --overwrite, kept with --rename", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   await Deno.writeTextFile(`${t.src}/a.txt`, "new\n");
   await Deno.writeTextFile(`${t.out}/a.txt`, "old\n");
   {
@@ -235,7 +222,7 @@ Deno.test("an existing name is refused by default, replaced with --overwrite, ke
 });
 
 Deno.test("recv serves several senders, and stops with exit 0 on SIGTERM", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--no-sync"]);
   // Small files (pipelined) from a fourth sender, also without hashes.
   await Deno.mkdir(`${t.src}/small`);
@@ -264,7 +251,7 @@ Deno.test("recv serves several senders, and stops with exit 0 on SIGTERM", async
 });
 
 Deno.test("send fails clearly when nothing listens or a path is missing", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   await Deno.writeTextFile(`${t.src}/x.txt`, "x");
   const refused = await runSockit(["send", `127.0.0.1:${freePort()}`, `${t.src}/x.txt`]);
   assert.equal(refused.code, 1);
@@ -280,7 +267,7 @@ Deno.test("send fails clearly when nothing listens or a path is missing", async 
 peerTest("microsocks", {
   name: "send --proxy goes through a SOCKS5 proxy (microsocks)",
   fn: async () => {
-    await using t = await tempBase();
+    await using t = await tempTree("sockit-transfer-");
     const data = pseudoRandomBytes(2 * MiB, 8);
     await Deno.writeFile(`${t.src}/via-proxy.bin`, data);
     const proxyPort = freePort();
@@ -310,7 +297,7 @@ peerTest("microsocks", {
 });
 
 Deno.test("a sender killed mid-transfer resumes: the second run sends about the remainder", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const size = 64 * MiB;
   await randomFile(`${t.src}/big.bin`, size);
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
@@ -339,7 +326,7 @@ Deno.test("a sender killed mid-transfer resumes: the second run sends about the 
 });
 
 Deno.test("a receiver killed mid-transfer leaves a partial file that a new receiver resumes", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const size = 48 * MiB;
   await randomFile(`${t.src}/big.bin`, size);
   {
@@ -367,7 +354,7 @@ Deno.test("a receiver killed mid-transfer leaves a partial file that a new recei
 });
 
 Deno.test("send and recv work over IPv6 loopback, and a PATH that is a symlink is followed", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const data = pseudoRandomBytes(70_000, 12);
   await Deno.writeFile(`${t.src}/real.bin`, data);
   await Deno.symlink(`${t.src}/real.bin`, `${t.src}/alias.bin`);
@@ -390,7 +377,7 @@ Deno.test("send and recv work over IPv6 loopback, and a PATH that is a symlink i
 });
 
 Deno.test("hundreds of small files pipeline byte for byte, around a streamed file and a refused one", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const tree = `${t.src}/many`;
   const files: Record<string, Uint8Array> = {};
   for (let d = 0; d < 6; d++) {
@@ -438,7 +425,7 @@ Deno.test("hundreds of small files pipeline byte for byte, around a streamed fil
 });
 
 Deno.test("recv shut down mid-transfer: the sender hears 'receiver shut down, run again to resume'", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const size = 32 * MiB;
   await randomFile(`${t.src}/big.bin`, size);
   const recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
@@ -462,7 +449,7 @@ Deno.test("recv shut down mid-transfer: the sender hears 'receiver shut down, ru
 });
 
 Deno.test("send interrupted by SIGINT prints one line saying what was stored; the rerun resumes", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   const size = 32 * MiB;
   await randomFile(`${t.src}/big.bin`, size);
   await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
@@ -491,7 +478,7 @@ Deno.test("send interrupted by SIGINT prints one line saying what was stored; th
 });
 
 Deno.test("a tree with s -> . and up -> s/.. arrives without the link that would point out", async () => {
-  await using t = await tempBase();
+  await using t = await tempTree("sockit-transfer-");
   await Deno.mkdir(`${t.src}/tree`);
   await Deno.writeTextFile(`${t.src}/tree/f.txt`, "f");
   await Deno.symlink(".", `${t.src}/tree/s`);
