@@ -8,7 +8,9 @@
  * @module
  */
 
-import { freePort, hasCommand, waitForTcpPort } from "./_helpers.ts";
+import { hasCommand } from "./_helpers.ts";
+import { withTimeout } from "../lib/net/deadline.ts";
+import type { Netns } from "./_netns.ts";
 
 /**
  * The Debian Python (its dist-packages hold `wormhole`, `spake2`, `nacl`); a `python3` found
@@ -82,22 +84,42 @@ export interface WormholeServer extends AsyncDisposable {
   dir: string;
 }
 
+/** Where {@linkcode startMailbox} and {@linkcode startTransitRelay} run the server. */
+export interface ServerOptions {
+  /** Run it inside this namespace (its loopback) instead of this machine's. */
+  netns?: Netns;
+}
+
 async function startTwist(
   plugin: string,
   url: (port: number) => string,
-  extra: string[] = [],
+  options: ServerOptions,
 ): Promise<WormholeServer> {
   const dir = await Deno.makeTempDir({ prefix: `sockit-${plugin}-` });
-  const port = freePort();
-  const child = new Deno.Command("twist3", {
-    args: [plugin, `--port=tcp:${port}:interface=127.0.0.1`, ...extra],
+  const commandOptions: Deno.CommandOptions = {
+    // Port 0: the server picks a free one and logs "... starting on PORT".
+    args: [plugin, "--port=tcp:0:interface=127.0.0.1"],
     cwd: dir,
     stdin: "null",
-    stdout: "null",
+    stdout: "piped",
     stderr: "null",
-  }).spawn();
+  };
+  const child = (options.netns?.command("twist3", commandOptions) ??
+    new Deno.Command("twist3", commandOptions)).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const readPort = async (): Promise<number> => {
+    let text = "";
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`twist3 ${plugin} exited before it listened:\n${text}`);
+      text += value;
+      const m = text.match(/starting on (\d+)/);
+      if (m) return Number(m[1]);
+    }
+  };
+  let port: number;
   try {
-    await waitForTcpPort(port, 20_000);
+    port = await withTimeout(readPort(), 30_000, { what: `twist3 ${plugin} to listen` });
   } catch (error) {
     try {
       child.kill("SIGKILL");
@@ -106,6 +128,10 @@ async function startTwist(
     await Deno.remove(dir, { recursive: true });
     throw error;
   }
+  // Keep draining its log so the server never blocks on a full pipe.
+  const drained = (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })().catch(() => {});
   return {
     port,
     url: url(port),
@@ -115,17 +141,18 @@ async function startTwist(
         child.kill("SIGTERM");
       } catch { /* already gone */ }
       await child.status;
+      await drained;
       await Deno.remove(dir, { recursive: true });
     },
   };
 }
 
-/** Starts `twist3 wormhole-mailbox` on a free loopback port and waits until it accepts. */
-export function startMailbox(): Promise<WormholeServer> {
-  return startTwist("wormhole-mailbox", (port) => `ws://127.0.0.1:${port}/v1`);
+/** Starts `twist3 wormhole-mailbox` on a free loopback port and waits until it listens. */
+export function startMailbox(options: ServerOptions = {}): Promise<WormholeServer> {
+  return startTwist("wormhole-mailbox", (port) => `ws://127.0.0.1:${port}/v1`, options);
 }
 
-/** Starts `twist3 transitrelay` on a free loopback port and waits until it accepts. */
-export function startTransitRelay(): Promise<WormholeServer> {
-  return startTwist("transitrelay", (port) => `tcp:127.0.0.1:${port}`);
+/** Starts `twist3 transitrelay` on a free loopback port and waits until it listens. */
+export function startTransitRelay(options: ServerOptions = {}): Promise<WormholeServer> {
+  return startTwist("transitrelay", (port) => `tcp:127.0.0.1:${port}`, options);
 }
