@@ -88,6 +88,8 @@ export interface WormholeServer extends AsyncDisposable {
 export interface ServerOptions {
   /** Run it inside this namespace (its loopback) instead of this machine's. */
   netns?: Netns;
+  /** The port (inside a namespace, the public servers' 4000 and 4001). @default {0: a free one} */
+  port?: number;
 }
 
 async function startTwist(
@@ -97,8 +99,8 @@ async function startTwist(
 ): Promise<WormholeServer> {
   const dir = await Deno.makeTempDir({ prefix: `sockit-${plugin}-` });
   const commandOptions: Deno.CommandOptions = {
-    // Port 0: the server picks a free one and logs "... starting on PORT".
-    args: [plugin, "--port=tcp:0:interface=127.0.0.1"],
+    // With port 0 the server picks a free one; either way it logs "... starting on PORT".
+    args: [plugin, `--port=tcp:${options.port ?? 0}:interface=127.0.0.1`],
     cwd: dir,
     stdin: "null",
     stdout: "piped",
