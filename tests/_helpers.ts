@@ -140,6 +140,8 @@ export async function startSockit(
     timeoutMs?: number;
     /** Run under this open-file limit (`ulimit -n`, through bash). */
     fdLimit?: number;
+    /** Extra environment variables (a code in `SOCKIT_CODE`, servers). */
+    env?: Record<string, string>;
   } = {},
 ): Promise<SockitProcess> {
   const argv = [Deno.execPath(), "run", "--allow-all", MAIN, ...args];
@@ -149,6 +151,7 @@ export async function startSockit(
   const child = new Deno.Command(program, {
     args: programArgs,
     cwd: ROOT,
+    env: options.env,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
@@ -234,11 +237,12 @@ export interface RunResult {
 /** Runs `sockit ARGS...` to completion (with optional stdin) within `timeoutMs`. */
 export async function runSockit(
   args: string[],
-  options: { stdin?: string | Uint8Array; timeoutMs?: number } = {},
+  options: { stdin?: string | Uint8Array; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", MAIN, ...args],
     cwd: ROOT,
+    env: options.env,
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",

@@ -116,9 +116,13 @@ Deno.test("send and recv errors name what failed, and never repeat a proxy passw
   );
   for (const run of [viaProxy, badUrl]) assert.doesNotMatch(run.stdout + run.stderr, /s3cret/);
 
-  const alone = await runSockit(["send", file]);
-  assert.equal(alone.code, 2);
-  assert.match(alone.stderr, /sockit send: send needs HOST:PORT before the paths/);
+  // A local path first means the code mode: the mailbox server named is unreachable here.
+  const alone = await runSockit(["send", file, "--mailbox", `ws://127.0.0.1:${closed}/v1`]);
+  assert.equal(alone.code, 1);
+  assert.match(
+    alone.stderr,
+    /sockit send: cannot reach the mailbox server at ws:\/\/127\.0\.0\.1:/,
+  );
 
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {

@@ -34,6 +34,15 @@ import { encodeText, ReceiverError, TRANSFER_PROTOCOL, TRANSFER_VERSION } from "
 import { RECEIVE_DEFAULTS, receiveSession, type ReceiveSummary } from "./receiver.ts";
 import { sendEntries, SendInterruptedError } from "./sender.ts";
 import { collectEntries } from "./walk.ts";
+import {
+  isCodeRecv,
+  isCodeSend,
+  runCodeRecv,
+  runCodeSend,
+  WORMHOLE_RECV_OPTIONS,
+  WORMHOLE_SEND_OPTIONS,
+  WORMHOLE_USAGE,
+} from "../wormhole/command.ts";
 
 /** Defaults of the `send` and `recv` command lines. */
 export const TRANSFER_CLI_DEFAULTS = {
@@ -160,6 +169,67 @@ function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> 
   });
 }
 
+/** Longest text `send --text` takes (it travels through the mailbox server). */
+export const MAX_TEXT_BYTES = 256 * 1024;
+
+/** A usage error for code-mode options given in the direct mode. */
+function refuseCodeOptions(values: OptionValues, specs: Record<string, unknown>): void {
+  const given = Object.keys(specs).filter((name) => values[name] !== undefined && name !== "json");
+  if (given.length > 0) {
+    throw new UsageError(`--${given[0]} is for the code mode (no HOST:PORT, no --port)`);
+  }
+}
+
+/** Reads the text of `--text -` from stdin, bounded by {@linkcode MAX_TEXT_BYTES}. */
+async function readStdinText(): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of Deno.stdin.readable) {
+    size += chunk.length;
+    if (size > MAX_TEXT_BYTES) {
+      throw new UsageError(`--text - takes at most ${MAX_TEXT_BYTES} bytes from stdin`);
+    }
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** `send` in the code mode: a text (`--text`) or paths, through a wormhole. */
+async function sendWithCode(
+  values: OptionValues,
+  paths: string[],
+  options: { log: Logger; signal: AbortSignal; signalName: () => string },
+): Promise<number> {
+  const textOption = values.text as string | undefined;
+  try {
+    if (textOption !== undefined) {
+      if (paths.length > 0) throw new UsageError("send --text takes no PATH");
+      const text = textOption === "-" ? await readStdinText() : textOption;
+      if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) {
+        throw new UsageError(`--text takes at most ${MAX_TEXT_BYTES} bytes`);
+      }
+      return await runCodeSend(values, { text }, options);
+    }
+    if (paths.length === 0) throw new UsageError("Missing PATH: name at least one file or folder");
+    const walk = await collectEntries(paths).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) throw new Error(`Cannot send: ${error.message}`);
+      throw error;
+    });
+    return await runCodeSend(values, { walk, paths }, options);
+  } catch (error) {
+    if (error instanceof SendInterruptedError) {
+      throw new Error(`interrupted by ${options.signalName()}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
 /** `sockit send`: sends files and folders to a receiver. */
 export const sendCommand: Command = {
   name: "send",
@@ -185,13 +255,18 @@ Example:
   sockit recv --port 7071 --dir /srv/in &
   sockit send 127.0.0.1:7071 photos/ notes.txt`,
   options: {
+    ...WORMHOLE_SEND_OPTIONS,
     "no-verify": { type: "boolean" },
     json: { type: "boolean" },
     proxy: { type: "string" },
   },
   allowPositionals: true,
   async run({ values, positionals }) {
-    const { target, paths } = sendArguments(positionals);
+    const withCode = isCodeSend(values, positionals);
+    if (!withCode) refuseCodeOptions(values, WORMHOLE_SEND_OPTIONS);
+    const { target, paths } = withCode
+      ? { target: undefined, paths: positionals }
+      : sendArguments(positionals);
     const proxyText = stringOption(values, "proxy");
     const proxy = proxyText === undefined ? undefined : parseProxy(proxyText);
     const log = new Logger("send", {
@@ -205,6 +280,14 @@ Example:
       stop.abort(new Error(`interrupted by ${name}`));
     });
 
+    if (withCode) {
+      if (proxy) throw new UsageError("--proxy is for the direct mode (HOST:PORT)");
+      return await sendWithCode(values, paths, {
+        log,
+        signal: stop.signal,
+        signalName: () => signalName,
+      });
+    }
     const walk = await collectEntries(paths).catch((error) => {
       if (error instanceof Deno.errors.NotFound) {
         throw new Error(`Cannot send: ${error.message}`);
@@ -219,7 +302,7 @@ Example:
     const timeoutMs = TRANSFER_CLI_DEFAULTS.connectTimeoutMs;
     let conn: Deno.TcpConn;
     try {
-      conn = await unlessAborted(connectToReceiver(target, proxy, timeoutMs), stop.signal);
+      conn = await unlessAborted(connectToReceiver(target!, proxy, timeoutMs), stop.signal);
     } catch (error) {
       if (!stop.signal.aborted) throw error;
       throw new Error(
@@ -315,9 +398,12 @@ Example:
     "no-sync": { type: "boolean" },
     "max-size": { type: "string" },
     "max-senders": { type: "string" },
+    ...WORMHOLE_RECV_OPTIONS,
   },
-  async run({ values }) {
-    const addr = listenOptions(values, TRANSFER_CLI_DEFAULTS);
+  allowPositionals: true,
+  async run({ values, positionals }) {
+    const withCode = isCodeRecv(values, positionals);
+    if (!withCode) refuseCodeOptions(values, WORMHOLE_RECV_OPTIONS);
     if (flag(values, "overwrite") && flag(values, "rename")) {
       throw new UsageError("Choose one of --overwrite and --rename");
     }
@@ -337,6 +423,24 @@ Example:
         `Cannot use --dir '${dirText}': ${error instanceof Error ? error.message : error}`,
       );
     }
+    if (withCode) {
+      const log = new Logger("recv", {
+        quiet: flag(values, "quiet"),
+        verbose: flag(values, "verbose"),
+      });
+      const stop = new AbortController();
+      void waitForShutdownSignal().then((name) => stop.abort(new Error(`interrupted by ${name}`)));
+      return await runCodeRecv(values, positionals, {
+        log,
+        signal: stop.signal,
+        dir,
+        overwrite: flag(values, "overwrite"),
+        rename: flag(values, "rename"),
+        sync: !flag(values, "no-sync"),
+        maxFileSize,
+      });
+    }
+    const addr = listenOptions(values, TRANSFER_CLI_DEFAULTS);
     const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
       ? new StatusLine()
       : undefined;
