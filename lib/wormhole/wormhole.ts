@@ -115,6 +115,19 @@ export class Wormhole {
     return new Wormhole(mailbox, side, { appId, appVersions: options.appVersions ?? {} });
   }
 
+  /** The app id both sides use. */
+  get appId(): string {
+    return this.#appId;
+  }
+
+  /**
+   * The key for `purpose` derived from the confirmed session key (the Python client's
+   * `derive_key`), e.g. the transit key for `APPID + "/transit-key"`.
+   */
+  deriveKey(purpose: string, length = 32): Uint8Array {
+    return deriveKey(this.key, purpose.normalize("NFC"), length);
+  }
+
   /** Our side's random id. */
   get side(): string {
     return this.#side;
