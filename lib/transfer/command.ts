@@ -424,9 +424,13 @@ Example:
       );
     }
     if (withCode) {
+      const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
+        ? new StatusLine()
+        : undefined;
       const log = new Logger("recv", {
         quiet: flag(values, "quiet"),
         verbose: flag(values, "verbose"),
+        sink: status?.sink,
       });
       const stop = new AbortController();
       void waitForShutdownSignal().then((name) => stop.abort(new Error(`interrupted by ${name}`)));
@@ -438,6 +442,7 @@ Example:
         rename: flag(values, "rename"),
         sync: !flag(values, "no-sync"),
         maxFileSize,
+        progress: status,
       });
     }
     const addr = listenOptions(values, TRANSFER_CLI_DEFAULTS);

@@ -16,6 +16,7 @@ import {
   BarReporter,
   JsonReporter,
   LineReporter,
+  type ReceiveProgress,
   type SendReporter,
 } from "../transfer/progress.ts";
 import { TRANSFER_VERSION } from "../transfer/protocol.ts";
@@ -293,6 +294,8 @@ export async function runCodeRecv(
     rename: boolean;
     sync: boolean;
     maxFileSize: number;
+    /** The status line on a terminal. */
+    progress?: ReceiveProgress;
   },
 ): Promise<number> {
   refuseDirectOptions(values, positionals);
@@ -317,6 +320,7 @@ export async function runCodeRecv(
       sync: options.sync,
       maxFileSize: options.maxFileSize,
       logger: log,
+      progress: options.progress,
       signal,
       onText: (text) => {
         Deno.stdout.writeSync(new TextEncoder().encode(text.endsWith("\n") ? text : `${text}\n`));
