@@ -58,11 +58,11 @@ export function missingNetns(): string | undefined {
 
 /**
  * Registers a test that needs what `missing()` checks; when something is missing the test is
- * skipped and its name says why.
+ * skipped and its name says why. `fn` gets the test context (for steps).
  */
 export function wormholeTest(
   missing: () => string | undefined,
-  test: { name: string; fn: () => Promise<void> },
+  test: { name: string; fn: (t: Deno.TestContext) => Promise<void> },
 ): void {
   const why = missing();
   Deno.test({

@@ -254,10 +254,21 @@ Deno.test("writeZip() round trip through extractZip() is byte-identical, with mo
   assert.deepEqual(await list(t.out), ["tree"]);
 });
 
-Deno.test("planFolder() gives only empty folders an entry of their own by default", async () => {
+Deno.test("planFolder() writes no folder entries by default and lists empty folders as skipped", async () => {
   await using t = await tempTree("sockit-zip-");
   const tree = await makeTree(t.src);
-  const { plan } = await planFolder(tree);
+  const byDefault = await planFolder(tree);
+  assert.deepEqual(byDefault.plan.entries.filter((e) => e.kind === "dir"), []);
+  assert.deepEqual(
+    byDefault.skipped.map((s) => s.path).filter((p) => p.includes("empty")).length,
+    2,
+  );
+});
+
+Deno.test('planFolder() with directories: "empty" gives only empty folders an entry', async () => {
+  await using t = await tempTree("sockit-zip-");
+  const tree = await makeTree(t.src);
+  const { plan } = await planFolder(tree, { directories: "empty" });
   const dirs = plan.entries.filter((e) => e.kind === "dir").map((e) => e.path);
   assert.deepEqual(dirs, ["empty", "sub/deeper/empty-inside"]);
   assert.equal(plan.numFiles, 7);

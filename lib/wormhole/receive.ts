@@ -30,7 +30,7 @@ import type { ReceiveProgress } from "../transfer/progress.ts";
 import { receiveSession, type ReceiveSummary } from "../transfer/receiver.ts";
 import { findFreeName, partialName, splitSafePath } from "../transfer/safe_path.ts";
 import { type Offer, parseTransferMessage } from "./offer.ts";
-import { transitKey } from "./send.ts";
+import { connectTransit } from "./peer_transit.ts";
 import { RecordCipher, type RecordCipherName, type Transit } from "./transit.ts";
 import type { Wormhole } from "./wormhole.ts";
 import { extractZip } from "./zip_reader.ts";
@@ -195,10 +195,11 @@ export async function receiveThroughWormhole(
   for (const hints of peerHints) transit.addPeerHints(hints);
   await wormhole.send({ transit: transit.message() });
   await wormhole.send({ answer: { file_ack: "ok" } });
-  const stream = await transit.connect(transitKey(wormhole), {
+  const stream = await connectTransit(wormhole, transit, {
     timeoutMs: options.transitTimeoutMs,
     cipher,
     signal,
+    peer: "sender",
   });
   await wormhole.close("happy");
   try {

@@ -36,7 +36,8 @@ import {
   type SockitAppVersion,
 } from "./offer.ts";
 import { type RecordCipherName, type Transit, type TransitConnection } from "./transit.ts";
-import { FILE_TRANSFER_APPID, type Wormhole } from "./wormhole.ts";
+import type { Wormhole } from "./wormhole.ts";
+import { connectTransit } from "./peer_transit.ts";
 import { planFolder, writeZip, type ZipPlan } from "./zip_writer.ts";
 
 /** What to send: a text, or the files and folders `collectEntries` found. */
@@ -77,14 +78,6 @@ export class PeerRefusedError extends TransferRefusedError {
     super(`the receiver refused: ${quote(text)}`);
     this.name = "PeerRefusedError";
   }
-}
-
-/**
- * The transit key both ends derive from the session key. The purpose names the file-transfer
- * app id whatever app id the wormhole uses, as the Python client does (its "bug 339").
- */
-export function transitKey(wormhole: Wormhole): Uint8Array {
-  return wormhole.deriveKey(`${FILE_TRANSFER_APPID}/transit-key`);
 }
 
 /** The first cipher of ours that the peer also lists ("secretbox" is everybody's). */
@@ -189,10 +182,11 @@ export async function sendThroughWormhole(
   await wormhole.send({ offer: encodeOffer(offer) });
   const answer = await awaitAnswer(wormhole, transit, signal);
   if (answer !== "file_ack") throw new ProtocolError("the files were answered with message_ack");
-  const stream = await transit.connect(transitKey(wormhole), {
+  const stream = await connectTransit(wormhole, transit, {
     timeoutMs: options.transitTimeoutMs,
     cipher,
     signal,
+    peer: "receiver",
   });
   await wormhole.close("happy");
   try {

@@ -234,8 +234,10 @@ export class Wormhole {
 
   /** Receives the other side's next application message (phases in order). */
   async receive(options: { signal?: AbortSignal } = {}): Promise<unknown> {
-    const phase = String(this.#rxPhase++);
+    // The phase counts only once its message arrived: an aborted wait does not skip it.
+    const phase = String(this.#rxPhase);
     const message = await this.#peer(phase, options.signal);
+    this.#rxPhase++;
     if (this.#peerSide !== undefined && message.side !== this.#peerSide) {
       throw new ProtocolError(`phase ${phase} came from a third side ${quote(message.side)}`);
     }
@@ -248,21 +250,11 @@ export class Wormhole {
   }
 
   /**
-   * The other side's next `phase` message, waiting as long as it takes a person to act; an
-   * abort of `signal` closes the wormhole ("lonely"), which ends the wait.
+   * The other side's next `phase` message, waiting as long as it takes a person to act, or
+   * until `signal` aborts (the wormhole stays open: the caller closes it with its own mood).
    */
-  async #peer(phase: string, signal: AbortSignal | undefined): Promise<MailboxMessage> {
-    signal?.throwIfAborted();
-    const onAbort = () => void this.close("lonely");
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await this.#mailbox.next(phase, { timeoutMs: Infinity });
-    } catch (error) {
-      signal?.throwIfAborted();
-      throw error;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
+  #peer(phase: string, signal: AbortSignal | undefined): Promise<MailboxMessage> {
+    return this.#mailbox.next(phase, { timeoutMs: Infinity, signal });
   }
 
   #json(data: Uint8Array, what: string): unknown {

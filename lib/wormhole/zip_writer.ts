@@ -481,14 +481,16 @@ export async function writeZip(
 /** Options for {@linkcode planFolder}. */
 export interface FolderPlanOptions extends PlanOptions {
   /**
-   * Which folders get an entry of their own. `"empty"`: only folders with nothing under them
-   * (the others are implied by their files' paths). wormhole-william's receiver (1.0.x)
-   * writes a folder entry as an empty file, so it fails on the first file inside one (and
-   * neither the Python nor the Go sender writes folder entries); with `"empty"` it only turns
-   * an empty folder into an empty file. `"all"`: every folder, carrying each folder's mode and
-   * time (the Python receiver and sockit's handle both). @default {"empty"}
+   * Which folders get an entry of their own. `"none"`: no folder entries, as the Python and Go
+   * senders write them: folders are implied by their files' paths, and an empty folder is
+   * left out (listed in `skipped`). wormhole-william's receiver (1.0.x) writes a folder entry
+   * as an empty file (exit 0), and nothing tells it apart from the Python client (both send
+   * empty `app_versions`), so no folder entries is the one choice that is right for every
+   * receiver. `"empty"`: only folders with nothing under them (the Python receiver and
+   * sockit's keep them; wormhole-william makes them empty files). `"all"`: every folder,
+   * carrying each folder's mode and time. @default {"none"}
    */
-  directories?: "empty" | "all";
+  directories?: "none" | "empty" | "all";
 }
 
 /** What {@linkcode planFolder} found: the offer's `dirname`, the plan, and what it left out. */
@@ -517,9 +519,9 @@ export interface FolderPlan {
  * await Deno.writeTextFile(`${dir}/photos/a.txt`, "hello");
  * const { dirname, plan, skipped } = await planFolder(`${dir}/photos`);
  * assert.equal(dirname, "photos");
- * assert.deepEqual(plan.entries.map((e) => e.path), ["a.txt", "empty"]);
+ * assert.deepEqual(plan.entries.map((e) => e.path), ["a.txt"]);
  * assert.equal(plan.numBytes, 5);
- * assert.deepEqual(skipped, []);
+ * assert.deepEqual(skipped.map((s) => s.path), ["photos/empty"]);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -562,9 +564,17 @@ export async function planFolder(
       source: e.source,
     });
   }
-  const all = (options.directories ?? "empty") === "all";
-  const entries = kept.filter((e, i) =>
-    e.kind === "file" || all || !(kept[i + 1]?.path.startsWith(`${e.path}/`))
-  );
+  const directories = options.directories ?? "none";
+  const entries = kept.filter((e, i) => {
+    if (e.kind === "file" || directories === "all") return true;
+    const empty = !(kept[i + 1]?.path.startsWith(`${e.path}/`));
+    if (empty && directories === "none") {
+      skipped.push({
+        path: `${root.path}/${e.path}`,
+        reason: "empty folder (a zip for another client carries no folder entries)",
+      });
+    }
+    return empty && directories === "empty";
+  });
   return { dirname: root.path, plan: planZip(entries, options), skipped };
 }
