@@ -245,6 +245,7 @@ Deno.test("writeZip() round trip through extractZip() is byte-identical, with mo
     maxBytes: plan.numBytes,
     maxEntries: plan.numFiles,
     onEntry: (e) => seen.push(e.path),
+    sync: true,
   });
   assert.deepEqual(got, { path: `${t.out}/tree`, files: 5, dirs: 4, bytes: plan.numBytes });
   assert.equal(seen.length, plan.numFiles);

@@ -156,7 +156,8 @@ export async function createSelfSignedCert(options: CreateCertOptions = {}): Pro
   const now = (options.now ?? new Date()).getTime();
   const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
   const serial = crypto.getRandomValues(new Uint8Array(CERT_DEFAULTS.serialBytes));
-  serial[0] = (serial[0] & 0x7f) | 0x01; // positive, and no leading zero byte to strip
+  // 0x10-0x7f: positive, and no leading zero nibble that a reader would strip.
+  serial[0] = 0x10 + (serial[0] % 0x70);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: hex(serial),
     name: [{ CN: [options.commonName ?? CERT_DEFAULTS.commonName] }],

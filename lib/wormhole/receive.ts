@@ -22,6 +22,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { ProtocolError } from "../net/errors.ts";
 import { type Logger, quote } from "../log.ts";
 import { formatBytes } from "../transfer/human.ts";
@@ -107,15 +108,6 @@ function singleName(name: string): string {
   return parts[0];
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The name a plain file or folder will get, or the refusal. */
 async function plainTarget(
   offer: Offer & { kind: "file" | "directory" },
@@ -136,7 +128,7 @@ async function plainTarget(
       `refusing ${quote(name)}: it needs ${formatBytes(needed)}, ${formatBytes(free)} free`,
     );
   }
-  if (!exists(`${options.dir}/${name}`)) return name;
+  if (!existsSync(`${options.dir}/${name}`)) return name;
   if (options.rename) return await findFreeName(options.dir, name);
   if (options.overwrite && offer.kind === "file") return name;
   throw new OfferRefusedError(`refusing to overwrite existing ${quote(name)}`);
@@ -286,6 +278,7 @@ async function receivePlain(
         name,
         maxBytes: offer.numbytes,
         maxEntries: Math.max(offer.numfiles, 1),
+        sync,
       });
       storedAs = result.path;
     }

@@ -25,6 +25,7 @@
  * @module
  */
 
+import { syncFolder } from "../transfer/partial_file.ts";
 import { createInflateRaw } from "node:zlib";
 import { pipeline } from "node:stream/promises";
 import { quote } from "../log.ts";
@@ -72,6 +73,11 @@ export interface ExtractOptions {
   maxEntries: number;
   /** Called after each entry is written and verified. */
   onEntry?: (entry: ExtractedEntry) => void;
+  /**
+   * fsync every file and folder before the folder gets its final name (the caller syncs the
+   * folder it is in). @default {false}
+   */
+  sync?: boolean;
   /** Bytes read from the archive at once. @default {ZIP_LIMITS.chunkBytes} (1 MiB) */
   chunkBytes?: number;
   /** Largest central directory read into memory. @default {ZIP_LIMITS.maxCentralDirectoryBytes} */
@@ -615,6 +621,7 @@ async function extractEntries(
       if (got.crc !== e.crc) throw new ZipError(`Cannot extract ${e.label}: its CRC-32 is wrong`);
       const mtime = new Date(e.mtimeMs);
       await out.utime(mtime, mtime);
+      if (options.sync) await out.sync();
     } finally {
       out.close();
     }
@@ -627,6 +634,9 @@ async function extractEntries(
   for (const { path, e } of dirs) {
     Deno.chmodSync(path, e.mode);
     Deno.utimeSync(path, new Date(e.mtimeMs), new Date(e.mtimeMs));
+  }
+  if (options.sync) {
+    for (const dir of [...knownDirs, tmp]) await syncFolder(dir);
   }
   return { files, dirs: knownDirs.size, bytes: budget.total };
 }
