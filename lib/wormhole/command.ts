@@ -168,7 +168,8 @@ function askYes(question: string): boolean {
 /** Shows the verifier and, on a terminal, asks whether it matches. */
 function checkVerifier(values: OptionValues, verifier: string, log: Logger): void {
   if (!flag(values, "verify")) return;
-  const shown = verifier.slice(0, 16);
+  // In full, as the Python client prints it, so the two can be compared.
+  const shown = verifier;
   log.info(`Verifier ${shown}: it must be the same on the other side`);
   if (!Deno.stdin.isTerminal()) throw new UsageError("--verify needs a terminal to ask on");
   if (!askYes(`Verifier ${shown} matches the other side's?`)) {
