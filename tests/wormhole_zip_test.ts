@@ -1,3 +1,4 @@
+import { concatBytes } from "../lib/net/bytes.ts";
 import assert from "node:assert/strict";
 import { deflateRawSync } from "node:zlib";
 import { peerTest, pseudoRandomBytes, tempTree } from "./_helpers.ts";
@@ -108,16 +109,6 @@ async function python(script: string, ...args: string[]): Promise<string> {
   return text;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 interface HandEntry {
   name: string;
   /** The bytes stored in the archive (already deflated for method 8). */
@@ -146,7 +137,7 @@ function handZip(entries: HandEntry[]): Uint8Array {
     const method = e.method ?? Method.Stored;
     const flags = Flag.Utf8 | Flag.DataDescriptor;
     const common = { versionNeeded: 20, flags, method, time: 0, date: 33 };
-    const local = concat(
+    const local = concatBytes(
       LocalHeader.encode({
         ...common,
         crc: 0,
@@ -158,7 +149,7 @@ function handZip(entries: HandEntry[]): Uint8Array {
       name,
       e.payload,
     );
-    centrals.push(concat(
+    centrals.push(concatBytes(
       CentralHeader.encode({
         ...common,
         versionMadeBy: 0x031e,
@@ -178,7 +169,7 @@ function handZip(entries: HandEntry[]): Uint8Array {
     locals.push(local);
     offset += local.length;
   }
-  const cd = concat(...centrals);
+  const cd = concatBytes(...centrals);
   const end = EndRecord.encode({
     disk: 0,
     centralDisk: 0,
@@ -188,7 +179,7 @@ function handZip(entries: HandEntry[]): Uint8Array {
     centralOffset: offset,
     commentLength: 0,
   });
-  return concat(...locals, cd, end);
+  return concatBytes(...locals, cd, end);
 }
 
 const LIMITS = { name: "got", maxBytes: 64 * 1024 * 1024, maxEntries: 1000 };
@@ -297,7 +288,7 @@ Deno.test("writeZip() emits the same bytes whatever the chunk size", async () =>
     const sink: ZipSink = { write: (c) => Promise.resolve(void chunks.push(c)) };
     await writeZip(plan, sink, { chunkBytes });
     assert.ok(chunks.slice(0, -1).every((c) => c.length === chunkBytes));
-    archives.push(concat(...chunks));
+    archives.push(concatBytes(...chunks));
   }
   assert.equal(archives[0].length, plan.zipSize);
   assert.deepEqual(archives[0], archives[1]);
@@ -687,7 +678,7 @@ Deno.test("extractZip() refuses a truncated archive", async () => {
   await assertRefused(zip.subarray(0, zip.length - 1), ZipError, /no end of central directory/);
   await assertRefused(zip.subarray(0, 10), ZipError, /too short/);
   // Cut out of the middle: the end record survives, the offsets no longer fit.
-  await assertRefused(concat(zip.subarray(0, 40), zip.subarray(60)), ZipError, /Cannot/);
+  await assertRefused(concatBytes(zip.subarray(0, 40), zip.subarray(60)), ZipError, /Cannot/);
 });
 
 Deno.test("extractZip() refuses a central directory count that lies", async () => {

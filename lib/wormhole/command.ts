@@ -159,6 +159,15 @@ function transitFactory(
     });
 }
 
+/** Connects to the mailbox server of `values` as sockit (announcing its transfer protocol). */
+function openWormhole(values: OptionValues, log: Logger): Promise<Wormhole> {
+  return Wormhole.open(servers(values).mailboxUrl, {
+    appVersions: sockitAppVersions(),
+    serverTimeoutMs: WORMHOLE_DEFAULTS.serverTimeoutMs,
+    onMotd: (motd) => log.info(`mailbox server says: ${printable(motd)}`),
+  });
+}
+
 /** Asks `question` on the terminal; true for y/yes. */
 function askYes(question: string): boolean {
   const answer = prompt(`${question} (y/N)`);
@@ -217,12 +226,7 @@ export async function runCodeSend(
   });
   const json = flag(values, "json");
   const given = (values.code as string | undefined) ?? Deno.env.get(WORMHOLE_ENV.code);
-  const { mailboxUrl } = servers(values);
-  const wormhole = await Wormhole.open(mailboxUrl, {
-    appVersions: sockitAppVersions(),
-    serverTimeoutMs: WORMHOLE_DEFAULTS.serverTimeoutMs,
-    onMotd: (motd) => log.info(`mailbox server says: ${printable(motd)}`),
-  });
+  const wormhole = await openWormhole(values, log);
   try {
     let code: string;
     if (given !== undefined) {
@@ -302,12 +306,7 @@ export async function runCodeRecv(
   refuseDirectOptions(values, positionals);
   const { log, signal } = options;
   const code = receiveCode(positionals);
-  const { mailboxUrl } = servers(values);
-  const wormhole = await Wormhole.open(mailboxUrl, {
-    appVersions: sockitAppVersions(),
-    serverTimeoutMs: WORMHOLE_DEFAULTS.serverTimeoutMs,
-    onMotd: (motd) => log.info(`mailbox server says: ${printable(motd)}`),
-  });
+  const wormhole = await openWormhole(values, log);
   try {
     await wormhole.setCode(code);
     const confirmed = await wormhole.confirm({ signal }).catch(wrongCode);

@@ -52,6 +52,8 @@
  * @module
  */
 
+import { concatBytes } from "../net/bytes.ts";
+import { toHex } from "./keys.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { bytesToNumberBE, equalBytes, numberToBytesLE } from "@noble/curves/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
@@ -223,20 +225,6 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** The inbound element as a point of the prime-order subgroup, or a {@linkcode Spake2Error}. */
 function parseInbound(inbound: Uint8Array): { element: Uint8Array; point: Point } {
   const what = "Cannot finish SPAKE2: the inbound message";
@@ -267,7 +255,7 @@ function parseInbound(inbound: Uint8Array): { element: Uint8Array; point: Point 
     const why = error instanceof Error ? error.message : String(error);
     throw new Spake2Error(
       "not-a-point",
-      `${what}'s element ${hex(element)} is not a canonical Ed25519 point encoding (${why})`,
+      `${what}'s element ${toHex(element)} is not a canonical Ed25519 point encoding (${why})`,
       { cause: error },
     );
   }
@@ -277,13 +265,13 @@ function parseInbound(inbound: Uint8Array): { element: Uint8Array; point: Point 
   if (point.isSmallOrder()) {
     throw new Spake2Error(
       "small-order",
-      `${what}'s element ${hex(element)} is a point of small order (it divides 8)`,
+      `${what}'s element ${toHex(element)} is a point of small order (it divides 8)`,
     );
   }
   if (!point.isTorsionFree()) {
     throw new Spake2Error(
       "not-in-subgroup",
-      `${what}'s element ${hex(element)} is not in the prime-order subgroup ` +
+      `${what}'s element ${toHex(element)} is not in the prime-order subgroup ` +
         `(it has a small-order component)`,
     );
   }
@@ -377,6 +365,6 @@ export class Spake2Symmetric {
     }
     const shared = times(point.subtract(state.blinding), state.secret).toBytes();
     const [first, second] = [element, state.outbound].sort(compareBytes);
-    return sha256(concat(this.#passwordHash, this.#idHash, first, second, shared));
+    return sha256(concatBytes(this.#passwordHash, this.#idHash, first, second, shared));
   }
 }

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { concatBytes } from "../net/bytes.ts";
 import { quote } from "../log.ts";
 import { EntryKind } from "../transfer/protocol.ts";
 import { splitSafePath, UnsafePathError } from "../transfer/safe_path.ts";
@@ -123,16 +124,6 @@ export interface WriteZipOptions {
 }
 
 const encoder = new TextEncoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** The 64-bit values a central header carries in its zip64 block, in APPNOTE 4.5.3 order. */
 function wideValues(e: PlannedEntry): number[] {
@@ -259,7 +250,7 @@ function endRecords(plan: ZipPlan): Uint8Array {
     centralOffset: plan.zip64 ? U32_MAX : plan.centralOffset,
     commentLength: 0,
   }));
-  return concat(parts);
+  return concatBytes(...parts);
 }
 
 function checkEntry(e: ZipEntryPlan, seen: Set<string>): void {
