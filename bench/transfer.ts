@@ -11,9 +11,16 @@
  * `transfer-small`: 2,000 files of 1 KiB in 20 folders, sockit (`recv --once`, with and
  * without `--no-sync`) against `tar -cf - TREE | nc -N` into `nc -l | tar -xf -` (plus a
  * `sync` for the durable variant); wall time from starting the sender to the sender's exit
- * (tar: to the receiving tar's exit, plus the sync). One warm-up each, then the median of 5,
- * the variants interleaved. `SOCKIT_BENCH_BASELINE=/path/to/old/main.ts` adds an older
- * checkout as extra rows.
+ * (tar: to the receiving tar's exit, plus the sync); and the CPU seconds of both ends (sockit's
+ * include the receiver's start-up, which the wall time does not). One warm-up each, then the
+ * median of 5, the variants interleaved. `SOCKIT_BENCH_BASELINE=/path/to/old/main.ts` adds an
+ * older checkout as extra rows.
+ *
+ * On ext4 without a journal (the development VM's disk), allocating an inode skips the ones
+ * deleted in the last minutes (`recently_deleted` in a kernel profile), reading their inode
+ * table blocks one by one: after a run of this scenario deleted its ~30,000 copies, or tests
+ * deleted their trees, every file creation (tar's and sockit's alike) cost 0.1-0.5 ms instead
+ * of ~20 us for about five minutes. Leave five quiet minutes between runs.
  *
  * @module
  */
@@ -110,6 +117,11 @@ async function cpuOf(files: string[]): Promise<number | undefined> {
     await Deno.remove(f);
   }
   return total;
+}
+
+/** `argv` as {@linkcode run}'s program and arguments. */
+function split(argv: string[]): [string, string[]] {
+  return [argv[0], argv.slice(1)];
 }
 
 function shellQuote(argv: string[]): string {
@@ -355,11 +367,14 @@ async function checkSmallTree(root: string): Promise<void> {
  * `tar -cf - TREE | nc -N` into `nc -l | tar -xf -`; wall time from starting the sender to the
  * receiving tar's exit, plus a `sync` when asked (sockit's durability when it confirms).
  */
-async function tarOnce(src: string, dir: string, sync: boolean): Promise<number> {
+async function tarOnce(src: string, dir: string, sync: boolean): Promise<Timing> {
   await settle();
   const port = freePort();
-  const listener = new Deno.Command("sh", {
-    args: ["-c", `nc -l 127.0.0.1 ${port} | tar -xf - -C '${dir}'`],
+  const cpu = [`${dir}/../tarx.cpu`, `${dir}/../tarc.cpu`];
+  // /usr/bin/time of `sh -c PIPELINE` counts the shell's children: both nc and tar.
+  const receiving = timed(cpu[0], ["sh", "-c", `nc -l 127.0.0.1 ${port} | tar -xf - -C '${dir}'`]);
+  const listener = new Deno.Command(receiving[0], {
+    args: receiving.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -369,13 +384,14 @@ async function tarOnce(src: string, dir: string, sync: boolean): Promise<number>
     const start = performance.now();
     const parent = src.slice(0, src.lastIndexOf("/"));
     const name = src.split("/").pop()!;
-    await sh(`tar -cf - -C '${parent}' '${name}' | nc -N 127.0.0.1 ${port}`);
+    const sending = `tar -cf - -C '${parent}' '${name}' | nc -N 127.0.0.1 ${port}`;
+    await run(...split(timed(cpu[1], ["sh", "-c", sending])));
     const status = await withTimeout(listener.status, 60_000, { what: "nc -l | tar -x to exit" });
     if (!status.success) throw new Error(`nc -l | tar -x exited ${status.code}`);
     if (sync) await sh("sync");
     const wall = (performance.now() - start) / 1000;
     await checkSmallTree(`${dir}/${name}`);
-    return wall;
+    return { wall, cpu: await cpuOf(cpu) };
   } finally {
     try {
       listener.kill("SIGKILL");
@@ -401,15 +417,15 @@ async function smallFilesBench(): Promise<BenchRow[]> {
     const hasNc = peerAvailable("nc") && peerAvailable("tar");
     const baseline = Deno.env.get(BASELINE_ENV);
     /** One sockit send of the tree into a fresh folder; wall time to the sender's exit. */
-    const sockitTreeWall = async (recvFlags: string[], main = MAIN) =>
-      (await sockitOnce(src, await fresh(), { recvFlags, main, check: checkSmallTree })).wall;
-    const variants: Record<string, () => Promise<number>> = {
-      synced: () => sockitTreeWall([]),
-      noSync: () => sockitTreeWall(["--no-sync"]),
+    const sockitTree = async (recvFlags: string[], main = MAIN) =>
+      await sockitOnce(src, await fresh(), { recvFlags, main, check: checkSmallTree });
+    const variants: Record<string, () => Promise<Timing>> = {
+      synced: () => sockitTree([]),
+      noSync: () => sockitTree(["--no-sync"]),
       ...(baseline
         ? {
-          baseSynced: () => sockitTreeWall([], baseline),
-          baseNoSync: () => sockitTreeWall(["--no-sync"], baseline),
+          baseSynced: () => sockitTree([], baseline),
+          baseNoSync: () => sockitTree(["--no-sync"], baseline),
         }
         : {}),
       ...(hasNc
@@ -421,21 +437,34 @@ async function smallFilesBench(): Promise<BenchRow[]> {
     };
     // Interleaved (one run of each variant in turn, after one warm-up each), so that every
     // variant meets the same state of the disk and of the other agents' load.
-    const times: Record<string, number[]> = {};
+    const times: Record<string, Timing[]> = {};
     for (const fn of Object.values(variants)) await fn();
     for (let i = 0; i < SMALL_RUNS; i++) {
       for (const [name, fn] of Object.entries(variants)) (times[name] ??= []).push(await fn());
     }
-    const all = (name: string) => times[name]?.map((t) => t.toFixed(2)).join("/") ?? "-";
+    const walls = (name: string) => times[name]?.map((t) => t.wall);
+    const cpus = (name: string) =>
+      times[name]?.map((t) => t.cpu).filter((c) => c !== undefined) as number[] | undefined;
+    const all = (name: string) => walls(name)?.map((t) => t.toFixed(2)).join("/") ?? "-";
     const row = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({
       scenario,
       unit: "s",
-      sockit: median(times[name]),
+      sockit: median(walls(name)),
       flags: VARIANT_FLAGS[name],
       peerName,
-      peer: times[peer] ? median(times[peer]) : undefined,
+      peer: times[peer] ? median(walls(peer)) : undefined,
       higherIsBetter: false,
       note: `runs ${all(name)} vs ${all(peer)}`,
+    });
+    const cpuRow = (scenario: string, name: string, peerName: string, peer: string): BenchRow => ({
+      scenario,
+      unit: "CPU s",
+      sockit: median(cpus(name) ?? [0]),
+      flags: VARIANT_FLAGS[name],
+      peerName,
+      peer: cpus(peer)?.length ? median(cpus(peer)!) : undefined,
+      higherIsBetter: false,
+      note: "user + system, both ends (sockit: start-up included), median",
     });
     return [
       row("2,000 x 1 KiB in 20 folders: fsync", "synced", "tar|nc + sync", "tarSync"),
@@ -444,6 +473,18 @@ async function smallFilesBench(): Promise<BenchRow[]> {
         ? [
           row("same, fsync: baseline sockit", "baseSynced", "tar|nc + sync", "tarSync"),
           row("same, --no-sync: baseline sockit", "baseNoSync", "tar|nc (raw)", "tarRaw"),
+        ]
+        : []),
+      ...(HAS_TIME
+        ? [
+          cpuRow("CPU for 2,000 x 1 KiB: fsync", "synced", "tar|nc", "tarSync"),
+          cpuRow("CPU for 2,000 x 1 KiB: --no-sync", "noSync", "tar|nc", "tarRaw"),
+          ...(baseline
+            ? [
+              cpuRow("CPU, fsync: baseline sockit", "baseSynced", "tar|nc", "tarSync"),
+              cpuRow("CPU, --no-sync: baseline sockit", "baseNoSync", "tar|nc", "tarRaw"),
+            ]
+            : []),
         ]
         : []),
     ];

@@ -98,30 +98,10 @@ class RawSender implements AsyncDisposable {
 
   /**
    * Sends one pipelined entry without waiting: a file's Offer, Data and End (`hash` defaults
-   * to the SHA-256 of `data`), or a folder's or link's Offer.
+   * to the SHA-256 of `data`), or a folder's or link's Offer, one write per frame.
    */
-  async pipelined(
-    path: string,
-    options: { kind?: EntryKindValue; data?: Uint8Array; hash?: Uint8Array; target?: string } = {},
-  ): Promise<void> {
-    const kind = options.kind ?? EntryKind.File;
-    const data = options.data ?? new Uint8Array(0);
-    await this.frame(
-      TransferFrame.Offer,
-      encodeOffer({
-        kind,
-        path,
-        size: data.length,
-        mode: 0o644,
-        mtimeMs: 0,
-        verify: kind === EntryKind.File,
-        pipelined: true,
-        target: options.target ?? "",
-      }),
-    );
-    if (kind !== EntryKind.File) return;
-    if (data.length > 0) await this.frame(TransferFrame.Data, data);
-    await this.frame(TransferFrame.End, options.hash ?? sha256(data));
+  async pipelined(path: string, options: PipelinedOptions = {}): Promise<void> {
+    for (const frame of pipelinedFrames(path, options)) await this.send(frame);
   }
 
   /** Reads `n` answers. */
@@ -154,6 +134,56 @@ class RawSender implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** What {@linkcode pipelinedFrames} makes: a file (the default), folder or link. */
+interface PipelinedOptions {
+  kind?: EntryKindValue;
+  data?: Uint8Array;
+  /** The SHA-256 End carries. @default {the SHA-256 of `data`} */
+  hash?: Uint8Array;
+  target?: string;
+  /** @default {0o644} */
+  mode?: number;
+  /** Data bytes beyond `data` (a sender sending more than it offered). */
+  extra?: number;
+}
+
+/** The frames of one pipelined entry: a file's Offer, Data and End, or an Offer alone. */
+function pipelinedFrames(path: string, options: PipelinedOptions = {}): Uint8Array[] {
+  const kind = options.kind ?? EntryKind.File;
+  const data = options.data ?? new Uint8Array(0);
+  const offer = encodeFrame(
+    TransferFrame.Offer,
+    encodeOffer({
+      kind,
+      path,
+      size: data.length,
+      mode: options.mode ?? 0o644,
+      mtimeMs: 0,
+      verify: kind === EntryKind.File,
+      pipelined: true,
+      target: options.target ?? "",
+    }),
+  );
+  if (kind !== EntryKind.File) return [offer];
+  const frames = [offer];
+  const sent = new Uint8Array(data.length + (options.extra ?? 0));
+  sent.set(data);
+  if (sent.length > 0) frames.push(encodeFrame(TransferFrame.Data, sent));
+  frames.push(encodeFrame(TransferFrame.End, options.hash ?? sha256(data)));
+  return frames;
+}
+
+/** `chunks` joined into one array. */
+function joined(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function sha256(data: Uint8Array): Uint8Array {
@@ -388,6 +418,12 @@ Deno.test("recv closes only the connection that breaks the protocol and keeps se
       );
       await s.frame(TransferFrame.Data, new Uint8Array(20));
     }, /more data than the 2 bytes offered/],
+    ["more data than offered in a pipelined batch that arrives in one write", async (s) => {
+      await s.send(joined([
+        ...pipelinedFrames("fine.bin", { data: pseudoRandomBytes(100, 81) }),
+        ...pipelinedFrames("small.bin", { data: new Uint8Array(2), extra: 18 }),
+      ]));
+    }, /more data than the 2 bytes offered/],
     ["more data than offered", async (s) => {
       assert.equal((await s.offer("small.bin", { size: 10 })).type, TransferFrame.Accept);
       await s.frame(TransferFrame.Start, encodeStart(0));
@@ -418,6 +454,8 @@ Deno.test("recv closes only the connection that breaks the protocol and keeps se
   assert.equal(answer.type, TransferFrame.Confirm);
   assert.ok((await Deno.stat(`${f.out}/folder`)).isDirectory);
   assert.equal(await exists(`${f.out}/small.bin`), false);
+  // The file before the violation was never committed: no final name, only its partial file.
+  assert.equal(await exists(`${f.out}/fine.bin`), false);
 });
 
 Deno.test("recv refuses a second sender writing the same name, too-large files and files beyond free space", async () => {
@@ -543,6 +581,132 @@ Deno.test("pipelined files round-trip, and a refused or corrupt one in the middl
   assert.deepEqual(await listNames(f.out), ["a.bin", "d.bin", "empty.bin", "exists.txt", "sub"]);
   assert.deepEqual(await listNames(`${f.out}/sub`), ["b.bin", "c.bin"]);
   await f.recv.waitForStderr(/failed "corrupt\.bin" .*hash mismatch/);
+});
+
+Deno.test("a pipelined batch gets the same answers whether it arrives in one write or in pieces", async () => {
+  await using f = await fixture();
+  const text = (t: string) => new TextEncoder().encode(t);
+  const files = {
+    "a.bin": pseudoRandomBytes(3000, 71),
+    "b.bin": pseudoRandomBytes(9000, 72), // more than the receiver's first read buffer
+    "empty.bin": new Uint8Array(0),
+  };
+  const batch = (dir: string) =>
+    joined([
+      ...pipelinedFrames(dir, { kind: EntryKind.Directory }),
+      ...pipelinedFrames(`${dir}/a.bin`, { data: files["a.bin"] }),
+      ...pipelinedFrames(`${dir}/exists.txt`, { data: text("new\n") }),
+      ...pipelinedFrames(`${dir}/corrupt.bin`, {
+        data: pseudoRandomBytes(500, 73),
+        hash: sha256(text("something else")),
+      }),
+      ...pipelinedFrames(`${dir}/empty.bin`),
+      ...pipelinedFrames(`${dir}/.x.sockit-partial`, { data: text("x") }),
+      ...pipelinedFrames(`${dir}/b.bin`, { data: files["b.bin"] }),
+      encodeFrame(TransferFrame.Flush),
+    ]);
+  const results: string[][] = [];
+  // One write; one byte per write; pieces that split every frame somewhere else.
+  for (const [dir, piece] of [["whole", Infinity], ["bytes", 1], ["pieces", 997]] as const) {
+    await Deno.mkdir(`${f.out}/${dir}`);
+    await Deno.writeTextFile(`${f.out}/${dir}/exists.txt`, "old\n");
+    await using s = await RawSender.connect(f.recv.port);
+    const bytes = batch(dir);
+    for (let at = 0; at < bytes.length; at += piece) await s.send(bytes.subarray(at, at + piece));
+    const answers = await s.replies(7);
+    results.push(
+      answers.map((a) =>
+        a.type === TransferFrame.Confirm
+          ? `confirm ${new TextDecoder().decode(a.payload).replace(dir, "DIR")}`
+          : `${a.type === TransferFrame.Reject ? "reject" : "failed"} ${reasonOf(a)}`
+      ),
+    );
+    await s.frame(ControlFrame.Bye);
+    assert.equal((await s.reply())?.type, ControlFrame.Bye);
+    for (const [name, data] of Object.entries(files)) {
+      assert.deepEqual(await Deno.readFile(`${f.out}/${dir}/${name}`), data, `${dir}/${name}`);
+    }
+    assert.equal(await Deno.readTextFile(`${f.out}/${dir}/exists.txt`), "old\n");
+    assert.deepEqual(await listNames(`${f.out}/${dir}`), [
+      "a.bin",
+      "b.bin",
+      "empty.bin",
+      "exists.txt",
+    ]);
+  }
+  assert.deepEqual(results[0], [
+    "confirm DIR",
+    "confirm DIR/a.bin",
+    `reject ${Reason.Exists}`,
+    `failed ${Reason.HashMismatch}`,
+    "confirm DIR/empty.bin",
+    `reject ${Reason.InvalidName}`,
+    "confirm DIR/b.bin",
+  ]);
+  assert.deepEqual(results[1], results[0]);
+  assert.deepEqual(results[2], results[0]);
+});
+
+Deno.test("names in a folder recv made itself are not looked up, and a name taken anyway gets the answers an existing folder gives", async () => {
+  await using f = await fixture();
+  await Deno.mkdir(`${f.out}/old`); // there before: every name is looked up
+  await using s = await RawSender.connect(f.recv.port);
+  const a = pseudoRandomBytes(300, 101);
+  const b = pseudoRandomBytes(300, 102); // the same size, other bytes
+  const describe = (frame: Frame) =>
+    frame.type === TransferFrame.Confirm
+      ? "confirm"
+      : `${frame.type === TransferFrame.Reject ? "reject" : "failed"} ${reasonOf(frame)}`;
+  const answers: Record<string, string[]> = {};
+  for (const dir of ["old", "new"]) {
+    await s.pipelined(dir, { kind: EntryKind.Directory });
+    await s.pipelined(`${dir}/sub`, { kind: EntryKind.Directory });
+    await s.pipelined(`${dir}/a.bin`, { data: a });
+    await s.frame(TransferFrame.Flush);
+    assert.deepEqual((await s.replies(3)).map(describe), ["confirm", "confirm", "confirm"]);
+    // The same names again, in a later batch: the same file, other bytes, another size, and
+    // a file where a folder is.
+    await s.pipelined(`${dir}/a.bin`, { data: a });
+    await s.pipelined(`${dir}/a.bin`, { data: b });
+    await s.pipelined(`${dir}/a.bin`, { data: new Uint8Array(5) });
+    await s.pipelined(`${dir}/sub`, { data: a });
+    await s.frame(TransferFrame.Flush);
+    answers[dir] = (await s.replies(4)).map(describe);
+  }
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+  assert.deepEqual(answers.old, [
+    `reject ${Reason.AlreadyThere}`,
+    `reject ${Reason.Exists}`,
+    `reject ${Reason.Exists}`,
+    `reject ${Reason.Exists}`,
+  ]);
+  assert.deepEqual(answers.new, answers.old);
+  for (const dir of ["old", "new"]) {
+    assert.deepEqual(await Deno.readFile(`${f.out}/${dir}/a.bin`), a);
+    assert.deepEqual(await listNames(`${f.out}/${dir}`), ["a.bin", "sub"]); // no partial left
+  }
+});
+
+Deno.test("pipelined files get exactly the mode offered, also where the umask would cut it", async () => {
+  await using f = await fixture();
+  await using s = await RawSender.connect(f.recv.port);
+  // With the usual umask 022, 0o777 and 0o666 take the chmod path, the others are created so.
+  const modes = [0o644, 0o640, 0o600, 0o444, 0o755, 0o700, 0o777, 0o666];
+  const data = pseudoRandomBytes(1000, 91);
+  for (const mode of modes) await s.pipelined(`m${mode.toString(8)}.bin`, { data, mode });
+  await s.frame(TransferFrame.Flush);
+  for (const answer of await s.replies(modes.length)) {
+    assert.equal(answer.type, TransferFrame.Confirm);
+  }
+  await s.frame(ControlFrame.Bye);
+  assert.equal((await s.reply())?.type, ControlFrame.Bye);
+  for (const mode of modes) {
+    const path = `${f.out}/m${mode.toString(8)}.bin`;
+    assert.equal((await Deno.stat(path)).mode! & 0o777, mode, path);
+    assert.deepEqual(await Deno.readFile(path), data);
+  }
+  assert.equal((await listNames(f.out)).length, modes.length);
 });
 
 Deno.test("hostile names inside a pipelined batch are rejected and nothing lands outside the folder", async () => {

@@ -6,7 +6,7 @@ import { receiveSession } from "../lib/transfer/receiver.ts";
 import { sendEntries } from "../lib/transfer/sender.ts";
 import { collectEntries } from "../lib/transfer/walk.ts";
 import type { EntryResult } from "../lib/transfer/progress.ts";
-import { pseudoRandomBytes } from "./_helpers.ts";
+import { captureLog, pseudoRandomBytes } from "./_helpers.ts";
 import { BufferedReader } from "../lib/net/buffered_reader.ts";
 import { encodeFrame, encodeHello, readFrame, readHello } from "../lib/net/frame.ts";
 import {
@@ -40,13 +40,17 @@ async function receiveOne(
   }
 }
 
-async function transferOnce(dir: string, paths: string[]) {
+async function transferOnce(
+  dir: string,
+  paths: string[],
+  options: Partial<Parameters<typeof receiveSession>[1]> = {},
+) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const received = (async () => {
     const conn = await listener.accept();
     listener.close();
     try {
-      return await receiveSession(conn, { dir, hashWorker: "always" });
+      return await receiveSession(conn, { dir, hashWorker: "always", ...options });
     } finally {
       conn.close();
     }
@@ -94,6 +98,34 @@ Deno.test("hashing on the worker thread verifies whole files and resumed prefixe
     );
     assert.deepEqual(await Deno.readFile(`${base}/out/a.bin`), a);
     assert.deepEqual(await Deno.readFile(`${base}/out/b.bin`), b);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("entryLines: false leaves the receiver's log to refusals and the session's end", async () => {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "sockit-transfer-" }));
+  try {
+    await Deno.mkdir(`${base}/tree`);
+    for (let i = 0; i < 5; i++) {
+      await Deno.writeFile(`${base}/tree/f${i}.bin`, pseudoRandomBytes(100 + i, 40 + i));
+    }
+    for (const entryLines of [true, false]) {
+      const out = `${base}/out-${entryLines}`;
+      await Deno.mkdir(`${out}/tree`, { recursive: true });
+      await Deno.writeTextFile(`${out}/tree/f3.bin`, "other content");
+      const log = captureLog("recv");
+      const run = await transferOnce(out, [`${base}/tree`], { logger: log.logger, entryLines });
+      assert.equal(run.received.confirmed, 5);
+      assert.equal(run.received.rejected, 1);
+      const received = log.lines.filter((l) => /: received "tree\/f\d\.bin"/.test(l));
+      assert.equal(received.length, entryLines ? 4 : 0, log.lines.join("\n"));
+      assert.ok(log.lines.some((l) => /error: rejected "tree\/f3\.bin" .*exists/.test(l)));
+      assert.ok(
+        log.lines.some((l) => /finished: 5\/6 entries stored/.test(l)),
+        log.lines.join("\n"),
+      );
+    }
   } finally {
     await Deno.remove(base, { recursive: true });
   }

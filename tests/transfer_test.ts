@@ -353,6 +353,53 @@ Deno.test("a receiver killed mid-transfer leaves a partial file that a new recei
   );
 });
 
+/** Every regular file under `dir`, as paths relative to it. */
+async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory) out.push(...await filesUnder(`${dir}/${e.name}`, `${prefix}${e.name}/`));
+    else out.push(`${prefix}${e.name}`);
+  }
+  return out;
+}
+
+Deno.test("a receiver killed amid a tree of small files leaves only complete files under final names, and a rerun completes the tree", async () => {
+  await using t = await tempTree("sockit-transfer-");
+  const files = new Map<string, Uint8Array>();
+  let total = 0;
+  for (let d = 0; d < 4; d++) {
+    await Deno.mkdir(`${t.src}/small/d${d}`, { recursive: true });
+    for (let i = 0; i < 100; i++) {
+      const data = pseudoRandomBytes(200 + (i * 131) % 3000, d * 1000 + i);
+      files.set(`small/d${d}/f${i}.bin`, data);
+      await Deno.writeFile(`${t.src}/small/d${d}/f${i}.bin`, data);
+      total += data.length;
+    }
+  }
+  {
+    await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out]);
+    // Killed with about half the tree on its way: some batches committed, one being written.
+    const fwd = tripwireForwarder(recv.port, total / 2, () => recv.child.kill("SIGKILL"));
+    const first = await runSockit(["send", `127.0.0.1:${fwd.port}`, `${t.src}/small`]);
+    assert.equal(first.code, 1);
+    await fwd.done;
+  }
+  let complete = 0;
+  for (const rel of await filesUnder(t.out)) {
+    if (rel.endsWith(".sockit-partial")) continue;
+    // A final name only ever holds the whole, verified file.
+    assert.deepEqual(await Deno.readFile(`${t.out}/${rel}`), files.get(rel), rel);
+    complete++;
+  }
+  assert.ok(complete < files.size, `${complete} of ${files.size} files before the kill`);
+
+  await using recv = await startSockit(["recv", "--port", "0", "--dir", t.out, "--once"]);
+  const run = await runSockit(["send", `127.0.0.1:${recv.port}`, `${t.src}/small`]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await exitOf(recv), 0);
+  for (const [rel, data] of files) assert.deepEqual(await Deno.readFile(`${t.out}/${rel}`), data);
+});
+
 Deno.test("send and recv work over IPv6 loopback, and a PATH that is a symlink is followed", async () => {
   await using t = await tempTree("sockit-transfer-");
   const data = pseudoRandomBytes(70_000, 12);

@@ -19,6 +19,7 @@ import {
   resolveInside,
   splitSafePath,
   UnsafePathError,
+  utf8Length,
 } from "../lib/transfer/safe_path.ts";
 import { formatBytes, formatDuration, formatRate } from "../lib/transfer/human.ts";
 import { collectEntries } from "../lib/transfer/walk.ts";
@@ -67,6 +68,31 @@ Deno.test("splitSafePath() refuses every hostile name with a message naming it",
   }
   assert.throws(() => splitSafePath("../x"), /contains '\.\.'/);
   assert.throws(() => splitSafePath("/x"), /absolute/);
+});
+
+Deno.test("splitSafePath() counts a name's limits in UTF-8 bytes, as the filesystem does", () => {
+  // 255 bytes per component: 127 two-byte letters and one more byte pass, 128 do not.
+  assert.deepEqual(splitSafePath(`${"\u00e9".repeat(127)}x`), [`${"\u00e9".repeat(127)}x`]);
+  assert.throws(() => splitSafePath("\u00e9".repeat(128)), /component is longer than 255 bytes/);
+  // 63 four-byte emoji (252 bytes) and three more pass; one more byte does not.
+  assert.equal(splitSafePath(`${"\u{1f600}".repeat(63)}abc`).length, 1);
+  assert.throws(() => splitSafePath(`${"\u{1f600}".repeat(63)}abcd`), /longer than 255 bytes/);
+  // 4096 bytes for the whole path.
+  const deep = Array.from({ length: 16 }, () => "\u6587".repeat(85)).join("/"); // 16 * 255 + 15
+  assert.equal(splitSafePath(deep).length, 16);
+  assert.throws(() => splitSafePath(`${deep}/x`), /longer than 4096 bytes/);
+  for (
+    const text of [
+      "plain",
+      "\u00fcn\u00efc\u00f8d\u00e9",
+      "\u6587\u4ef6",
+      "\u{1f600}",
+      "\ud800",
+      "a\udc00b",
+    ]
+  ) {
+    assert.equal(utf8Length(text), new TextEncoder().encode(text).length, JSON.stringify(text));
+  }
 });
 
 Deno.test("checkLinkTarget() allows links inside the folder and refuses others", () => {

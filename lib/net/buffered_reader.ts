@@ -155,6 +155,15 @@ export class BufferedReader implements Reader {
     return this.#buf.subarray(this.#start, this.#start + n);
   }
 
+  /**
+   * A view of every byte buffered and not yet consumed, without reading or waiting; valid
+   * until the next read call. With {@linkcode skipBuffered}, a parser takes the records that
+   * are already wholly there without one `await` each.
+   */
+  bufferedView(): Uint8Array {
+    return this.#buf.subarray(this.#start, this.#end);
+  }
+
   /** Consumes `n` bytes that are already buffered (after {@linkcode peek} or {@linkcode ensure}). */
   skipBuffered(n: number): void {
     if (n > this.buffered) {

@@ -11,11 +11,13 @@ import { ControlFrame, readFrameHeader } from "../net/frame.ts";
 import { retryOnEmfile } from "../net/fd_budget.ts";
 import { quote } from "../log.ts";
 import { hashFileBytes, sameDigest, sha256 } from "./hasher.ts";
+import { readFileFull } from "./file_stream.ts";
 import {
   encodeAccept,
   encodeRefusal,
   frameName,
   MAX_DATA_PAYLOAD,
+  MAX_INLINE_FILE_BYTES,
   type Offer,
   Reason,
   TransferFrame,
@@ -29,16 +31,26 @@ import type { ReceiveContext } from "./receive_context.ts";
 /**
  * SHA-256 of the file already at `where` (checked to be the one `lstat` saw), with Pings
  * while it takes long when `options.keepalive` (only where no other write can be under way).
+ * With `options.small` (a pipelined file, at most {@linkcode MAX_INLINE_FILE_BYTES}) it is read
+ * into its own buffer and hashed at once: a batch being committed may compare a file while
+ * the session compares another, so the session's hasher and chunk buffers are not used.
  */
 async function hashExisting(
   ctx: ReceiveContext,
   where: ResolvedPath,
-  options: { size: number; keepalive: boolean },
+  options: { size: number; keepalive: boolean; small?: boolean },
 ): Promise<Uint8Array> {
   using file = await retryOnEmfile(() => Deno.open(where.path, { read: true }));
   const now = await file.stat();
   if (!now.isFile || now.ino !== where.existing!.ino || now.dev !== where.existing!.dev) {
     throw new Refusal(Reason.Exists, `${quote(where.name)} changed while it was checked`);
+  }
+  if (options.small) {
+    const bytes = new Uint8Array(options.size);
+    if (await readFileFull(file, bytes) !== options.size) {
+      throw new Error("file shrank while hashing it");
+    }
+    return sha256(bytes);
   }
   const hasher = await ctx.hashers.forSize(options.size);
   await hasher.reset();
@@ -51,20 +63,25 @@ async function hashExisting(
 }
 
 /**
- * The answer to a pipelined file whose `data` was read, offered where a file of its size is:
- * AlreadyThere or Exists (or the refusal for an error while hashing).
+ * The answer to a pipelined file offered where a file of its size is, given the SHA-256 of
+ * the data received (null when it was not the offered size): AlreadyThere or Exists (or the
+ * refusal for an error while hashing). Also for a file whose name turned out taken only when
+ * it was placed (see `takenVerdict`).
  */
 export async function comparePipelined(
   ctx: ReceiveContext,
   offer: Offer,
-  options: { where: ResolvedPath; data: Uint8Array },
+  options: { where: ResolvedPath; digest: Uint8Array | null },
 ): Promise<Refusal> {
-  const { where, data } = options;
+  const { where, digest } = options;
   try {
     // No Ping: a batch may be committing (and writing its answers) meanwhile.
-    const mine = await hashExisting(ctx, where, { size: offer.size, keepalive: false });
-    const same = data.length === offer.size && sameDigest(mine, sha256(data));
-    return presentAnswer(offer.path, { same });
+    const mine = await hashExisting(ctx, where, {
+      size: offer.size,
+      keepalive: false,
+      small: offer.size <= MAX_INLINE_FILE_BYTES,
+    });
+    return presentAnswer(offer.path, { same: digest !== null && sameDigest(mine, digest) });
   } catch (error) {
     return toRefusal(error);
   }

@@ -11,6 +11,7 @@ import { ControlFrame, type Frame, readFrame } from "../net/frame.ts";
 import type { IdleReader } from "./idle_reader.ts";
 import { frameName, MAX_CONTROL_PAYLOAD } from "./protocol.ts";
 import { receiverEnded, TransferRefusedError } from "./send_errors.ts";
+import { takeBufferedFrame } from "./buffered_frames.ts";
 
 /**
  * The receiver's answers, read by one pump in the order they arrive. The pump reads at all
@@ -63,29 +64,37 @@ export class AnswerQueue {
           this.#resumeIdle?.();
           this.#resumeIdle = null;
         }
-        // Keepalives while the receiver hashes a partial file.
-        if (frame?.type === ControlFrame.Ping) continue;
-        if (frame?.type === ControlFrame.Error) this.#refusal = frame.payload;
-        else if (frame !== null && this.#outstanding === 0) {
-          throw new ProtocolError(
-            `Cannot continue: got ${frameName(frame.type)} while no answer was due`,
-          );
+        if (!this.#queue(frame)) break;
+        // The answers that came in the same read (a batch's, for small files): no await each.
+        let next: Frame | null;
+        let more = true;
+        while (more && (next = takeBufferedFrame(this.#reader, MAX_CONTROL_PAYLOAD)) !== null) {
+          more = this.#queue(next);
         }
-        this.#frames.push(frame);
         this.#wake();
-        if (frame === null || frame.type === ControlFrame.Error) return;
-        this.#outstanding--;
+        if (!more) break;
       }
     } catch (error) {
       this.#error = error;
       this.#failed = true;
-      this.#wake();
     }
+    this.#wake();
   }
 
-  /** True when an answer (or the end of the connection) is waiting to be taken. */
-  get ready(): boolean {
-    return this.#frames.length > 0 || this.#failed;
+  /** Queues a frame read (or the end, null); false once nothing more is to be read. */
+  #queue(frame: Frame | null): boolean {
+    // Keepalives while the receiver hashes a partial file.
+    if (frame?.type === ControlFrame.Ping) return true;
+    if (frame?.type === ControlFrame.Error) this.#refusal = frame.payload;
+    else if (frame !== null && this.#outstanding === 0) {
+      throw new ProtocolError(
+        `Cannot continue: got ${frameName(frame.type)} while no answer was due`,
+      );
+    }
+    this.#frames.push(frame);
+    if (frame === null || frame.type === ControlFrame.Error) return false;
+    this.#outstanding--;
+    return true;
   }
 
   /** The text of the Error frame the receiver ended the session with, if one arrived. */
@@ -105,6 +114,16 @@ export class AnswerQueue {
       if (this.#failed) throw this.#error;
       await new Promise<void>((resolve) => this.#wakeTaker = resolve);
     }
+    return this.poll()!;
+  }
+
+  /**
+   * The next answer when one is already queued, without waiting (undefined when none is): a
+   * sender settling a batch of answers takes them without an await each. Null once the
+   * receiver closed the connection.
+   */
+  poll(): Frame | null | undefined {
+    if (this.#frames.length === 0) return undefined;
     const next = this.#frames[0];
     // The end (close or Error) stays, for every later taker.
     return next === null || next.type === ControlFrame.Error ? next : this.#frames.shift()!;

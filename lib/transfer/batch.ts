@@ -3,7 +3,8 @@
  * in their partial files, until the sender's Flush (or before a streamed file, Bye, or at
  * {@linkcode MAX_RECEIVER_BATCH} answers). Then the batch's files are fsynced together, moved
  * to their final names, each folder is fsynced once, and the answers go out in offer order in
- * one write. One batch is committed while the next is read and written.
+ * one write. One batch is committed while the next is read and written, and the next one's
+ * files may be synced while the one before syncs its folders ({@linkcode MAX_COMMITS_IN_FLIGHT}).
  *
  * With an {@linkcode FdBudget}, a pipelined file stays open until its batch's fsync only while
  * the budget has room; otherwise it was closed at once and is reopened for the fsync, at most
@@ -17,13 +18,22 @@ import { retryOnEmfile } from "../net/fd_budget.ts";
 import { encodeFrame } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
 import { encodeRefusal, encodeText, type Offer, Reason, TransferFrame } from "./protocol.ts";
-import { relName, type Target } from "./offer_policy.ts";
+import { relName, takenVerdict, type Target } from "./offer_policy.ts";
+import { comparePipelined } from "./already_there.ts";
 import { placeFile, removeQuietly, syncFolder } from "./partial_file.ts";
 import { Refusal, toRefusal } from "./refusal.ts";
 import type { ReceiveContext } from "./receive_context.ts";
 
 /** Pipelined files reopened at once for their batch's fsync when they could not stay open. */
 export const SYNC_REOPEN_CONCURRENCY = 4;
+
+/**
+ * Batches being committed at once, at most (2): the files of one are synced while the one
+ * before it syncs its folders and sends its answers, so the disk's latency is paid once per
+ * batch, not twice in a row. More wait (this also bounds what a sender that sends Flush after
+ * every entry and reads nothing can make the receiver hold).
+ */
+export const MAX_COMMITS_IN_FLIGHT = 2;
 
 /** A pipelined file written to its partial file, waiting for the batch's fsync and rename. */
 export interface PendingFile extends Target {
@@ -33,7 +43,9 @@ export interface PendingFile extends Target {
   file: Deno.FsFile | null;
   /** True while `file` holds a descriptor of the budget. */
   held: boolean;
-  /** When its offer arrived (`performance.now()`). */
+  /** Its verified SHA-256 (null without Verify): compared if its name turns out taken. */
+  digest: Uint8Array | null;
+  /** When its offer arrived (`performance.now()`, 0 when no log line tells). */
   started: number;
 }
 
@@ -44,8 +56,10 @@ type BatchItem = { frame: Uint8Array } | { pending: PendingFile };
 export class Batch {
   #ctx: ReceiveContext;
   #items: BatchItem[] = [];
-  /** The batch being committed (at most one), while the next one is read and written. */
+  /** The newest commit: it settles after every earlier one, and sends its answers after theirs. */
   #committing: Promise<void> = Promise.resolve();
+  /** Commits under way, oldest first (at most {@linkcode MAX_COMMITS_IN_FLIGHT}). */
+  #inFlight: Promise<void>[] = [];
 
   /** An empty batch for the connection of `ctx`. */
   constructor(ctx: ReceiveContext) {
@@ -68,16 +82,19 @@ export class Batch {
   }
 
   /**
-   * Starts committing the held batch once the previous commit is done (its error, if any, is
-   * thrown here), so that one batch is synced while the next one is read and written.
+   * Starts committing the held batch, so that it is synced while the next one is read and
+   * written, once fewer than {@linkcode MAX_COMMITS_IN_FLIGHT} commits are under way (the
+   * error of a commit, if any, is thrown here).
    */
   async startCommit(): Promise<void> {
     if (this.#items.length === 0) return;
-    await this.#committing;
+    while (this.#inFlight.length >= MAX_COMMITS_IN_FLIGHT) await this.#inFlight.shift();
     const items = this.#items;
     this.#items = [];
-    this.#committing = this.#commit(items);
-    this.#committing.catch(() => {}); // Awaited at the next commit or the session's end.
+    const commit = this.#commit(items, this.#committing);
+    commit.catch(() => {}); // Awaited at a later commit or the session's end.
+    this.#committing = commit;
+    this.#inFlight.push(commit);
   }
 
   /** Commits the held batch and waits until its answers are sent. */
@@ -86,7 +103,7 @@ export class Batch {
     await this.#committing;
   }
 
-  /** Waits for the commit under way, if any, ignoring its error. */
+  /** Waits for every commit under way, ignoring their errors. */
   async settled(): Promise<void> {
     await this.#committing.catch(() => {});
   }
@@ -111,11 +128,25 @@ export class Batch {
   }
 
   /**
-   * Commits `items` and sends their answers in offer order: the files' fsyncs run together,
-   * then each file moves to its final name, then each folder is fsynced once. A file is
-   * confirmed only after all three.
+   * Commits `items` and sends their answers in offer order, after those of the `previous`
+   * commit (none when it failed): the files' fsyncs run together, then each file moves to its
+   * final name, then each folder is fsynced once. A file is confirmed only after all three.
+   * Settles only once `previous` has.
    */
-  async #commit(items: BatchItem[]): Promise<void> {
+  async #commit(items: BatchItem[], previous: Promise<void>): Promise<void> {
+    let frames: Uint8Array[];
+    try {
+      frames = await this.#place(items);
+    } catch (error) {
+      await previous.catch(() => {});
+      throw error;
+    }
+    await previous;
+    await writeAll(this.#ctx.out, concatBytes(...frames));
+  }
+
+  /** Syncs and places the files of `items` and resolves their answers, in offer order. */
+  async #place(items: BatchItem[]): Promise<Uint8Array[]> {
     const ctx = this.#ctx;
     const { sync, overwrite, rename } = ctx.settings;
     const files = items.flatMap((item) => "pending" in item ? [item.pending] : []);
@@ -123,6 +154,8 @@ export class Batch {
     const resumeIdle = ctx.idle?.pause();
     const failures = new Map<PendingFile, Refusal>();
     const stored = new Map<PendingFile, string>();
+    /** Unchecked files whose name was taken: answered as the offer's look-up would have been. */
+    const taken = new Map<PendingFile, Refusal>();
     try {
       if (sync) await syncFiles(files, failures);
       const dirs = new Set<string>();
@@ -130,11 +163,14 @@ export class Batch {
         this.#closePending(f);
         if (!failures.has(f)) {
           try {
-            stored.set(f, await placeFile(f.partial, f.dir, { name: f.name, overwrite, rename }));
+            stored.set(f, placeFile(f.partial, f.dir, { name: f.name, overwrite, rename }));
             dirs.add(f.dir);
             continue;
           } catch (error) {
-            failures.set(f, toRefusal(error));
+            const refusal = toRefusal(error);
+            if (f.unchecked && refusal.reason === Reason.Exists) {
+              taken.set(f, await this.#takenAnswer(f));
+            } else failures.set(f, refusal);
           }
         }
         // A pipelined file never resumes: its partial file is of no further use.
@@ -155,6 +191,13 @@ export class Batch {
         continue;
       }
       const f = item.pending;
+      const refusal = taken.get(f);
+      if (refusal !== undefined) {
+        frames.push(encodeFrame(TransferFrame.Reject, encodeRefusal(refusal)));
+        if (refusal.reason === Reason.AlreadyThere) ctx.alreadyThere(f.offer);
+        else ctx.refused(f.offer, refusal, { failed: false });
+        continue;
+      }
       const failure = failures.get(f);
       if (failure !== undefined) {
         frames.push(encodeFrame(TransferFrame.Failed, encodeRefusal(failure)));
@@ -163,10 +206,22 @@ export class Batch {
       }
       const rel = relName(f.components, stored.get(f)!);
       frames.push(encodeFrame(TransferFrame.Confirm, encodeText(rel)));
-      const seconds = (performance.now() - f.started) / 1000;
+      const seconds = (ctx.entryClock() - f.started) / 1000;
       ctx.received(f.offer, rel, { seconds, bytes: f.offer.size });
     }
-    await writeAll(ctx.out, concatBytes(...frames));
+    return frames;
+  }
+
+  /**
+   * The answer to a file placed without a look-up of its name (a folder this session made)
+   * whose name turned out taken: what the look-up would have answered, AlreadyThere for the
+   * same file (size and SHA-256) and Exists otherwise.
+   */
+  async #takenAnswer(f: PendingFile): Promise<Refusal> {
+    const ctx = this.#ctx;
+    const verdict = takenVerdict(f.offer, f, ctx.settings);
+    if ("refusal" in verdict) return verdict.refusal;
+    return await comparePipelined(ctx, f.offer, { where: verdict.present, digest: f.digest });
   }
 }
 

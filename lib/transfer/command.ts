@@ -34,6 +34,7 @@ import { encodeText, ReceiverError, TRANSFER_PROTOCOL, TRANSFER_VERSION } from "
 import { RECEIVE_DEFAULTS, receiveSession, type ReceiveSummary } from "./receiver.ts";
 import { sendEntries, SendInterruptedError } from "./sender.ts";
 import { collectEntries } from "./walk.ts";
+import { loadExistsCheck } from "./safe_path.ts";
 import {
   isCodeRecv,
   isCodeSend,
@@ -41,7 +42,6 @@ import {
   runCodeSend,
   WORMHOLE_RECV_OPTIONS,
   WORMHOLE_SEND_OPTIONS,
-  WORMHOLE_USAGE,
 } from "../wormhole/command.ts";
 
 /** Defaults of the `send` and `recv` command lines. */
@@ -112,11 +112,15 @@ function sendArguments(positionals: string[]): { target: HostPort; paths: string
   if (first === undefined) throw new UsageError("send needs HOST:PORT before the paths");
   const hasPort = /:\d*$/.test(first) || first.startsWith("[");
   let local = false;
-  try {
-    Deno.lstatSync(first);
-    local = true;
-  } catch {
-    // Not a local path: a host name.
+  // Only a first argument without a port can be a forgotten address (a failed lstat costs
+  // ~10 ms at startup: the first error of the process).
+  if (!hasPort) {
+    try {
+      Deno.lstatSync(first);
+      local = true;
+    } catch {
+      // Not a local path: a host name.
+    }
   }
   if (!hasPort && local) {
     throw new UsageError(
@@ -297,7 +301,7 @@ Example:
     let reporter: SendReporter;
     if (flag(values, "json")) reporter = new JsonReporter();
     else if (Deno.stderr.isTerminal() && !flag(values, "quiet")) reporter = new BarReporter(log);
-    else reporter = new LineReporter(log);
+    else reporter = new LineReporter(log, { quiet: flag(values, "quiet") });
 
     const timeoutMs = TRANSFER_CLI_DEFAULTS.connectTimeoutMs;
     let conn: Deno.TcpConn;
@@ -423,15 +427,15 @@ Example:
         `Cannot use --dir '${dirText}': ${error instanceof Error ? error.message : error}`,
       );
     }
+    const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
+      ? new StatusLine()
+      : undefined;
+    const log = new Logger("recv", {
+      quiet: flag(values, "quiet"),
+      verbose: flag(values, "verbose"),
+      sink: status?.sink,
+    });
     if (withCode) {
-      const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
-        ? new StatusLine()
-        : undefined;
-      const log = new Logger("recv", {
-        quiet: flag(values, "quiet"),
-        verbose: flag(values, "verbose"),
-        sink: status?.sink,
-      });
       const stop = new AbortController();
       void waitForShutdownSignal().then((name) => stop.abort(new Error(`interrupted by ${name}`)));
       return await runCodeRecv(values, positionals, {
@@ -446,19 +450,13 @@ Example:
       });
     }
     const addr = listenOptions(values, TRANSFER_CLI_DEFAULTS);
-    const status = Deno.stderr.isTerminal() && !flag(values, "quiet")
-      ? new StatusLine()
-      : undefined;
-    const log = new Logger("recv", {
-      quiet: flag(values, "quiet"),
-      verbose: flag(values, "verbose"),
-      sink: status?.sink,
-    });
     const once = flag(values, "once");
     const inUse = new Set<string>();
     let firstDone: (summary: ReceiveSummary) => void = () => {};
     const firstSession = new Promise<ReceiveSummary>((resolve) => (firstDone = resolve));
 
+    // Loaded before the first sender comes, not while it waits.
+    await loadExistsCheck();
     const listener = listenTcp(addr);
     const pending = TRANSFER_CLI_DEFAULTS.pendingHellos;
     // Pipelined files wait for their batch's fsync with their file open only while descriptors
@@ -488,6 +486,7 @@ Example:
         sync: !flag(values, "no-sync"),
         maxFileSize,
         logger: log,
+        entryLines: !flag(values, "quiet"),
         inUse,
         progress: status,
         admit,

@@ -50,9 +50,12 @@ async function makeDir(ctx: ReceiveContext, offer: Offer, components: string[]):
   const where = await resolveInside(ctx.settings.dir, components, {
     createParents: true,
     knownDirs: ctx.knownDirs,
+    createdDirs: ctx.createdDirs,
   });
   if (where.existing === null) {
     await Deno.mkdir(where.path, { mode: (offer.mode & 0o777) | 0o700 });
+    // Made here, so empty: the names of its files need no look-up (see offer_policy.ts).
+    ctx.createdDirs.add(where.path);
   } else if (!where.existing.isDirectory || where.existing.isSymlink) {
     throw new Refusal(Reason.Exists, `${quote(offer.path)} exists and is not a folder`);
   }
@@ -65,6 +68,7 @@ async function makeLink(ctx: ReceiveContext, offer: Offer, components: string[])
   const where = await resolveInside(dir, components, {
     createParents: true,
     knownDirs: ctx.knownDirs,
+    createdDirs: ctx.createdDirs,
   });
   let name = where.name;
   let replace = false;

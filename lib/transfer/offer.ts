@@ -5,7 +5,7 @@
  * @module
  */
 
-import { encodeFrame, encodeFrameHeader } from "../net/frame.ts";
+import { encodeFrame, FRAME_HEADER_SIZE } from "../net/frame.ts";
 import { sha256 } from "./hasher.ts";
 import type { EntryResult } from "./progress.ts";
 import {
@@ -14,8 +14,10 @@ import {
   encodeOffer,
   EntryKind,
   MAX_INLINE_FILE_BYTES,
+  type Offer,
   Reason,
   REASON_NAMES,
+  SHA256_BYTES,
   TransferFrame,
 } from "./protocol.ts";
 import type { LocalEntry } from "./walk.ts";
@@ -40,19 +42,21 @@ export function offerFrame(
   entry: LocalEntry,
   flags: { verify: boolean; pipelined: boolean },
 ): Uint8Array {
-  return encodeFrame(
-    TransferFrame.Offer,
-    encodeOffer({
-      kind: entry.kind,
-      path: entry.path,
-      size: entry.size,
-      mode: entry.mode,
-      mtimeMs: entry.mtimeMs,
-      verify: flags.verify,
-      pipelined: flags.pipelined,
-      target: entry.target,
-    }),
-  );
+  return encodeFrame(TransferFrame.Offer, encodeOffer(offerOf(entry, flags)));
+}
+
+/** The offer describing a local entry. */
+function offerOf(entry: LocalEntry, flags: { verify: boolean; pipelined: boolean }): Offer {
+  return {
+    kind: entry.kind,
+    path: entry.path,
+    size: entry.size,
+    mode: entry.mode,
+    mtimeMs: entry.mtimeMs,
+    verify: flags.verify,
+    pipelined: flags.pipelined,
+    target: entry.target,
+  };
 }
 
 /** A fresh result for `entry`: confirmed until an answer says otherwise. */
@@ -95,34 +99,54 @@ export function applyAnswer(
 }
 
 /**
- * The frames of `entry` as a pipelined entry (Offer, and for a file Data and End), or null
- * when it must be streamed: a file larger than {@linkcode MAX_INLINE_FILE_BYTES}, one whose
- * size changed since the walk, or one that cannot be read now (the streamed path reports it).
+ * The frames of `entry` as a pipelined entry, in one buffer (Offer, and for a file Data and
+ * End), or null when it must be streamed: a file larger than {@linkcode MAX_INLINE_FILE_BYTES},
+ * one whose size changed since the walk, or one that cannot be read now (the streamed path
+ * reports it). The file is read straight into the buffer where its Data frame goes: one open,
+ * one read and one close for a small file.
  */
 export function pipelinedFrames(
   entry: LocalEntry,
   options: { verify: boolean },
-): Uint8Array[] | null {
-  const offer = (verify: boolean) => offerFrame(entry, { verify, pipelined: true });
-  if (entry.kind !== EntryKind.File) return [offer(false)];
+): Uint8Array | null {
+  if (entry.kind !== EntryKind.File) return offerFrame(entry, { verify: false, pipelined: true });
   if (entry.size > MAX_INLINE_FILE_BYTES) return null;
-  const data = new Uint8Array(entry.size + 1);
+  const { verify } = options;
+  const offer = encodeOffer(offerOf(entry, { verify, pipelined: true }));
+  const size = entry.size;
+  const dataAt = FRAME_HEADER_SIZE + offer.length + (size > 0 ? FRAME_HEADER_SIZE : 0);
+  const endAt = dataAt + size;
+  const digestLength = verify ? SHA256_BYTES : 0;
+  // One spare byte past the data (where End's header goes) shows a file that grew.
+  const out = new Uint8Array(endAt + FRAME_HEADER_SIZE + Math.max(digestLength, 1));
+  const want = out.subarray(dataAt, endAt + 1);
   let filled = 0;
   try {
     using file = Deno.openSync(entry.source, { read: true });
-    while (filled < data.length) {
-      const n = file.readSync(data.subarray(filled));
+    while (filled < want.length) {
+      const n = file.readSync(want.subarray(filled));
       if (n === null) break;
       filled += n;
+      // A short read of a regular file is its end: no second read just to see EOF.
+      if (filled === size) break;
     }
   } catch {
     return null;
   }
-  if (filled !== entry.size) return null;
-  const bytes = data.subarray(0, filled);
-  const { verify } = options;
-  const frames = [offer(verify)];
-  if (bytes.length > 0) frames.push(encodeFrameHeader(TransferFrame.Data, bytes.length), bytes);
-  frames.push(encodeFrame(TransferFrame.End, verify ? sha256(bytes) : new Uint8Array(0)));
-  return frames;
+  if (filled !== size) return null;
+  putHeader(out, 0, TransferFrame.Offer, offer.length);
+  out.set(offer, FRAME_HEADER_SIZE);
+  if (size > 0) putHeader(out, dataAt - FRAME_HEADER_SIZE, TransferFrame.Data, size);
+  putHeader(out, endAt, TransferFrame.End, digestLength);
+  if (verify) out.set(sha256(out.subarray(dataAt, endAt)), endAt + FRAME_HEADER_SIZE);
+  return out.subarray(0, endAt + FRAME_HEADER_SIZE + digestLength);
+}
+
+/** Writes a frame header (type, then the payload length as u32 BE) at `at`. */
+function putHeader(out: Uint8Array, at: number, type: number, length: number): void {
+  out[at] = type;
+  out[at + 1] = length >>> 24;
+  out[at + 2] = (length >>> 16) & 0xff;
+  out[at + 3] = (length >>> 8) & 0xff;
+  out[at + 4] = length & 0xff;
 }

@@ -14,10 +14,10 @@ import { formatBytes } from "./human.ts";
 import { type Offer, Reason } from "./protocol.ts";
 import { Refusal, toRefusal } from "./refusal.ts";
 import {
-  findFreeName,
+  findFreeNameSync,
   partialName,
   type ResolvedPath,
-  resolveInside,
+  resolveInsideSync,
   splitSafePath,
   UnsafePathError,
 } from "./safe_path.ts";
@@ -49,7 +49,8 @@ export function offerComponents(offer: Offer): string[] {
  * ```
  */
 export function relName(components: string[], name: string): string {
-  return [...components.slice(0, -1), name].join("/");
+  if (components.length === 1) return name;
+  return `${components.slice(0, -1).join("/")}/${name}`;
 }
 
 /** Where an accepted file offer is written. */
@@ -62,6 +63,12 @@ export interface Target {
   name: string;
   /** Its partial file, `dir/.NAME.sockit-partial`; taken in `inUse` until released. */
   partial: string;
+  /**
+   * True when the final name was not looked up (a folder this session made): if it turns out
+   * taken when the file is placed, {@linkcode takenVerdict} gives the answer a look-up would
+   * have given.
+   */
+  unchecked: boolean;
 }
 
 /**
@@ -80,8 +87,22 @@ export interface OfferPolicy {
   settings: ReceiveSettings;
   /** Folders known to exist inside the receiving folder (a cache for `resolveInside`). */
   knownDirs: Set<string>;
+  /** Folders this session created (their names need no look-up, see `assumeFree`). */
+  createdDirs: Set<string>;
   /** Partial files being written by any session of this receiver. */
   inUse: Set<string>;
+}
+
+/** Options for {@linkcode vetOffer}. */
+export interface VetOptions {
+  /** What a partial file already holds counts as written (free-space check). @default {false} */
+  resumable?: boolean;
+  /**
+   * In a folder this session created, take the final name to be free without looking it up
+   * (the target is then `unchecked`), unless `--overwrite` (a rename would not refuse a taken
+   * name). For pipelined files: saves a syscall per file of a new tree. @default {false}
+   */
+  assumeFree?: boolean;
 }
 
 /**
@@ -92,7 +113,7 @@ export interface OfferPolicy {
 export async function vetOffer(
   offer: Offer,
   policy: OfferPolicy,
-  options: { resumable?: boolean } = {},
+  options: VetOptions = {},
 ): Promise<OfferVerdict> {
   const { settings, inUse } = policy;
   try {
@@ -101,12 +122,21 @@ export async function vetOffer(
     if (max > 0 && offer.size > max) {
       throw new Refusal(Reason.TooLarge, `${formatBytes(offer.size)} exceeds ${formatBytes(max)}`);
     }
-    const where = await resolveInside(settings.dir, components, {
-      createParents: true,
-      knownDirs: policy.knownDirs,
-    });
+    // Synchronous calls: a tree of small files makes thousands of these quick syscalls.
+    const assumeFree = options.assumeFree === true && !settings.overwrite;
+    const resolve = (assumeFreeIn?: Set<string>) =>
+      resolveInsideSync(settings.dir, components, {
+        createParents: true,
+        knownDirs: policy.knownDirs,
+        createdDirs: policy.createdDirs,
+        assumeFreeIn,
+      });
+    let where = resolve(assumeFree ? policy.createdDirs : undefined);
+    // The same name already being written (a duplicate entry): looked up after all, so the
+    // answer is the one an existing folder gets.
+    if (where.unchecked && inUse.has(`${where.dir}/${partialName(where.name)}`)) where = resolve();
     if (maybePresent(offer, where, settings)) return { present: where };
-    const name = await finalName(offer, where, settings);
+    const name = finalName(offer, where, settings);
     const partial = `${where.dir}/${partialName(name)}`;
     if (inUse.has(partial)) throw new Refusal(Reason.Busy, "another sender is writing this name");
     if (offer.size >= FREE_SPACE_CHECK_MIN_BYTES) {
@@ -118,7 +148,9 @@ export async function vetOffer(
       }
     }
     inUse.add(partial);
-    return { target: { components, dir: where.dir, name, partial } };
+    return {
+      target: { components, dir: where.dir, name, partial, unchecked: where.unchecked === true },
+    };
   } catch (error) {
     return { refusal: toRefusal(error) };
   }
@@ -146,18 +178,42 @@ export function presentAnswer(path: string, options: { same: boolean }): Refusal
     );
 }
 
-/** Picks the final name for a file offer, or refuses it. */
-async function finalName(
+/**
+ * The verdict a look-up would have given for an unchecked target whose final name turned out
+ * taken when the file was placed (by an earlier entry of the session, or by another program
+ * meanwhile): compare with the file `present` there, or the refusal (Exists). Only without
+ * `--overwrite` and `--rename`, where a taken name is refused.
+ */
+export function takenVerdict(
   offer: Offer,
-  where: ResolvedPath,
+  target: Target,
   settings: ReceiveSettings,
-): Promise<string> {
+): { present: ResolvedPath } | { refusal: Refusal } {
+  const path = `${target.dir}/${target.name}`;
+  let existing: Deno.FileInfo | null = null;
+  try {
+    existing = Deno.lstatSync(path);
+  } catch {
+    // Gone again: still refused, as the name was taken when the link was made.
+  }
+  const where: ResolvedPath = { path, dir: target.dir, name: target.name, existing };
+  try {
+    if (maybePresent(offer, where, settings)) return { present: where };
+    finalName(offer, where, settings);
+    return { refusal: new Refusal(Reason.Exists, `${quote(offer.path)} appeared meanwhile`) };
+  } catch (error) {
+    return { refusal: toRefusal(error) };
+  }
+}
+
+/** Picks the final name for a file offer, or refuses it. */
+function finalName(offer: Offer, where: ResolvedPath, settings: ReceiveSettings): string {
   if (where.existing === null) return where.name;
   if (where.existing.isDirectory) {
     throw new Refusal(Reason.Exists, `${quote(offer.path)} exists and is a folder`);
   }
   if (settings.overwrite) return where.name;
-  if (settings.rename) return await findFreeName(where.dir, where.name);
+  if (settings.rename) return findFreeNameSync(where.dir, where.name);
   throw new Refusal(Reason.Exists, `${quote(offer.path)} exists (use --overwrite or --rename)`);
 }
 

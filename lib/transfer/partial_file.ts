@@ -1,7 +1,17 @@
 /**
  * The partial file of an incoming file, `.NAME.sockit-partial` in its final folder: created
- * (mode 0600) or reopened for a resume, moved to its final name (a hard link that cannot
- * clobber, or an atomic rename with `overwrite`), and the folder synced after.
+ * (mode 0600, or a verified pipelined file directly with its final mode where the umask
+ * leaves that whole) or reopened for a resume, moved to its final name (a hard link that
+ * cannot clobber, or an atomic rename with `overwrite`), and the folder synced after.
+ *
+ * Why a link and not a rename: the final name must never replace a file that appeared under
+ * it meanwhile (another program, another sender's folder or link), and `link(2)` is the one
+ * call Deno offers that creates a name only if it is free, atomically; `rename(2)` replaces,
+ * and `renameat2(RENAME_NOREPLACE)` is out of reach without FFI. An exists check before a
+ * rename would leave a window in which such a file is overwritten; creating the final name
+ * with O_EXCL first would put an empty or partial file under it until the data is in, which a
+ * crash could leave behind. So the price of the guarantee is one more call per file, the
+ * unlink of the partial name (two with Deno's `removeSync`, which `lstat`s first).
  *
  * Metadata calls for small files are synchronous: each is one quick syscall, and a tree of
  * small files makes thousands of them.
@@ -9,17 +19,26 @@
  * @module
  */
 
-import { statfs } from "node:fs/promises";
 import { retryOnEmfile } from "../net/fd_budget.ts";
 import { type ChunkHasher, hashFileBytes } from "./hasher.ts";
 import { Reason } from "./protocol.ts";
-import { findFreeName } from "./safe_path.ts";
+import { findFreeNameSync } from "./safe_path.ts";
 import { Refusal } from "./refusal.ts";
 
 /** `Deno.lstat`, or null when nothing is at `path`. */
 export async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** `Deno.lstatSync`, or null when nothing is at `path`. */
+function lstatSyncOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
@@ -35,9 +54,14 @@ export function removeQuietly(path: string): void {
   }
 }
 
-/** Free bytes for unprivileged users on the filesystem holding `dir`, or null if unknown. */
+/**
+ * Free bytes for unprivileged users on the filesystem holding `dir`, or null if unknown.
+ * (`node:fs/promises` is loaded on first use: only files of 1 MiB or more need it, and a
+ * sender's start-up should not pay for it.)
+ */
 export async function freeSpace(dir: string): Promise<number | null> {
   try {
+    const { statfs } = await import("node:fs/promises");
     const s = await statfs(dir);
     return Number(s.bavail) * Number(s.bsize);
   } catch {
@@ -61,17 +85,62 @@ export async function resumableLength(partial: string, size: number): Promise<nu
   return info !== null && info.isFile && info.size <= size ? info.size : 0;
 }
 
-/** Creates `partial` for writing (mode 0600), replacing whatever is under that name. */
-export function createPartialSync(partial: string): Deno.FsFile {
-  const options = { write: true, createNew: true, mode: 0o600 } as const;
+/** Mode of a partial file until it is complete, unless it is created with its final mode. */
+export const PARTIAL_MODE = 0o600;
+
+let processUmask: number | null | undefined;
+
+/**
+ * The process's umask, read once from the `Umask:` line of `/proc/self/status` (reading it
+ * with `umask(2)` would set it for a moment, under the other threads' feet); null where that
+ * line is missing.
+ */
+export function readUmask(): number | null {
+  if (processUmask !== undefined) return processUmask;
   try {
-    return Deno.openSync(partial, options);
+    const m = /^Umask:\s*([0-7]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    processUmask = m ? parseInt(m[1], 8) : null;
+  } catch {
+    processUmask = null;
+  }
+  return processUmask;
+}
+
+/**
+ * True when a file created with `mode` gets exactly `mode` (no bit of it is in the umask), so
+ * a complete file can be created with its final mode instead of {@linkcode PARTIAL_MODE} and
+ * a `chmod` after.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createdExactly, readUmask } from "./partial_file.ts";
+ * const umask = readUmask();
+ * if (umask !== null) assert.equal(createdExactly(0o777), umask === 0);
+ * ```
+ */
+export function createdExactly(mode: number): boolean {
+  const umask = readUmask();
+  return umask !== null && (mode & umask) === 0;
+}
+
+/**
+ * Creates `partial` for writing (with `options.mode`, {@linkcode PARTIAL_MODE} by default),
+ * replacing whatever is under that name.
+ */
+export function createPartialSync(
+  partial: string,
+  options: { mode?: number } = {},
+): Deno.FsFile {
+  const open = { write: true, createNew: true, mode: options.mode ?? PARTIAL_MODE } as const;
+  try {
+    return Deno.openSync(partial, open);
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     // A partial file from an interrupted transfer (a pipelined file restarts from zero), or
     // something else under the partial name: removed, never written through.
     Deno.removeSync(partial);
-    return Deno.openSync(partial, options);
+    return Deno.openSync(partial, open);
   }
 }
 
@@ -113,7 +182,7 @@ export async function openPartial(
   await options.hasher.reset();
   if (info === null) {
     const file = await retryOnEmfile(() =>
-      Deno.open(partial, { read: true, write: true, createNew: true, mode: 0o600 })
+      Deno.open(partial, { read: true, write: true, createNew: true, mode: PARTIAL_MODE })
     );
     return { file, offset: 0, created: true };
   }
@@ -135,16 +204,16 @@ export async function openPartial(
 }
 
 /**
- * Moves the finished `partial` file to `name` in `dir` and resolves the name it got. Without
+ * Moves the finished `partial` file to `name` in `dir` and returns the name it got. Without
  * `overwrite` a hard link creates the name only if it is still free (then the partial name is
  * removed; with `rename` a free name is found); with `overwrite` an atomic rename replaces the
  * old file. A {@linkcode Refusal} (Exists) when the name was taken meanwhile.
  */
-export async function placeFile(
+export function placeFile(
   partial: string,
   dir: string,
   options: { name: string; overwrite: boolean; rename: boolean },
-): Promise<string> {
+): string {
   const { name } = options;
   if (options.overwrite) {
     Deno.renameSync(partial, `${dir}/${name}`);
@@ -161,16 +230,17 @@ export async function placeFile(
         if (!options.rename) {
           throw new Refusal(Reason.Exists, `'${candidate}' appeared while receiving it`);
         }
-        candidate = await findFreeName(dir, name);
+        candidate = findFreeNameSync(dir, name);
         continue;
       }
       if (error instanceof Deno.errors.NotFound) throw error;
-      // No hard links on this filesystem: check, then rename.
-      if ((await lstatOrNull(`${dir}/${candidate}`)) !== null) {
+      // No hard links on this filesystem: check, then rename (here a file appearing in
+      // between could be replaced: nothing better is reachable without hard links).
+      if (lstatSyncOrNull(`${dir}/${candidate}`) !== null) {
         if (!options.rename) throw new Refusal(Reason.Exists, `'${candidate}' exists`);
-        candidate = await findFreeName(dir, name);
+        candidate = findFreeNameSync(dir, name);
       }
-      await Deno.rename(partial, `${dir}/${candidate}`);
+      Deno.renameSync(partial, `${dir}/${candidate}`);
       return candidate;
     }
   }

@@ -9,7 +9,7 @@
 
 import { ProtocolError } from "../net/errors.ts";
 import { readFrameHeader } from "../net/frame.ts";
-import { retryOnEmfile } from "../net/fd_budget.ts";
+import { isOutOfDescriptors, retryOnEmfile } from "../net/fd_budget.ts";
 import { quote } from "../log.ts";
 import { formatBytes } from "./human.ts";
 import { sameDigest, sha256 } from "./hasher.ts";
@@ -24,9 +24,15 @@ import {
 } from "./protocol.ts";
 import { type Target, vetOffer } from "./offer_policy.ts";
 import { comparePipelined } from "./already_there.ts";
-import { createPartialSync, removeQuietly } from "./partial_file.ts";
+import { createdExactly, createPartialSync, removeQuietly } from "./partial_file.ts";
 import { Refusal, toRefusal } from "./refusal.ts";
-import { closedDuring, endDigest, readControlPayload, tooMuchData } from "./receive_frames.ts";
+import {
+  closedDuring,
+  endDigest,
+  type PipelinedContent,
+  readControlPayload,
+  tooMuchData,
+} from "./receive_frames.ts";
 import type { Batch } from "./batch.ts";
 import type { ReceiveContext } from "./receive_context.ts";
 
@@ -42,11 +48,18 @@ export class PipelinedFiles {
     this.#batch = batch;
   }
 
+  /** The reused buffer a pipelined file's data is read into (allocated on first use). */
+  get buffer(): Uint8Array {
+    this.#buffer ??= new Uint8Array(MAX_INLINE_FILE_BYTES);
+    return this.#buffer;
+  }
+
   /**
-   * A pipelined file: decide on the offer, read its data (discarded when refused), check size
-   * and SHA-256, write the partial file, and hold its answer in the batch.
+   * A pipelined file: decide on the offer, read its data (discarded when refused; `content`
+   * when it was already taken from the buffer), check size and SHA-256, write the partial
+   * file, and hold its answer in the batch.
    */
-  async receive(offer: Offer): Promise<void> {
+  async receive(offer: Offer, content?: PipelinedContent): Promise<void> {
     const ctx = this.#ctx;
     if (offer.size > MAX_INLINE_FILE_BYTES) {
       throw new ProtocolError(
@@ -55,13 +68,16 @@ export class PipelinedFiles {
         } a pipelined file may have`,
       );
     }
-    const started = performance.now();
-    const verdict = await vetOffer(offer, ctx);
+    const started = ctx.entryClock();
+    const verdict = await vetOffer(offer, ctx, { assumeFree: true });
     let held = false;
     try {
-      const { data, digest } = await this.#read(offer);
+      const { data, digest } = content ?? await this.#read(offer);
       const refusal = verdict.present !== undefined
-        ? await comparePipelined(ctx, offer, { where: verdict.present, data })
+        ? await comparePipelined(ctx, offer, {
+          where: verdict.present,
+          digest: data.length === offer.size ? sha256(data) : null,
+        })
         : verdict.refusal;
       if (refusal !== undefined) {
         this.#batch.answer(TransferFrame.Reject, encodeRefusal(refusal));
@@ -78,12 +94,13 @@ export class PipelinedFiles {
   /**
    * Checks and writes an accepted file's data to its partial file and holds it in the batch;
    * true when it is held (its name then stays taken until the batch commits). A failure is
-   * held as Failed.
+   * held as Failed. Synchronous calls, one quick syscall each; only a process out of
+   * descriptors waits (and retries).
    */
   async #write(
     offer: Offer,
     target: Target,
-    options: { data: Uint8Array; digest: Uint8Array | null; started: number },
+    options: PipelinedContent & { started: number },
   ): Promise<boolean> {
     const ctx = this.#ctx;
     const { data, digest } = options;
@@ -99,9 +116,19 @@ export class PipelinedFiles {
         );
       }
       ctx.summary.bytes += data.length;
-      file = await retryOnEmfile(() => createPartialSync(target.partial));
+      // Verified already: created with its final mode where the umask leaves it whole (one
+      // chmod less per file), else private until the chmod below.
+      const mode = offer.mode & 0o777;
+      const exact = createdExactly(mode);
+      const create = () => createPartialSync(target.partial, exact ? { mode } : undefined);
+      try {
+        file = create();
+      } catch (error) {
+        if (!isOutOfDescriptors(error)) throw error;
+        file = await retryOnEmfile(create);
+      }
       for (let at = 0; at < data.length;) at += file.writeSync(data.subarray(at));
-      Deno.chmodSync(target.partial, offer.mode & 0o777);
+      if (!exact) Deno.chmodSync(target.partial, mode);
       if (offer.mtimeMs > 0) {
         const mtime = new Date(offer.mtimeMs);
         file.utimeSync(mtime, mtime);
@@ -112,7 +139,7 @@ export class PipelinedFiles {
       const keep = sync && (held || ctx.budget === undefined);
       if (!keep) file.close();
       const { started } = options;
-      this.#batch.hold({ offer, ...target, file: keep ? file : null, held, started });
+      this.#batch.hold({ offer, ...target, digest, file: keep ? file : null, held, started });
       return true;
     } catch (error) {
       if (file !== null) {
@@ -131,10 +158,9 @@ export class PipelinedFiles {
    * Reads a pipelined file's Data frames (exactly its offered size in all, into one reused
    * buffer) and its End. Resolves the bytes and the sender's SHA-256 (null without Verify).
    */
-  async #read(offer: Offer): Promise<{ data: Uint8Array; digest: Uint8Array | null }> {
+  async #read(offer: Offer): Promise<PipelinedContent> {
     const reader = this.#ctx.reader;
-    this.#buffer ??= new Uint8Array(MAX_INLINE_FILE_BYTES);
-    const buf = this.#buffer;
+    const buf = this.buffer;
     let received = 0;
     while (true) {
       const header = await readFrameHeader(reader, { maxPayload: MAX_DATA_PAYLOAD });

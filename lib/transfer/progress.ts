@@ -128,13 +128,24 @@ function summaryLine(s: SendSummary): string {
   }${rate}`;
 }
 
+/** Options for {@linkcode LineReporter}. */
+export interface LineReporterOptions {
+  /**
+   * The logger was made quiet (`-q`): the lines of confirmed files are not even formatted,
+   * which a tree of thousands of small files notices. @default {false}
+   */
+  quiet?: boolean;
+}
+
 /** Plain log lines (stderr, through the logger): one per entry, warnings, a summary. */
 export class LineReporter implements SendReporter {
   #log: Logger;
+  #quiet: boolean;
 
   /** Logs through `log`. */
-  constructor(log: Logger) {
+  constructor(log: Logger, options: LineReporterOptions = {}) {
     this.#log = log;
+    this.#quiet = options.quiet ?? false;
   }
 
   /** Logs what will be sent. */
@@ -159,8 +170,9 @@ export class LineReporter implements SendReporter {
   /** One line per file (folders and links only with --verbose); failures as errors. */
   entry(result: EntryResult): void {
     if (result.status === "confirmed" && result.kind !== "file") this.#log.debug(describe(result));
-    else if (result.status === "confirmed") this.#log.info(describe(result));
-    else this.#log.error(describe(result));
+    else if (result.status === "confirmed") {
+      if (!this.#quiet) this.#log.info(describe(result));
+    } else this.#log.error(describe(result));
   }
 
   /** A warning line. */

@@ -78,7 +78,9 @@
  * to its partial file, the files are fsynced together, then moved to their final names, then
  * each folder of the batch is fsynced once, and only then are the batch's answers sent, so a
  * confirmed file is durable exactly as a streamed one is. The receiver may commit one batch
- * while it reads and writes the next (its idle deadline is suspended while it commits).
+ * while it reads and writes the next, and sync the files of one batch while the one before it
+ * syncs its folders (its idle deadline is suspended while it commits; answers still go out in
+ * offer order).
  *
  * While a side hashes the prefix of a partial file before answering (the receiver before
  * Accept, the sender before Start), it sends a shared Ping frame every
@@ -254,10 +256,13 @@ export const ReceiverError = {
 export const MAX_DATA_PAYLOAD = 1024 * 1024;
 /** Largest file the sender may pipeline (Pipelined flag), in bytes (1 MiB). */
 export const MAX_INLINE_FILE_BYTES = 1024 * 1024;
-/** Most pipelined entries the sender leaves unanswered (128). */
-export const PIPELINE_WINDOW_ENTRIES = 128;
-/** The sender sends Flush after this many pipelined entries (64), half its window. */
-export const PIPELINE_BATCH_ENTRIES = 64;
+/** Most pipelined entries the sender leaves unanswered (256; was 128, receivers rely on neither). */
+export const PIPELINE_WINDOW_ENTRIES = 256;
+/**
+ * The sender sends Flush after this many pipelined entries (128; 64 before), half its window:
+ * each batch costs the receiver a round of fsyncs and one per folder.
+ */
+export const PIPELINE_BATCH_ENTRIES = 128;
 /** Most file bytes of unanswered pipelined entries the sender has sent (8 MiB). */
 export const PIPELINE_WINDOW_BYTES = 8 * 1024 * 1024;
 /**
@@ -320,17 +325,28 @@ export interface Refusal {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
+/** Replaces invalid bytes with U+FFFD; one for every text payload (a tree makes thousands). */
+const lenient = new TextDecoder();
+const NO_BYTES = new Uint8Array(0);
 
+const TWO_32 = 2 ** 32;
+
+/** Writes `value` (0 to 2^53 - 1) as a big-endian u64, without a BigInt. */
 function setU64(view: DataView, at: number, value: number): void {
-  view.setBigUint64(at, BigInt(value));
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`Cannot encode ${value} as a u64 of the protocol`);
+  }
+  view.setUint32(at, Math.floor(value / TWO_32));
+  view.setUint32(at + 4, value >>> 0);
 }
 
+/** Reads a big-endian u64, which must be at most 2^53 - 1. */
 function getU64(view: DataView, at: number, what: string): number {
-  const v = view.getBigUint64(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new ProtocolError(`Cannot read ${what}: ${v} exceeds 2^53 - 1`);
+  const high = view.getUint32(at);
+  if (high > 0x1fffff) {
+    throw new ProtocolError(`Cannot read ${what}: ${view.getBigUint64(at)} exceeds 2^53 - 1`);
   }
-  return Number(v);
+  return high * TWO_32 + view.getUint32(at + 4);
 }
 
 /**
@@ -347,7 +363,7 @@ function getU64(view: DataView, at: number, what: string): number {
  */
 export function encodeOffer(offer: Offer): Uint8Array {
   const path = encoder.encode(offer.path);
-  const target = encoder.encode(offer.target);
+  const target = offer.target === "" ? NO_BYTES : encoder.encode(offer.target);
   if (path.length > MAX_PATH_BYTES || target.length > MAX_PATH_BYTES) {
     throw new RangeError(
       `Cannot offer '${offer.path}': path or link longer than ${MAX_PATH_BYTES}`,
@@ -420,7 +436,7 @@ function decodeName(bytes: Uint8Array): { text: string; valid: boolean } {
   try {
     return { text: decoder.decode(bytes), valid: true };
   } catch {
-    return { text: new TextDecoder().decode(bytes), valid: false };
+    return { text: lenient.decode(bytes), valid: false };
   }
 }
 
@@ -455,7 +471,7 @@ export function decodeRefusal(payload: Uint8Array): Refusal {
   if (payload.length < 1) throw new ProtocolError("Cannot read refusal: empty payload");
   return {
     reason: payload[0],
-    message: new TextDecoder().decode(payload.subarray(1)),
+    message: lenient.decode(payload.subarray(1)),
   };
 }
 
@@ -488,7 +504,7 @@ export function encodeText(text: string): Uint8Array {
 
 /** Decodes a UTF-8 text payload (Confirm, Abort, Error, Bye), replacing invalid bytes. */
 export function decodeTextPayload(payload: Uint8Array): string {
-  return new TextDecoder().decode(payload);
+  return lenient.decode(payload);
 }
 
 /** Name of a frame type for error messages, e.g. "Offer (0x10)". */

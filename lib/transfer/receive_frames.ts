@@ -18,6 +18,14 @@ import {
   TransferFrame,
 } from "./protocol.ts";
 
+/** A pipelined file's bytes and the SHA-256 its End carried (null without Verify). */
+export interface PipelinedContent {
+  /** The file's data. */
+  data: Uint8Array;
+  /** The sender's SHA-256 of it, or null when the offer had no Verify flag. */
+  digest: Uint8Array | null;
+}
+
 /**
  * Reads the payload of a control frame inside a file's data (End, Abort, Error), bounded by
  * {@linkcode MAX_CONTROL_PAYLOAD}. An Error frame from the sender ends the session here

@@ -31,6 +31,8 @@ export const RECEIVE_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
   /** Hash on a worker thread by size and core count. */
   hashWorker: "auto",
+  /** One info line per entry stored or already there. */
+  entryLines: true,
 } as const satisfies Partial<ReceiveOptions>;
 
 /** Options for {@linkcode receiveSession}. */
@@ -70,6 +72,12 @@ export interface ReceiveOptions {
   fdBudget?: FdBudget;
   /** Logger for per-file lines. */
   logger?: Logger;
+  /**
+   * Log an info line for each entry stored or already there; false (what `recv -q` passes)
+   * skips even formatting them, which a tree of thousands of small files notices. Refusals
+   * and failures are always logged. @default {true}
+   */
+  entryLines?: boolean;
   /**
    * Partial files being written by any session of this receiver; a second sender of the
    * same name is refused as busy. Share one set between concurrent sessions.

@@ -57,6 +57,9 @@ import { Batch } from "./batch.ts";
 import { PipelinedFiles } from "./pipelined_file.ts";
 import { receiveStreamedFile } from "./streamed_file.ts";
 import { receiveFolderOrLink } from "./folder_link.ts";
+import type { PipelinedContent } from "./receive_frames.ts";
+import { takeBufferedOffer } from "./buffered_frames.ts";
+import { loadExistsCheck } from "./safe_path.ts";
 
 export { RECEIVE_DEFAULTS } from "./receive_options.ts";
 export type { ReceiveOptions, ReceiveSummary } from "./receive_options.ts";
@@ -100,6 +103,13 @@ class Receiver {
     const { ctx } = this;
     while (true) {
       if (this.#batch.size >= MAX_RECEIVER_BATCH) await this.#batch.startCommit();
+      // Entries already buffered are taken without an await per frame (a tree of small files
+      // arrives tens of entries per read).
+      const buffered = takeBufferedOffer(ctx.reader, this.#pipelined.buffer);
+      if (buffered !== null) {
+        await this.#offer(buffered.offer, buffered.content);
+        continue;
+      }
       const frame = await readFrame(ctx.reader, { maxPayload: MAX_CONTROL_PAYLOAD });
       if (frame === null) {
         throw new UnexpectedEofError("Sender closed the connection without Bye");
@@ -122,20 +132,25 @@ class Receiver {
           `Cannot continue: got ${frameName(frame.type)} instead of an Offer`,
         );
       }
-      const offer = decodeOffer(frame.payload);
-      ctx.summary.entries++;
-      if (offer.pipelined && offer.kind !== EntryKind.File) {
+      await this.#offer(decodeOffer(frame.payload));
+    }
+  }
+
+  /** Hands an offer to its handler; a pipelined file's `content` may have come with it. */
+  async #offer(offer: Offer, content?: PipelinedContent): Promise<void> {
+    const { ctx } = this;
+    ctx.summary.entries++;
+    if (offer.pipelined && offer.kind !== EntryKind.File) {
+      await this.#folderOrLink(offer);
+    } else if (offer.pipelined) {
+      await this.#pipelined.receive(offer, content);
+    } else {
+      // Not pipelined: answered at once, after every held answer.
+      await this.#batch.flush();
+      if (offer.kind === EntryKind.File) await receiveStreamedFile(ctx, offer);
+      else {
         await this.#folderOrLink(offer);
-      } else if (offer.pipelined) {
-        await this.#pipelined.receive(offer);
-      } else {
-        // Not pipelined: answered at once, after every held answer.
         await this.#batch.flush();
-        if (offer.kind === EntryKind.File) await receiveStreamedFile(ctx, offer);
-        else {
-          await this.#folderOrLink(offer);
-          await this.#batch.flush();
-        }
       }
     }
   }
@@ -190,6 +205,7 @@ export async function receiveSession(
     release = options.admit ? options.admit() : () => {};
     if (release === null) throw new SenderRefused(ReceiverError.Busy);
     receiver.ctx.summary.started = true;
+    await loadExistsCheck();
     log?.debug(`sender ${peer} connected`);
     await receiver.run();
   } catch (error) {

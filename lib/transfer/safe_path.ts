@@ -12,7 +12,6 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
 import * as posix from "node:path/posix";
 import { quote } from "../log.ts";
 import { MAX_PATH_BYTES } from "./protocol.ts";
@@ -43,7 +42,6 @@ export class UnsafePathError extends Error {
   }
 }
 
-const encoder = new TextEncoder();
 // deno-lint-ignore no-control-regex
 const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
 
@@ -62,9 +60,7 @@ const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
 export function splitSafePath(path: string): string[] {
   const bad = (why: string) => new UnsafePathError(`Cannot accept path ${quote(path)}: ${why}`);
   if (path.length === 0) throw bad("empty");
-  if (encoder.encode(path).length > MAX_PATH_BYTES) {
-    throw bad(`longer than ${MAX_PATH_BYTES} bytes`);
-  }
+  if (utf8Length(path) > MAX_PATH_BYTES) throw bad(`longer than ${MAX_PATH_BYTES} bytes`);
   if (path.includes("\0")) throw bad("contains NUL");
   if (CONTROL_CHARS.test(path)) throw bad("contains a control character");
   if (path.includes("\\")) throw bad("contains a backslash");
@@ -74,12 +70,43 @@ export function splitSafePath(path: string): string[] {
   for (const part of parts) {
     if (part === "") throw bad("has an empty component");
     if (part === "." || part === "..") throw bad(`contains '${part}'`);
-    if (encoder.encode(part).length > MAX_COMPONENT_BYTES) {
+    if (part.length > MAX_COMPONENT_BYTES / 3 && utf8Length(part) > MAX_COMPONENT_BYTES) {
       throw bad(`a component is longer than ${MAX_COMPONENT_BYTES} bytes`);
     }
   }
   if (parts[parts.length - 1].endsWith(PARTIAL_SUFFIX)) throw bad("reserved partial-file name");
   return parts;
+}
+
+/**
+ * Bytes of `text` in UTF-8, counted without encoding it (names are checked for every file of a
+ * tree). A lone surrogate counts 3, as `TextEncoder` writes it (U+FFFD).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { utf8Length } from "./safe_path.ts";
+ * for (const text of ["plain.txt", "caf\u00e9", "\u{1f600}.png", "\ud800x"]) {
+ *   assert.equal(utf8Length(text), new TextEncoder().encode(text).length);
+ * }
+ * ```
+ */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      // A surrogate pair: 2 UTF-16 units, 4 bytes.
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2;
+        i++;
+      } else bytes += 2;
+    } else bytes += 2;
+  }
+  return bytes;
 }
 
 /**
@@ -124,6 +151,13 @@ export interface ResolveOptions {
    * turn a folder into a symlink: a symlink offer never replaces a folder.)
    */
   knownDirs?: Set<string>;
+  /** Folders this caller created; the ones created now (missing parents) are added. */
+  createdDirs?: Set<string>;
+  /**
+   * Folders in which the final name is not looked up (a receiving session passes the ones it
+   * created itself, see {@linkcode ResolvedPath.unchecked}). @default {none}
+   */
+  assumeFreeIn?: ReadonlySet<string>;
 }
 
 /** Where an accepted path lands. */
@@ -134,14 +168,17 @@ export interface ResolvedPath {
   dir: string;
   /** Last component. */
   name: string;
-  /** `lstat` of the final path, or null when it does not exist. */
+  /** `lstat` of the final path, or null when it does not exist (or was not looked up). */
   existing: Deno.FileInfo | null;
+  /**
+   * True when the final name was not looked up because its folder is in
+   * {@linkcode ResolveOptions.assumeFreeIn}: a folder the receiver made itself, where only
+   * what it placed since, or what another program put there meanwhile, can be. Whoever
+   * places the file must still refuse a taken name, as the hard link it is placed with does.
+   */
+  unchecked?: boolean;
 }
 
-/**
- * `lstat`, or null when nothing is there. Synchronous: one quick metadata syscall, and a
- * tree of small files makes thousands of them (the async form costs a thread hop each).
- */
 /**
  * `lstat` of a final name, or null when there is none. Most names a receiver checks are new,
  * and `Deno.lstatSync` reports that by throwing, which costs ~10 us per file in building the
@@ -152,9 +189,34 @@ export interface ResolvedPath {
  * link itself, as for any existing file); a folder or link offer fails on `mkdir`/`symlink`.
  */
 function finalOrNull(path: string): Deno.FileInfo | null {
-  return existsSync(path) ? lstatOrNull(path) : null;
+  return existsNow === undefined || existsNow(path) ? lstatOrNull(path) : null;
 }
 
+/** `node:fs`'s `existsSync`, once {@linkcode loadExistsCheck} has loaded it. */
+let existsNow: ((path: string) => boolean) | undefined;
+
+/**
+ * Loads the cheap existence check {@linkcode resolveInsideSync} uses for final names
+ * (`node:fs`'s `existsSync`). A receiver calls it before its first name; until then a missing
+ * name costs a thrown `lstat` error instead. Loaded on demand so that `sockit send`, which
+ * shares this module, does not pay for `node:fs` at start-up.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadExistsCheck, resolveInsideSync } from "./safe_path.ts";
+ * await loadExistsCheck();
+ * assert.equal(resolveInsideSync("/", ["no-such-name"]).existing, null);
+ * ```
+ */
+export async function loadExistsCheck(): Promise<void> {
+  existsNow ??= (await import("node:fs")).existsSync;
+}
+
+/**
+ * `lstat`, or null when nothing is there. Synchronous: one quick metadata syscall, and a
+ * tree of small files makes thousands of them (the async form costs a thread hop each).
+ */
 function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.lstatSync(path);
@@ -212,6 +274,7 @@ export function resolveInsideSync(
     if (info === null && options.createParents) {
       try {
         Deno.mkdirSync(next, { mode: options.dirMode ?? 0o755 });
+        options.createdDirs?.add(next);
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
       }
@@ -241,6 +304,7 @@ export function resolveInsideSync(
   if (!posix.normalize(path).startsWith(root.endsWith("/") ? root : root + "/")) {
     throw new UnsafePathError(`Cannot place '${rel}': it resolves outside the folder`);
   }
+  if (options.assumeFreeIn?.has(dir)) return { path, dir, name, existing: null, unchecked: true };
   return { path, dir, name, existing: finalOrNull(path) };
 }
 
@@ -280,15 +344,25 @@ export function renamedName(name: string, n: number): string {
  * Finds the first `name (N).ext` in `dir` that does not exist yet. Throws
  * {@linkcode UnsafePathError} after {@linkcode MAX_RENAME_ATTEMPTS} candidates.
  */
-export async function findFreeName(dir: string, name: string): Promise<string> {
+export function findFreeName(dir: string, name: string): Promise<string> {
+  return new Promise((resolve) => resolve(findFreeNameSync(dir, name)));
+}
+
+/**
+ * {@linkcode findFreeName} with synchronous `lstat` calls (no thread hop per candidate; only
+ * `--rename` with a taken name gets here). A dangling symlink counts as taken.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { findFreeNameSync } from "./safe_path.ts";
+ * console.log(findFreeNameSync("/srv/in", "report.pdf")); // "report (1).pdf" if that is free
+ * ```
+ */
+export function findFreeNameSync(dir: string, name: string): string {
   for (let n = 1; n <= MAX_RENAME_ATTEMPTS; n++) {
     const candidate = renamedName(name, n);
-    if (encoder.encode(candidate).length > MAX_COMPONENT_BYTES) break;
-    const taken = await Deno.lstat(`${dir}/${candidate}`).then(() => true, (error) => {
-      if (error instanceof Deno.errors.NotFound) return false;
-      throw error;
-    });
-    if (!taken) return candidate;
+    if (utf8Length(candidate) > MAX_COMPONENT_BYTES) break;
+    if (lstatOrNull(`${dir}/${candidate}`) === null) return candidate;
   }
   throw new UnsafePathError(`Cannot find a free name for '${name}' in its folder`);
 }

@@ -88,6 +88,10 @@ const LAST_WORDS_MS = 1000;
 /** Pipelined frames are gathered and written once this many bytes (256 KiB) are queued. */
 const OUTPUT_FLUSH_BYTES = 256 * 1024;
 
+/** The answers a pipelined file may get, and those of a folder or link. */
+const FILE_ANSWERS = [TransferFrame.Confirm, TransferFrame.Reject, TransferFrame.Failed];
+const ENTRY_ANSWERS = [TransferFrame.Confirm, TransferFrame.Reject];
+
 /** A pipelined entry waiting for its answer. */
 interface PendingEntry {
   /** Position among the pipelined entries sent. */
@@ -104,7 +108,8 @@ class Sender {
   #writer: Writer;
   #opts: { verify: boolean; chunkSize: number };
   #reporter: SendReporter;
-  #ring: Uint8Array[];
+  /** Chunk buffers for streamed files, made by the first one (a tree of small files needs none). */
+  #ring: Uint8Array[] | null = null;
   #hashers: HasherChoice;
   #answers: AnswerQueue;
   /** Pipelined frames not yet written, gathered into one write. */
@@ -131,12 +136,12 @@ class Sender {
     };
     this.#reporter = settings.reporter ?? SILENT;
     this.#hashers = new HasherChoice({ mode: settings.hashWorker });
-    const size = FRAME_HEADER_SIZE + this.#opts.chunkSize;
-    this.#ring = Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
   }
 
-  /** The ring and the writer, for reading files through. */
+  /** The ring and the writer, for reading files through (the ring made on first use). */
   get #io(): RingIo {
+    const size = FRAME_HEADER_SIZE + this.#opts.chunkSize;
+    this.#ring ??= Array.from({ length: RING_SLOTS }, () => allocateChunk(size));
     return { ring: this.#ring, writer: this.#writer };
   }
 
@@ -150,7 +155,11 @@ class Sender {
 
   /** The next answer, which must be one of `allowed`. */
   async #reply(allowed: number[], what: string): Promise<Frame> {
-    const frame = await this.#answers.take();
+    return this.#check(await this.#answers.take(), allowed, what);
+  }
+
+  /** `frame` as the answer that must be one of `allowed` (else the error it means). */
+  #check(frame: Frame | null, allowed: number[], what: string): Frame {
     if (frame === null) {
       throw new ProtocolError(`Receiver closed the connection while this side waited for ${what}`);
     }
@@ -252,15 +261,14 @@ class Sender {
     await writeAll(this.#writer, out);
   }
 
-  /** Reads the answer to the oldest pipelined entry and completes its result. */
-  async #settle(p: PendingEntry): Promise<EntryResult> {
+  /** Completes the result of the oldest pipelined entry with its answer `frame`. */
+  #settle(p: PendingEntry, frame: Frame | null): EntryResult {
     const { entry, result } = p;
     this.current = entry.path;
     const isFile = entry.kind === EntryKind.File;
-    const answer = await this.#reply(
-      isFile
-        ? [TransferFrame.Confirm, TransferFrame.Reject, TransferFrame.Failed]
-        : [TransferFrame.Confirm, TransferFrame.Reject],
+    const answer = this.#check(
+      frame,
+      isFile ? FILE_ANSWERS : ENTRY_ANSWERS,
       `the answer to the offer of ${entry.path}`,
     );
     if (isFile) {
@@ -282,15 +290,20 @@ class Sender {
     let pendingBytes = 0;
     const settleOldest = async () => {
       const p = pending.shift()!;
-      // Never wait for an answer the receiver may be holding back.
-      if (!this.#answers.ready && p.seq >= this.#flushedThrough) this.#queueFlush();
-      await this.#flushOutput();
       pendingBytes -= p.entry.size;
-      done(await this.#settle(p));
+      // An answer already here is taken at once (a batch's answers arrive together).
+      let frame = this.#answers.poll();
+      if (frame === undefined) {
+        // Never wait for an answer the receiver may be holding back.
+        if (p.seq >= this.#flushedThrough) this.#queueFlush();
+        await this.#flushOutput();
+        frame = await this.#answers.take();
+      }
+      done(this.#settle(p, frame));
     };
     for (const entry of entries) {
-      const frames = pipelinedFrames(entry, { verify: this.#opts.verify });
-      if (frames === null) {
+      const bytes = pipelinedFrames(entry, { verify: this.#opts.verify });
+      if (bytes === null) {
         while (pending.length > 0) await settleOldest();
         this.current = entry.path;
         done(await this.send(entry));
@@ -313,10 +326,13 @@ class Sender {
       });
       pendingBytes += entry.size;
       this.bytesSent += entry.size;
-      for (const f of frames) this.#queueFrame(f);
+      this.#queueFrame(bytes);
       this.#answers.expect();
-      if (this.#queued - this.#flushedThrough >= PIPELINE_BATCH_ENTRIES) this.#queueFlush();
-      if (this.#queuedBytes >= OUTPUT_FLUSH_BYTES) await this.#flushOutput();
+      // A whole batch goes out with its Flush in one write, so the receiver can commit it.
+      if (this.#queued - this.#flushedThrough >= PIPELINE_BATCH_ENTRIES) {
+        this.#queueFlush();
+        await this.#flushOutput();
+      } else if (this.#queuedBytes >= OUTPUT_FLUSH_BYTES) await this.#flushOutput();
     }
     while (pending.length > 0) await settleOldest();
     this.current = "";

@@ -121,7 +121,7 @@ async function receiveInto(ctx: ReceiveContext, offer: Offer, target: Target): P
       const { sync, overwrite, rename } = ctx.settings;
       if (sync) await file.syncData();
       closeFile();
-      const stored = await placeFile(partial, target.dir, { name: target.name, overwrite, rename });
+      const stored = placeFile(partial, target.dir, { name: target.name, overwrite, rename });
       if (sync) await syncFolder(target.dir);
       ctx.log?.debug(
         `${quote(offer.path)}: data ${
