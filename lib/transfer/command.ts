@@ -38,11 +38,10 @@ import { loadExistsCheck } from "./safe_path.ts";
 import {
   isCodeRecv,
   isCodeSend,
-  runCodeRecv,
-  runCodeSend,
   WORMHOLE_RECV_OPTIONS,
   WORMHOLE_SEND_OPTIONS,
-} from "../wormhole/command.ts";
+  WORMHOLE_USAGE,
+} from "../wormhole/mode.ts";
 
 /** Defaults of the `send` and `recv` command lines. */
 export const TRANSFER_CLI_DEFAULTS = {
@@ -218,14 +217,18 @@ async function sendWithCode(
       if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) {
         throw new UsageError(`--text takes at most ${MAX_TEXT_BYTES} bytes`);
       }
-      return await runCodeSend(values, { text }, options);
+      return await (await import("../wormhole/command.ts")).runCodeSend(values, { text }, options);
     }
     if (paths.length === 0) throw new UsageError("Missing PATH: name at least one file or folder");
     const walk = await collectEntries(paths).catch((error) => {
       if (error instanceof Deno.errors.NotFound) throw new Error(`Cannot send: ${error.message}`);
       throw error;
     });
-    return await runCodeSend(values, { walk, paths }, options);
+    return await (await import("../wormhole/command.ts")).runCodeSend(
+      values,
+      { walk, paths },
+      options,
+    );
   } catch (error) {
     if (error instanceof SendInterruptedError) {
       throw new Error(`interrupted by ${options.signalName()}: ${error.message}`);
@@ -238,8 +241,12 @@ async function sendWithCode(
 export const sendCommand: Command = {
   name: "send",
   summary: "Send files and folders to `sockit recv` (verified, resumable)",
-  usage:
-    `Usage: sockit send HOST[:PORT] PATH... [--no-verify] [--json] [--proxy socks5://[user:pass@]host:port]
+  usage: `Usage: sockit send PATH... [--code CODE] [--code-length N] [--text MSG|-]   (with a code)
+       sockit send HOST[:PORT] PATH... [--no-verify] [--json] [--proxy socks5://[user:pass@]host:port]
+
+With a code (the first argument a local file or folder, or --text): prints a code such as
+7-crossover-clockwork for the other side's \`sockit recv\` (or any Magic Wormhole client), and
+sends end-to-end encrypted through the mailbox and transit servers, directly when it can.
 
 Sends files and folders (recursively) to a receiver started with \`sockit recv\` (PORT defaults
 to ${TRANSFER_CLI_DEFAULTS.port}, recv's). Each file is offered, streamed in 1 MiB frames and
@@ -255,7 +262,10 @@ Options:
 
 Exit code 0 only when the receiver confirmed every entry; 1 otherwise.
 
-Example:
+${WORMHOLE_USAGE}
+
+Examples:
+  sockit send photos/                      # then, on the other machine: sockit recv
   sockit recv --port 7071 --dir /srv/in &
   sockit send 127.0.0.1:7071 photos/ notes.txt`,
   options: {
@@ -364,8 +374,13 @@ export function exposedWarning(
 export const recvCommand: Command = {
   name: "recv",
   summary: "Receive files and folders from `sockit send` into a folder",
-  usage: `Usage: sockit recv [--host H] [--port P] [--dir DIR] [--once] [--overwrite | --rename]
+  usage:
+    `Usage: sockit recv [CODE] [--yes] [--dir DIR] [--overwrite | --rename] [--no-sync]  (a code)
+       sockit recv [--host H] [--port P] [--dir DIR] [--once] [--overwrite | --rename]
                    [--no-sync] [--max-size SIZE] [--max-senders N]
+
+With a code (the default; no --host, --port, --once or --max-senders): takes the code from the
+argument, SOCKIT_CODE or a prompt, shows what is offered and asks (--yes: accept).
 
 Listens for senders (several at once, up to --max-senders) and stores what they send under
 DIR. Names are checked: nothing is ever written outside DIR or through a symlink, and a link is
@@ -388,10 +403,13 @@ Options:
   --max-size SIZE  refuse files larger than SIZE (e.g. 4GiB; default: no limit)
   --max-senders N  senders served at once (default ${TRANSFER_CLI_DEFAULTS.maxSenders}); a sender counts once its
                    hello arrived (within ${
-    RECEIVE_DEFAULTS.handshakeTimeoutMs / 1000
-  } s); more hear "${ReceiverError.Busy}"
+      RECEIVE_DEFAULTS.handshakeTimeoutMs / 1000
+    } s); more hear "${ReceiverError.Busy}"
 
-Example:
+${WORMHOLE_USAGE}
+
+Examples:
+  sockit recv --dir ./incoming
   sockit recv --port 7071 --dir /srv/in --once`,
   options: {
     ...LISTEN_OPTIONS,
@@ -438,7 +456,7 @@ Example:
     if (withCode) {
       const stop = new AbortController();
       void waitForShutdownSignal().then((name) => stop.abort(new Error(`interrupted by ${name}`)));
-      return await runCodeRecv(values, positionals, {
+      return await (await import("../wormhole/command.ts")).runCodeRecv(values, positionals, {
         log,
         signal: stop.signal,
         dir,

@@ -1,14 +1,13 @@
 /**
- * The code mode of `sockit send` and `sockit recv`: options, how the code is obtained (never
- * from argv unless the user put it there: `SOCKIT_CODE`, or a prompt), what is printed, and
- * the exit codes. The direct mode stays in `lib/transfer/command.ts`, which hands over here
- * when {@linkcode isCodeSend} / {@linkcode isCodeRecv} say so.
+ * The code mode of `sockit send` and `sockit recv`: how the code is obtained (never from argv
+ * unless the user put it there: `SOCKIT_CODE`, or a prompt), what is printed, and the exit
+ * codes. The direct mode stays in `lib/transfer/command.ts`, which loads this module only when
+ * `mode.ts` says a code is used (it pulls in the curves, ciphers and zip code).
  *
  * @module
  */
 
-import { existsSync } from "node:fs";
-import { intOption, listOption, type OptionSpec, type OptionValues } from "../command.ts";
+import { intOption, listOption, type OptionValues } from "../command.ts";
 import { UsageError } from "../net/errors.ts";
 import { type Logger, printable } from "../log.ts";
 import { formatBytes } from "../transfer/human.ts";
@@ -25,43 +24,11 @@ import { DEFAULT_CODE_WORDS, generateCode, MAX_CODE_WORDS } from "./code.ts";
 import { WrongCodeError } from "./keys.ts";
 import type { Offer } from "./offer.ts";
 import { WORMHOLE_DEFAULTS, WORMHOLE_ENV } from "./options.ts";
+import { refuseDirectOptions } from "./mode.ts";
 import { receiveThroughWormhole } from "./receive.ts";
 import { sendThroughWormhole } from "./send.ts";
 import { RecordCipher, type RecordCipherName, Transit, type TransitRole } from "./transit.ts";
 import { Wormhole } from "./wormhole.ts";
-
-/** Options both sides of the code mode take. */
-export const WORMHOLE_OPTIONS: Record<string, OptionSpec> = {
-  mailbox: { type: "string" },
-  transit: { type: "string", multiple: true },
-  "force-relay": { type: "boolean" },
-  verify: { type: "boolean" },
-};
-
-/** Options only `send` takes in code mode. */
-export const WORMHOLE_SEND_OPTIONS: Record<string, OptionSpec> = {
-  ...WORMHOLE_OPTIONS,
-  code: { type: "string" },
-  "code-length": { type: "string" },
-  text: { type: "string" },
-};
-
-/** Options only `recv` takes in code mode. */
-export const WORMHOLE_RECV_OPTIONS: Record<string, OptionSpec> = {
-  ...WORMHOLE_OPTIONS,
-  yes: { type: "boolean", short: "y" },
-  json: { type: "boolean" },
-};
-
-/** The usage lines of the code mode (shared by both commands' help). */
-export const WORMHOLE_USAGE = `Options of the code mode (both sides):
-  --mailbox URL    mailbox server (default ${WORMHOLE_DEFAULTS.mailboxUrl}; env ${WORMHOLE_ENV.mailbox})
-  --transit H:P    transit relay, repeatable (default ${
-  WORMHOLE_DEFAULTS.transitRelays.join(", ")
-}; env ${WORMHOLE_ENV.transit}, comma-separated)
-  --force-relay    connect through the transit relay only; advertise no local addresses
-  --verify         show the verifier on both sides and ask before sending
-The code is read from ${WORMHOLE_ENV.code} when set (argv is visible to every local user).`;
 
 /** Record ciphers this sockit offers another sockit, best first (measured in transit_cipher.ts). */
 export const SOCKIT_CIPHERS: readonly RecordCipherName[] = [
@@ -76,55 +43,6 @@ export function sockitAppVersions(): Record<string, unknown> {
 
 function flag(values: OptionValues, name: string): boolean {
   return values[name] === true;
-}
-
-/**
- * True when `send`'s arguments ask for the code mode: `--text`, `--code`, or a first argument
- * that names a local file or folder (the direct mode starts with HOST[:PORT]).
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { isCodeSend } from "./command.ts";
- * assert.equal(isCodeSend({ text: "hi" }, []), true);
- * assert.equal(isCodeSend({}, ["example.com:7071", "a.txt"]), false);
- * assert.equal(isCodeSend({}, ["."]), true);
- * ```
- */
-export function isCodeSend(values: OptionValues, positionals: string[]): boolean {
-  if (values.text !== undefined || values.code !== undefined) return true;
-  // existsSync: a failed lstat would build an error (~10 ms for a process's first one).
-  return positionals.length > 0 && existsSync(positionals[0]);
-}
-
-/** The options that only the direct mode of `recv` has (it listens). */
-const DIRECT_RECV_OPTIONS = ["host", "port", "once", "max-senders"];
-
-/**
- * True when `recv`'s arguments ask for the code mode: a CODE argument, or none of the
- * listening options (`--host`, `--port`, `--once`, `--max-senders`).
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { isCodeRecv } from "./command.ts";
- * assert.equal(isCodeRecv({}, ["7-crossover-clockwork"]), true);
- * assert.equal(isCodeRecv({ port: "7071" }, []), false);
- * assert.equal(isCodeRecv({}, []), true);
- * ```
- */
-export function isCodeRecv(values: OptionValues, positionals: string[]): boolean {
-  if (positionals.length > 0) return true;
-  return !DIRECT_RECV_OPTIONS.some((name) => values[name] !== undefined);
-}
-
-function refuseDirectOptions(values: OptionValues, positionals: string[]): void {
-  const direct = DIRECT_RECV_OPTIONS.filter((name) => values[name] !== undefined);
-  if (positionals.length > 0 && direct.length > 0) {
-    throw new UsageError(
-      `--${direct[0]} listens for direct senders; a code receives from one sender: choose one`,
-    );
-  }
 }
 
 /** The mailbox URL, the transit relays and the relay-only switch, from options and env. */
