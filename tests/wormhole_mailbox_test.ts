@@ -85,8 +85,8 @@ wormholeTest(missingWormholeServers, {
       [b.side, "1", "b1"],
     ]);
     // b's "done" is sent after all of a's echoes on a's connection: nothing else is buffered.
-    await b.add("done", new Uint8Array());
-    assert.equal((await a.next(any)).phase, "done");
+    await b.add("99", new Uint8Array());
+    assert.equal((await a.next(any)).phase, "99");
     await assert.rejects(a.next(any, { timeoutMs: 0 }), TimeoutError);
 
     await a.release();
@@ -474,7 +474,22 @@ Deno.test("more unread bytes than maxBufferedBytes is a LimitError", async () =>
   await mailbox.open(await mailbox.claim("7"));
   const { error } = await rejection(mailbox.next("never"));
   assert.ok(error instanceof LimitError, String(error));
-  assert.match(error.message, /more than 10 bytes unread/);
+  assert.match(error.message, /more than 10 bytes or \d+ messages unread/);
+});
+
+Deno.test("a message of a phase the protocol does not have is a ProtocolError", async () => {
+  await using fake = startFakeMailbox({
+    onMessage: (m, send) => {
+      behave(m, send);
+      if (m.type !== "open") return;
+      send({ type: "message", side: "peer", phase: "x".repeat(500), body: "" });
+    },
+  });
+  await using mailbox = await connect(fake.url);
+  await mailbox.open(await mailbox.claim("7"));
+  const { error } = await rejection(mailbox.next("pake"));
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.match(error.message, /a message of phase "x+/);
 });
 
 Deno.test("next() times out naming the phase, and ends early when its signal aborts", async () => {

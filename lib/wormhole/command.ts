@@ -25,10 +25,11 @@ import { WrongCodeError } from "./keys.ts";
 import type { Offer } from "./offer.ts";
 import { WORMHOLE_DEFAULTS, WORMHOLE_ENV } from "./options.ts";
 import { refuseDirectOptions } from "./mode.ts";
-import { receiveThroughWormhole } from "./receive.ts";
+import { OfferRefusedError, receiveThroughWormhole } from "./receive.ts";
 import { sendThroughWormhole } from "./send.ts";
 import { RecordCipher, type RecordCipherName, Transit, type TransitRole } from "./transit.ts";
 import { Wormhole } from "./wormhole.ts";
+import { PeerGaveUpError } from "./peer_transit.ts";
 
 /** Record ciphers this sockit offers another sockit, best first (measured in transit_cipher.ts). */
 export const SOCKIT_CIPHERS: readonly RecordCipherName[] = [
@@ -100,7 +101,7 @@ function checkVerifier(values: OptionValues, verifier: string, log: Logger): voi
   log.info(`Verifier ${shown}: it must be the same on the other side`);
   if (!Deno.stdin.isTerminal()) throw new UsageError("--verify needs a terminal to ask on");
   if (!askYes(`Verifier ${shown} matches the other side's?`)) {
-    throw new Error("verification rejected: nothing was sent");
+    throw new Error("verification rejected, abandoning transfer");
   }
 }
 
@@ -118,6 +119,25 @@ function describeOffer(offer: Offer): string {
       return `${offer.names.map((n) => printable(n)).join(", ")} (${offer.numfiles} files, ${
         formatBytes(offer.numbytes)
       })`;
+  }
+}
+
+/**
+ * Runs `work` on a confirmed wormhole; when it fails for a reason of our own (a refused
+ * verifier, an offer the other client cannot take, a broken transfer), the other side hears
+ * it as an `error` message instead of waiting for us. Errors the other side sent, and
+ * refusals already sent, are not echoed back.
+ */
+async function tellingPeer<T>(wormhole: Wormhole, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof PeerGaveUpError) && !(error instanceof OfferRefusedError)) {
+      const text = error instanceof Error ? error.message : String(error);
+      // Once the transit is up the mailbox is closed: then there is nobody to tell here.
+      await wormhole.send({ error: text }).catch(() => {});
+    }
+    throw error;
   }
 }
 
@@ -165,25 +185,28 @@ export async function runCodeSend(
       );
     }
     const confirmed = await wormhole.confirm({ signal }).catch(wrongCode);
-    checkVerifier(values, confirmed.verifier, log);
-    let reporter: SendReporter | undefined;
-    if (!("text" in source)) {
-      if (json) reporter = new JsonReporter();
-      else if (Deno.stderr.isTerminal() && !flag(values, "quiet")) reporter = new BarReporter(log);
-      else reporter = new LineReporter(log);
-    }
-    const result = await sendThroughWormhole(wormhole, confirmed.peerAppVersions, source, {
-      openTransit: transitFactory("sender", values, log),
-      transitTimeoutMs: WORMHOLE_DEFAULTS.transitTimeoutMs,
-      ackTimeoutMs: WORMHOLE_DEFAULTS.ackTimeoutMs,
-      reporter,
-      verify: !flag(values, "no-verify"),
-      signal,
-      ciphers: SOCKIT_CIPHERS,
+    return await tellingPeer(wormhole, async () => {
+      checkVerifier(values, confirmed.verifier, log);
+      let reporter: SendReporter | undefined;
+      if (!("text" in source)) {
+        if (json) reporter = new JsonReporter();
+        else if (Deno.stderr.isTerminal() && !flag(values, "quiet")) {
+          reporter = new BarReporter(log);
+        } else reporter = new LineReporter(log);
+      }
+      const result = await sendThroughWormhole(wormhole, confirmed.peerAppVersions, source, {
+        openTransit: transitFactory("sender", values, log),
+        transitTimeoutMs: WORMHOLE_DEFAULTS.transitTimeoutMs,
+        ackTimeoutMs: WORMHOLE_DEFAULTS.ackTimeoutMs,
+        reporter,
+        verify: !flag(values, "no-verify"),
+        signal,
+        ciphers: SOCKIT_CIPHERS,
+      });
+      if ("text" in source) log.info("text message sent");
+      if (result.route) log.debug(`transit: ${result.route}`);
+      return result.summary === undefined || result.summary.ok ? 0 : 1;
     });
-    if ("text" in source) log.info("text message sent");
-    if (result.route) log.debug(`transit: ${result.route}`);
-    return result.summary === undefined || result.summary.ok ? 0 : 1;
   } finally {
     await wormhole.close("errory");
   }
@@ -228,41 +251,51 @@ export async function runCodeRecv(
   try {
     await wormhole.setCode(code);
     const confirmed = await wormhole.confirm({ signal }).catch(wrongCode);
-    checkVerifier(values, confirmed.verifier, log);
-    const result = await receiveThroughWormhole(wormhole, {
-      dir: options.dir,
-      openTransit: transitFactory("receiver", values, log),
-      transitTimeoutMs: WORMHOLE_DEFAULTS.transitTimeoutMs,
-      overwrite: options.overwrite,
-      rename: options.rename,
-      sync: options.sync,
-      maxFileSize: options.maxFileSize,
-      logger: log,
-      progress: options.progress,
-      signal,
-      onText: (text) => {
-        Deno.stdout.writeSync(new TextEncoder().encode(text.endsWith("\n") ? text : `${text}\n`));
-      },
-      accept: (offer) => {
-        log.info(`Offered: ${describeOffer(offer)}`);
-        if (flag(values, "yes")) return Promise.resolve(true);
-        if (!Deno.stdin.isTerminal()) {
-          throw new UsageError("no terminal to ask on: run recv with --yes to accept offers");
-        }
-        return Promise.resolve(askYes("Accept?"));
-      },
+    return await tellingPeer(wormhole, async () => {
+      checkVerifier(values, confirmed.verifier, log);
+      const result = await receiveThroughWormhole(wormhole, {
+        dir: options.dir,
+        openTransit: transitFactory("receiver", values, log),
+        transitTimeoutMs: WORMHOLE_DEFAULTS.transitTimeoutMs,
+        overwrite: options.overwrite,
+        rename: options.rename,
+        sync: options.sync,
+        maxFileSize: options.maxFileSize,
+        logger: log,
+        progress: options.progress,
+        signal,
+        onText: (text) => {
+          // On a terminal, control sequences from the peer are shown escaped, lines kept.
+          const shown = Deno.stdout.isTerminal()
+            ? text.split("\n").map((line) => printable(line)).join("\n")
+            : text;
+          Deno.stdout.writeSync(
+            new TextEncoder().encode(shown.endsWith("\n") ? shown : `${shown}\n`),
+          );
+        },
+        accept: (offer) => {
+          log.info(`Offered: ${describeOffer(offer)}`);
+          if (flag(values, "yes")) return Promise.resolve(true);
+          if (!Deno.stdin.isTerminal()) {
+            throw new OfferRefusedError(
+              "no terminal to ask on: run recv with --yes to accept offers",
+            );
+          }
+          return Promise.resolve(askYes("Accept?"));
+        },
+      });
+      if (!result.accepted) {
+        log.info("declined: nothing was written");
+        return 1;
+      }
+      if (result.storedAs) log.info(`stored ${printable(result.storedAs)}`);
+      if (result.route) log.debug(`transit: ${result.route}`);
+      if (flag(values, "json")) {
+        const out = { event: "summary", storedAs: result.storedAs, ...result.summary };
+        Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(out) + "\n"));
+      }
+      return result.summary === undefined || result.summary.ok ? 0 : 1;
     });
-    if (!result.accepted) {
-      log.info("declined: nothing was written");
-      return 1;
-    }
-    if (result.storedAs) log.info(`stored ${printable(result.storedAs)}`);
-    if (result.route) log.debug(`transit: ${result.route}`);
-    if (flag(values, "json")) {
-      const out = { event: "summary", storedAs: result.storedAs, ...result.summary };
-      Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(out) + "\n"));
-    }
-    return result.summary === undefined || result.summary.ok ? 0 : 1;
   } finally {
     await wormhole.close("errory");
   }

@@ -28,7 +28,7 @@
 import denoJson from "../../deno.json" with { type: "json" };
 import { type Widened, withDefaults } from "../defaults.ts";
 import { withTimeout } from "../net/deadline.ts";
-import { LimitError } from "../net/errors.ts";
+import { LimitError, ProtocolError } from "../net/errors.ts";
 import { printable, quote } from "../log.ts";
 import { toHex } from "./keys.ts";
 import {
@@ -62,6 +62,15 @@ export const MAILBOX_DEFAULTS = {
    */
   closeTimeoutMs: 2_000,
 } as const;
+
+/** The phases a wormhole has: `pake`, `version`, and numbered application messages. */
+const PHASE_NAME = /^(pake|version|\d{1,9})$/;
+
+/** Bytes each buffered message counts for besides its body and phase (its bookkeeping). */
+const MESSAGE_OVERHEAD_BYTES = 256;
+
+/** Most distinct phases one wormhole takes from the other side. */
+const MAX_PHASES = 100_000;
 
 /** What a client tells the server about how the wormhole went (`close`'s `mood`). */
 export type Mood = "happy" | "lonely" | "scary" | "errory";
@@ -294,7 +303,7 @@ export class Mailbox implements AsyncDisposable {
     const i = this.#inbox.findIndex((m) => match(m.phase));
     if (i >= 0) {
       const [message] = this.#inbox.splice(i, 1);
-      this.#inboxBytes -= message.body.length;
+      this.#inboxBytes -= message.body.length + message.phase.length + MESSAGE_OVERHEAD_BYTES;
       return Promise.resolve(message);
     }
     if (this.#mailboxId === undefined) {
@@ -531,17 +540,25 @@ export class Mailbox implements AsyncDisposable {
   }
 
   #deliver(message: MailboxMessage): void {
-    if (message.side === this.side || this.#seenPhases.has(message.phase)) return;
+    if (message.side === this.side) return;
+    // Only the phases the protocol has: a peer (anyone who claimed the nameplate, before the
+    // key is known) cannot fill memory with new phase names, each with an empty body.
+    if (!PHASE_NAME.test(message.phase)) {
+      throw new ProtocolError(`the other side sent a message of phase ${quote(message.phase)}`);
+    }
+    if (this.#seenPhases.has(message.phase)) return;
     this.#seenPhases.add(message.phase);
     const entry = this.#inboxWaiters.find((e) => e.match(message.phase));
     if (entry) return entry.waiter.resolve(message);
     const max = this.#config.maxBufferedBytes;
-    if (this.#inboxBytes + message.body.length > max) {
+    const cost = message.body.length + message.phase.length + MESSAGE_OVERHEAD_BYTES;
+    if (this.#inboxBytes + cost > max || this.#seenPhases.size > MAX_PHASES) {
       throw new LimitError(
-        `Cannot buffer the other side's messages: more than ${max} bytes unread`,
+        `Cannot buffer the other side's messages: more than ${max} bytes or ${MAX_PHASES} ` +
+          "messages unread",
       );
     }
     this.#inbox.push(message);
-    this.#inboxBytes += message.body.length;
+    this.#inboxBytes += cost;
   }
 }

@@ -3,7 +3,8 @@
  * key, and {@linkcode connectTransit}, which races the connection against the other side
  * giving up. Both sides connect at once after the answer; if either cannot (no relay, no
  * route), it says so with an `{"error": ...}` message, and the other stops waiting at once
- * instead of running into its own transit timeout. Hints that arrive late are still used.
+ * instead of running into its own transit timeout. (Hints that arrive once the connection
+ * attempt started are recorded but not dialed: both clients send theirs before the answer.)
  *
  * @module
  */
@@ -32,8 +33,8 @@ export function transitKey(wormhole: Wormhole): Uint8Array {
 
 /**
  * Connects `transit` with the wormhole's transit key while reading the mailbox: an `error`
- * from the other side ends the attempt with {@linkcode PeerGaveUpError}, later `transit`
- * hints are added. If our connect fails, the other side is told before the error is thrown.
+ * from the other side ends the attempt with {@linkcode PeerGaveUpError}. If our connect fails,
+ * the other side is told before the error is thrown.
  */
 export async function connectTransit(
   wormhole: Wormhole,

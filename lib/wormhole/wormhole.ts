@@ -37,6 +37,12 @@ import { Spake2Symmetric } from "./spake2.ts";
 /** The app id of the Wormhole file-transfer clients (`wormhole send`, wormhole-william). */
 export const FILE_TRANSFER_APPID = "lothar.com/wormhole/text-or-file-xfer";
 
+/**
+ * Longest wait for the mailbox server to confirm a close, in ms: the transfer starts after it,
+ * and a slow server must not hold it up (the server closes an abandoned mailbox itself).
+ */
+export const CLOSE_TIMEOUT_MS = 3000;
+
 /** Largest decrypted application message accepted, in bytes (an offer, hints, an answer). */
 export const MAX_APP_MESSAGE_BYTES = 1 << 20;
 
@@ -272,6 +278,6 @@ export class Wormhole {
   async close(mood: Mood = "happy"): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#mailbox.close(mood).catch(() => {});
+    await this.#mailbox.close(mood, { timeoutMs: CLOSE_TIMEOUT_MS }).catch(() => {});
   }
 }
