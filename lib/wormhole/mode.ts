@@ -51,7 +51,7 @@ The code is read from ${WORMHOLE_ENV.code} when set (argv is visible to every lo
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
- * import { isCodeSend } from "./command.ts";
+ * import { isCodeSend } from "./mode.ts";
  * assert.equal(isCodeSend({ text: "hi" }, []), true);
  * assert.equal(isCodeSend({}, ["example.com:7071", "a.txt"]), false);
  * assert.equal(isCodeSend({}, ["."]), true);
@@ -73,7 +73,7 @@ const DIRECT_RECV_OPTIONS = ["host", "port", "once", "max-senders"];
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
- * import { isCodeRecv } from "./command.ts";
+ * import { isCodeRecv } from "./mode.ts";
  * assert.equal(isCodeRecv({}, ["7-crossover-clockwork"]), true);
  * assert.equal(isCodeRecv({ port: "7071" }, []), false);
  * assert.equal(isCodeRecv({}, []), true);
