@@ -6,6 +6,14 @@
  * `--stall-timeout`, and then keep their rate). Each row also reports the server's CPU per
  * million delivered lines and its RSS at the end of the scenario.
  *
+ * Then TLS: the same fan-out with every client over TLS, `sockit relay --tls` (its own
+ * self-signed certificate, created in a temporary config folder) against
+ * `ncat --broker --ssl` serving the same certificate and key. The clients are Deno's own
+ * `Deno.connectTls` (rustls, native: the cheapest client, so the load generator costs the
+ * server least), trusting that certificate through `caCerts`. And plaintext clients on a
+ * `--tls` port (sniffed, then read straight from the socket) against the plain relay: the
+ * cost of serving one port for every kind of client.
+ *
  * @module
  */
 
@@ -40,6 +48,8 @@ interface FanOutResult {
   /** Server resident memory at the end of the scenario, in MiB. */
   rssMiB: number;
   complete: boolean;
+  /** Share of the lines that arrived (1 when complete). */
+  delivered: number;
 }
 
 /** Resident memory of a process, in MiB, from /proc. */
@@ -59,7 +69,7 @@ function cpuSeconds(pid: number): number {
  * limits the figure), or until `stop` aborts.
  */
 async function drain(
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   want: number,
   options: { stop: AbortSignal; arrivals: number[] },
 ): Promise<number> {
@@ -78,30 +88,49 @@ async function drain(
   return got;
 }
 
+/** How the load generator's clients connect: plain TCP, or TLS trusting one certificate. */
+type Connector = (port: number) => Promise<Deno.Conn>;
+
+const tcpConnector: Connector = async (port) => {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port });
+  c.setNoDelay(true);
+  return c;
+};
+
+/** Deno's native TLS client, trusting `cert` (which names 127.0.0.1). */
+function tlsConnector(cert: string): Connector {
+  return async (port) => {
+    const c = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [cert] });
+    await c.handshake();
+    return c;
+  };
+}
+
 async function fanOut(
   port: number,
   serverPid: number,
-  options: { sockit: boolean; stuckClient: boolean },
+  options: { sockit: boolean; stuckClient: boolean; connect?: Connector },
 ): Promise<FanOutResult> {
-  const conns: Deno.TcpConn[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
-    c.setNoDelay(true);
-    conns.push(c);
-  }
+  const connect = options.connect ?? tcpConnector;
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < CLIENTS; i++) conns.push(await connect(port));
   const names: string[] = [];
-  let stuck: Deno.TcpConn | undefined;
-  if (options.stuckClient) stuck = await Deno.connect({ hostname: "127.0.0.1", port });
+  let stuck: Deno.Conn | undefined;
+  if (options.stuckClient) stuck = await connect(port);
   if (options.sockit) {
-    // Learn each client's name, and let every join notice arrive first: each client's /who
-    // reply marks a quiet point.
-    await Promise.all(conns.map(async (c, i) => {
-      const r = new BufferedReader(c);
+    // Learn each client's name, and let every join notice arrive first: once every client
+    // has its welcome, all have joined, and each client's /who reply marks a quiet point.
+    // (Clients that send nothing first are welcomed after the sniff wait on a --tls port, so
+    // the welcomes come in any order.)
+    const readers = conns.map((c) => new BufferedReader(c));
+    await Promise.all(readers.map(async (r, i) => {
       names[i] = new TextDecoder().decode((await r.readLine(1 << 16))!).split(" ")[2].replace(
         ",",
         "",
       );
-      await writeAll(c, new TextEncoder().encode("/who\n"));
+    }));
+    await Promise.all(readers.map(async (r, i) => {
+      await writeAll(conns[i], new TextEncoder().encode("/who\n"));
       while (!new TextDecoder().decode((await r.readLine(1 << 16))!).startsWith("* in ")) {
         // Join notices.
       }
@@ -160,16 +189,26 @@ async function fanOut(
   await Promise.allSettled(writers);
   return {
     linesPerSecond: lines / seconds,
-    movingLinesPerSecond: lines / Math.max(0.001, seconds - stalledMs / 1000),
+    // Up to the last byte that arrived: a peer that stops short is not charged the wait
+    // for bytes that never came.
+    movingLinesPerSecond: lines /
+      Math.max(0.001, (arrivals[arrivals.length - 1] - start - stalledMs) / 1000),
     stalledMs,
     cpuPerMillion: (cpu * 1000) / (lines / 1e6),
     rssMiB: rss,
     complete: got.every((g, k) => g >= want[k]),
+    delivered: lines / (LINES_PER_CLIENT * (CLIENTS - 1) * CLIENTS),
   };
 }
 
 /** Runs per configuration; the table shows the median run (by lines/s). */
 const RUNS = 3;
+
+/** The median of one figure over runs. */
+function medianOf(runs: FanOutResult[], key: "movingLinesPerSecond"): number {
+  const sorted = runs.map((r) => r[key]).sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)];
+}
 
 /** The run with the median rate. */
 function medianRun(results: FanOutResult[]): FanOutResult {
@@ -181,6 +220,148 @@ async function sockitRun(stuckClient: boolean): Promise<FanOutResult> {
   // Default options: what a user gets from `sockit relay`.
   await using relay = await startSockit(["relay", "--port", "0", "--quiet"]);
   return await fanOut(relay.port, relay.child.pid, { sockit: true, stuckClient });
+}
+
+/** A config folder for `relay --tls` with the certificate it created (PEM and file names). */
+interface TlsSetup extends AsyncDisposable {
+  env: Record<string, string>;
+  cert: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** Starts `sockit relay --tls` once in a new config folder, so it creates its certificate. */
+async function tlsSetup(): Promise<TlsSetup> {
+  const dir = await Deno.makeTempDir({ prefix: "sockit-bench-tls-" });
+  const env = { XDG_CONFIG_HOME: dir };
+  await using _relay = await startSockit(["relay", "--port", "0", "--quiet", "--tls"], { env });
+  const certFile = `${dir}/sockit/relay-cert.pem`;
+  return {
+    env,
+    cert: await Deno.readTextFile(certFile),
+    certFile,
+    keyFile: `${dir}/sockit/relay-key.pem`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+async function sockitTlsRun(tls: TlsSetup, clients: "tls" | "plain"): Promise<FanOutResult> {
+  await using relay = await startSockit(["relay", "--port", "0", "--quiet", "--tls"], {
+    env: tls.env,
+  });
+  return await fanOut(relay.port, relay.child.pid, {
+    sockit: true,
+    stuckClient: false,
+    connect: clients === "tls" ? tlsConnector(tls.cert) : tcpConnector,
+  });
+}
+
+async function ncatTlsRun(tls: TlsSetup): Promise<FanOutResult> {
+  const port = freePort();
+  await using ncat = spawnPeer("ncat", [
+    "--broker",
+    "--ssl",
+    "--ssl-cert",
+    tls.certFile,
+    "--ssl-key",
+    tls.keyFile,
+    "-l",
+    "127.0.0.1",
+    String(port),
+  ]);
+  await waitForTcpPort(port);
+  return await fanOut(port, ncat.child.pid, {
+    sockit: false,
+    stuckClient: false,
+    connect: tlsConnector(tls.cert),
+  });
+}
+
+/** The TLS rows: sockit --tls against ncat --broker --ssl, and plain clients on a TLS port. */
+async function tlsRows(plainRate: number | undefined): Promise<BenchRow[]> {
+  await using tls = await tlsSetup();
+  const haveNcat = peerAvailable("ncat");
+  const sockitRuns: FanOutResult[] = [];
+  const peerRuns: FanOutResult[] = [];
+  const plainRuns: FanOutResult[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    if (haveNcat && i % 2 === 1) peerRuns.push(await ncatTlsRun(tls));
+    sockitRuns.push(await sockitTlsRun(tls, "tls"));
+    if (haveNcat && i % 2 === 0) peerRuns.push(await ncatTlsRun(tls));
+    plainRuns.push(await sockitTlsRun(tls, "plain"));
+  }
+  const sockit = medianRun(sockitRuns);
+  const peer = peerRuns.length ? medianRun(peerRuns) : undefined;
+  const plain = medianRun(plainRuns);
+  const title =
+    `relay fan-out over TLS, ${CLIENTS} clients x ${LINES_PER_CLIENT} x ${LINE_BYTES} B`;
+  const rates = (runs: FanOutResult[]) =>
+    runs.map((r) => (r.linesPerSecond / 1e6).toFixed(2)).join("/") + " M";
+  return [
+    {
+      scenario: title,
+      unit: "lines/s",
+      sockit: sockit.linesPerSecond,
+      peerName: "ncat --broker --ssl",
+      peer: peer?.linesPerSecond,
+      higherIsBetter: true,
+      flags: "--tls",
+      note: [
+        sockitRuns.every((r) => r.complete)
+          ? "every line reached every client"
+          : "sockit incomplete",
+        `median of ${sockitRuns.length}: sockit ${rates(sockitRuns)}`,
+        peerRuns.length ? `ncat ${rates(peerRuns)}` : "",
+        peer && !peer.complete
+          ? `ncat never delivered ${
+            ((1 - peer.delivered) * 100).toFixed(2)
+          }% of the lines (held in its SSL buffers: nmap/nmap#2788), so its rate is what arrived in the ${
+            RUN_LIMIT_MS / 1000
+          } s limit`
+          : "",
+        "clients: Deno.connectTls, same self-signed P-256 certificate; target >= 2x",
+      ].filter(Boolean).join("; "),
+    },
+    {
+      scenario: `${title}: rate while moving (gaps over ${STALL_GAP_MS} ms taken out)`,
+      unit: "lines/s",
+      sockit: medianOf(sockitRuns, "movingLinesPerSecond"),
+      peerName: "ncat --broker --ssl",
+      peer: peerRuns.length ? medianOf(peerRuns, "movingLinesPerSecond") : undefined,
+      higherIsBetter: true,
+      flags: "--tls",
+      note: "what each delivered while it delivered anything (ncat: before it stopped short)",
+    },
+    {
+      scenario: `${title}: server CPU`,
+      unit: "CPU ms per M lines",
+      sockit: sockit.cpuPerMillion,
+      peerName: "ncat --broker --ssl",
+      peer: peer?.cpuPerMillion,
+      higherIsBetter: false,
+      flags: "--tls",
+    },
+    {
+      scenario: `${title}: server RSS at the end`,
+      unit: "MiB",
+      sockit: sockit.rssMiB,
+      peerName: "ncat --broker --ssl",
+      peer: peer?.rssMiB,
+      higherIsBetter: false,
+      flags: "--tls",
+    },
+    {
+      scenario: `relay fan-out, plaintext clients on a --tls port (sniffed), ${CLIENTS} clients`,
+      unit: "lines/s",
+      sockit: plain.linesPerSecond,
+      peerName: "sockit relay without --tls",
+      peer: plainRate,
+      higherIsBetter: true,
+      flags: "--tls",
+      note: `median of ${plainRuns.length}: ${rates(plainRuns)}` +
+        (plainRuns.every((r) => r.complete) ? "" : "; incomplete"),
+    },
+  ];
 }
 
 async function ncatRun(stuckClient: boolean): Promise<FanOutResult> {
@@ -266,8 +447,13 @@ async function relayScenario(): Promise<BenchRow[]> {
       higherIsBetter: false,
     });
   }
+  rows.push(...await tlsRows(healthyRate));
   return rows;
 }
 
 /** The relay scenarios. */
-export const scenarios: Scenario[] = [{ name: "relay", run: relayScenario }];
+export const scenarios: Scenario[] = [
+  { name: "relay", run: relayScenario },
+  // The TLS rows alone (part of "relay"), for a quicker look.
+  { name: "relay-tls", run: () => tlsRows(undefined) },
+];

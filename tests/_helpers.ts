@@ -36,17 +36,21 @@ export function hasCommand(name: string): boolean {
 }
 
 /**
- * Registers a test that needs the external program `peer`; where it is missing the test is
- * skipped and its name says so.
+ * Registers a test that needs the external program `peer` (or each of several); where one is
+ * missing the test is skipped and its name says which.
  */
 export function peerTest(
-  peer: string,
+  peer: string | string[],
   test: { name: string; fn: () => Promise<void> },
 ): void {
-  const present = hasCommand(peer);
+  const missing = (typeof peer === "string" ? [peer] : peer).filter((p) => !hasCommand(p));
   Deno.test({
-    name: present ? test.name : `${test.name} (skipped: ${peer} is not installed)`,
-    ignore: !present,
+    name: missing.length === 0
+      ? test.name
+      : `${test.name} (skipped: ${missing.join(", ")} ${
+        missing.length === 1 ? "is" : "are"
+      } not installed)`,
+    ignore: missing.length > 0,
     fn: test.fn,
   });
 }
@@ -295,6 +299,11 @@ export class TestClient implements AsyncDisposable {
     return new TestClient(await Deno.connect({ hostname, port }));
   }
 
+  /** A test client over a connection made elsewhere (a TLS connection, say). */
+  static over(conn: Deno.TcpConn): TestClient {
+    return new TestClient(conn);
+  }
+
   /** Writes raw bytes or text. */
   async write(data: string | Uint8Array): Promise<void> {
     await writeAll(this.conn, typeof data === "string" ? encoder.encode(data) : data);
@@ -361,6 +370,98 @@ export class TestClient implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
+}
+
+/** A peer program (nc, ncat, openssl s_client...) run as a client: stdin in, stdout lines out. */
+export interface PeerClient extends AsyncDisposable {
+  /** The child process. */
+  child: Deno.ChildProcess;
+  /** Its stderr lines so far. */
+  stderr: string[];
+  /** Writes raw bytes or text to its stdin. */
+  write(data: string | Uint8Array): Promise<void>;
+  /** Writes `text` and a newline. */
+  writeLine(text: string): Promise<void>;
+  /** Reads one line of its stdout as bytes (without LF or CRLF), null at end, within `timeoutMs`. */
+  readLine(timeoutMs?: number): Promise<Uint8Array | null>;
+  /** Reads lines until one (decoded as UTF-8) matches `re` and returns it. */
+  readLineMatching(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Closes its stdin. */
+  closeStdin(): Promise<void>;
+  /** Resolves its exit status. */
+  status: Promise<Deno.CommandStatus>;
+}
+
+/** Spawns `program args...` as a {@linkcode PeerClient}; it is killed on dispose. */
+export function spawnPeerClient(
+  program: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): PeerClient {
+  const child = new Deno.Command(program, {
+    args,
+    env: options.env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdin = child.stdin.getWriter();
+  const stdout = child.stdout.getReader();
+  let rest: Uint8Array = new Uint8Array(0);
+  const reader = new BufferedReader({
+    async read(p: Uint8Array) {
+      if (rest.length === 0) {
+        const { value, done } = await stdout.read();
+        if (done) return null;
+        rest = value;
+      }
+      const n = Math.min(p.length, rest.length);
+      p.set(rest.subarray(0, n));
+      rest = rest.subarray(n);
+      return n;
+    },
+  }, { bufferSize: 1 << 20 });
+  const err = new LineLog();
+  const pumping = pumpLines(child.stderr, err);
+  const readLine = (timeoutMs = EVENT_TIMEOUT_MS) =>
+    withTimeout(reader.readLine(1 << 19, { partialAtEof: true }), timeoutMs, {
+      what: `a line from ${program} (stderr so far: ${err.lines.join(" | ")})`,
+    });
+  return {
+    child,
+    stderr: err.lines,
+    async write(data) {
+      await stdin.write(typeof data === "string" ? encoder.encode(data) : data);
+    },
+    async writeLine(text) {
+      await stdin.write(encoder.encode(text + "\n"));
+    },
+    readLine,
+    async readLineMatching(re, timeoutMs = EVENT_TIMEOUT_MS) {
+      const deadline = Date.now() + timeoutMs;
+      while (true) {
+        const line = await readLine(Math.max(1, deadline - Date.now()));
+        if (line === null) throw new Error(`${program} ended before a line matching ${re}`);
+        const text = decoder.decode(line);
+        if (re.test(text)) return text;
+      }
+    },
+    async closeStdin() {
+      await stdin.close().catch(() => {});
+    },
+    status: child.status,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited.
+      }
+      await stdin.close().catch(() => {});
+      await stdout.cancel().catch(() => {});
+      await child.status;
+      await pumping;
+    },
+  };
 }
 
 /** Fills a buffer with deterministic pseudo-random bytes (xorshift), fast and seedable. */
@@ -547,6 +648,14 @@ export async function tempTree(prefix = "sockit-test-"): Promise<TempTree> {
     out: `${base}/out`,
     [Symbol.asyncDispose]: () => Deno.remove(base, { recursive: true }),
   };
+}
+
+/** Reads lines until the relay's welcome (notices before it skipped) and returns the name in it. */
+export async function readRelayWelcome(
+  client: { readLineMatching(re: RegExp, timeoutMs?: number): Promise<string> },
+): Promise<string> {
+  const line = await client.readLineMatching(/^\* welcome \S+,/);
+  return line.match(/^\* welcome (\S+),/)![1];
 }
 
 /** Connects a line client to a relay on `port` and reads its welcome: the client and its name. */

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { descriptorWarning } from "../lib/net/fd_limit.ts";
 import { isUnspecified } from "../lib/socks5/dial.ts";
-import { isNumericHost, parseInetAton, parseIPv4 } from "../lib/socks5/ip.ts";
+import { isNumericHost, parseInetAton, parseIPv4 } from "../lib/net/ip.ts";
 import { SOCKS5_DEFAULTS } from "../lib/socks5/options.ts";
 import { LoginGuard } from "../lib/socks5/login_guard.ts";
 import { literalAddress, resolveHost } from "../lib/socks5/resolve.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../lib/net/errors.ts";
-import { formatIP, parseCidr, parseIPv4, parseIPv6 } from "../lib/socks5/ip.ts";
-import { DestinationRules } from "../lib/socks5/rules.ts";
+import { formatIP, parseCidr, parseIPv4, parseIPv6 } from "../lib/net/ip.ts";
+import { AddressRules as DestinationRules } from "../lib/net/address_rules.ts";
 import { UserTable } from "../lib/socks5/auth.ts";
 import { decodeAddress, encodeAddress } from "../lib/socks5/protocol.ts";
 

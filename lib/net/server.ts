@@ -1,8 +1,9 @@
 /**
- * The accept loop every TCP server in sockit shares: a cap on concurrent connections (extra
- * ones get a refusal from the caller's `onRefused`, not a hang), back-off instead of spinning
- * when accept fails (out of file descriptors), and a shutdown that stops accepting and waits
- * (bounded) for the handlers to finish.
+ * The accept loop every TCP server in sockit shares: an admission check right after accept
+ * (before any byte is read: address rules), a cap on concurrent connections in all and per
+ * client address (extra ones get a refusal from the caller's `onRefused`, not a hang),
+ * back-off instead of spinning when accept fails (out of file descriptors), and a shutdown
+ * that stops accepting and waits (bounded) for the handlers to finish.
  *
  * @module
  */
@@ -10,21 +11,39 @@
 import { formatAddress } from "./address.ts";
 import { delay } from "./deadline.ts";
 import { SocketError } from "./errors.ts";
+import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
 
 /** Defaults of {@linkcode ServeOptions}. */
 export const SERVE_DEFAULTS = {
   /** Concurrent connections served; 0 means no cap. */
   maxConnections: 0,
+  /** Concurrent connections from one client address; 0 means no cap. */
+  maxPerAddress: 0,
   /** First pause after a failed accept, in ms; doubles up to 1 s. */
   acceptBackoffMs: 10,
 } as const;
 
+/** Why {@linkcode serve} refused a connection over one of its caps. */
+export type ServeRefusal =
+  | { kind: "full"; limit: number }
+  | { kind: "per-address"; limit: number; address: string };
+
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
+  /**
+   * Decides right after accept, before the caps and before any byte is read, whether a
+   * connection is served; false closes it at once (no `onRefused`).
+   */
+  admit?: (conn: Deno.TcpConn) => boolean;
   /** Concurrent connections; more are handed to `onRefused` and closed. 0: no cap. @default {0} */
   maxConnections?: number;
-  /** Called for a connection over the cap, before it is closed (e.g. to write a refusal). */
-  onRefused?: (conn: Deno.TcpConn) => Promise<void> | void;
+  /**
+   * Concurrent connections from one client IP address (IPv4-mapped IPv6 counts as IPv4); more
+   * are handed to `onRefused` and closed. 0: no cap. @default {0}
+   */
+  maxPerAddress?: number;
+  /** Called for a connection over a cap, before it is closed (e.g. to write a refusal). */
+  onRefused?: (conn: Deno.TcpConn, refusal: ServeRefusal) => Promise<void> | void;
   /** Called when a handler throws, or accept fails. */
   onError?: (error: unknown, conn?: Deno.TcpConn) => void;
 }
@@ -44,6 +63,22 @@ export interface Server {
 /**
  * Accepts connections on `listener` and runs `handler` for each, concurrently. The handler
  * owns the connection; it is closed for it if the handler forgets.
+ *
+ * @example Two connections at most from one address
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "./server.ts";
+ * const refused: string[] = [];
+ * const server = serve(Deno.listen({ hostname: "127.0.0.1", port: 0 }), async (conn) => {
+ *   await conn.read(new Uint8Array(1)); // hold the place until the client closes
+ * }, { maxPerAddress: 2, onRefused: (_conn, why) => void refused.push(why.kind) });
+ * const connect = () => Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const clients = [await connect(), await connect(), await connect()];
+ * assert.equal(await clients[2].read(new Uint8Array(1)), null); // closed at once
+ * assert.deepEqual(refused, ["per-address"]);
+ * clients.forEach((c) => c.close());
+ * await server.stop();
+ * ```
  *
  * @example Usage
  * ```ts ignore
@@ -68,18 +103,25 @@ export function serve(
     }
   };
   const active = new Set<Deno.TcpConn>();
+  const perAddress = new Map<string, number>();
   const running = new Set<Promise<void>>();
   let stopping = false;
   const stopSignal = new AbortController();
 
-  const handle = async (conn: Deno.TcpConn) => {
+  const handle = async (conn: Deno.TcpConn, address: string | undefined) => {
     active.add(conn);
+    if (address !== undefined) perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
     try {
       await handler(conn);
     } catch (error) {
       reportError(error, conn);
     } finally {
       active.delete(conn);
+      if (address !== undefined) {
+        const left = perAddress.get(address)! - 1;
+        if (left > 0) perAddress.set(address, left);
+        else perAddress.delete(address);
+      }
       try {
         conn.close();
       } catch {
@@ -88,9 +130,9 @@ export function serve(
     }
   };
 
-  const refuse = async (conn: Deno.TcpConn) => {
+  const refuse = async (conn: Deno.TcpConn, refusal: ServeRefusal) => {
     try {
-      await opts.onRefused?.(conn);
+      await opts.onRefused?.(conn, refusal);
     } catch {
       // Refusal is best effort.
     }
@@ -99,6 +141,24 @@ export function serve(
     } catch {
       // Already closed.
     }
+  };
+
+  /** Runs `admit`; a connection it refuses (or throws for) is closed at once. */
+  const admitted = (conn: Deno.TcpConn): boolean => {
+    let ok = false;
+    try {
+      ok = opts.admit!(conn);
+    } catch (error) {
+      reportError(error, conn);
+    }
+    if (!ok) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    return ok;
   };
 
   const loop = async () => {
@@ -115,11 +175,17 @@ export function serve(
         backoff = Math.min(backoff * 2, 1000);
         continue;
       }
+      if (opts.admit && !admitted(conn)) continue;
       if (opts.maxConnections > 0 && active.size >= opts.maxConnections) {
-        void refuse(conn);
+        void refuse(conn, { kind: "full", limit: opts.maxConnections });
         continue;
       }
-      const p = handle(conn);
+      const address = opts.maxPerAddress > 0 ? addressKey(conn) : undefined;
+      if (address !== undefined && (perAddress.get(address) ?? 0) >= opts.maxPerAddress) {
+        void refuse(conn, { kind: "per-address", limit: opts.maxPerAddress, address });
+        continue;
+      }
+      const p = handle(conn, address);
       running.add(p);
       const forget = () => running.delete(p);
       p.then(forget, forget);
@@ -146,6 +212,13 @@ export function serve(
       await Promise.race([Promise.allSettled([...running]), delay(timeoutMs)]);
     },
   };
+}
+
+/** The client's IP address as one key per host (IPv4-mapped IPv6 as IPv4). */
+function addressKey(conn: Deno.TcpConn): string {
+  const host = conn.remoteAddr.hostname;
+  const bytes = parseIP(host);
+  return bytes ? formatIP(unmapIPv4(bytes)) : host;
 }
 
 /**

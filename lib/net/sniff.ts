@@ -18,9 +18,11 @@
  *
  * Bytes are asked for only as far as the shortest rule still open needs ("P" asks for 3 more:
  * `PUT ` decides at 4), so a line client's text is never read past its first few bytes here.
- * The wait ({@linkcode SNIFF_WAIT_MS}) bounds the whole classification. When it passes with a
- * read still pending (a silent client), that read is not lost: the {@linkcode PrefixedConn}
- * adopts it and its first `read()` returns what it brings.
+ * The wait ({@linkcode SNIFF_WAIT_MS}) bounds the whole classification; bytes that arrived in
+ * time but met an event loop busy past the wait still count (the read gets a few more turns of
+ * the loop). When it passes with a read still pending (a silent client), that read is not
+ * lost: the {@linkcode PrefixedConn} adopts it and its first `read()` returns what it brings;
+ * after the replay, reads go straight to the socket.
  *
  * @module
  */
@@ -152,23 +154,18 @@ export async function sniff(conn: Deno.TcpConn, options: SniffOptions = {}): Pro
   const waitMs = options.waitMs ?? SNIFF_DEFAULTS.waitMs;
   const head = new Uint8Array(SNIFF_DEFAULTS.maxBytes);
   let have = 0;
-  let timedOut = false;
   let wake: (() => void) | undefined;
-  const cancel = DEADLINES.after(waitMs, () => {
-    timedOut = true;
-    wake?.();
-  });
+  const cancel = DEADLINES.after(waitMs, () => wake?.());
   const expired = new Promise<"timeout">((resolve) => (wake = () => resolve("timeout")));
   try {
     while (true) {
       const verdict = classify(head.subarray(0, have));
       if (typeof verdict === "string") return done(verdict);
-      if (timedOut) return done(have === 0 ? "silent" : "other");
       const want = Math.min(verdict, head.length - have);
       const buf = new Uint8Array(want);
       const reading = readChunk(conn, buf);
-      const got = await Promise.race([reading, expired]);
-      if (got === "timeout") return done(have === 0 ? "silent" : "other", reading);
+      const got = await inTime(reading, expired);
+      if (got === "late") return done(have === 0 ? "silent" : "other", reading);
       if (got === null || got instanceof Error) {
         // End of input or an error: replay it to the reader after the bytes read so far.
         return done(have === 0 ? "silent" : "other", reading);
@@ -184,6 +181,34 @@ export async function sniff(conn: Deno.TcpConn, options: SniffOptions = {}): Pro
     const bytes = head.slice(0, have);
     return { kind, head: bytes, conn: new PrefixedConn(conn, bytes, { pending }) };
   }
+}
+
+/**
+ * The read's result, or "late" when the wait passed first and the read is still pending after
+ * {@linkcode SNIFF_GRACE_TURNS} more turns of the event loop. Bytes that came in time but meet
+ * a busy loop (a burst of TLS handshakes, a long GC: the timer and the read are then ready
+ * together, and the timer may run first) are already in the socket, and their read completes
+ * within those turns; only a client that really did not speak in time is late.
+ */
+async function inTime(
+  reading: Promise<Uint8Array | null | Error>,
+  expired: Promise<"timeout">,
+): Promise<Uint8Array | null | Error | "late"> {
+  const first = await Promise.race([reading, expired]);
+  if (first !== "timeout") return first;
+  for (let turn = 0; turn < SNIFF_GRACE_TURNS; turn++) {
+    const got = await Promise.race([reading, nextTurn()]);
+    if (got !== "late") return got;
+  }
+  return "late";
+}
+
+/** Turns of the event loop a read gets after the sniff wait passed (see {@linkcode inTime}). */
+const SNIFF_GRACE_TURNS = 3;
+
+/** Resolves "late" once the event loop has run its timers again (after polling for I/O). */
+function nextTurn(): Promise<"late"> {
+  return new Promise((resolve) => setTimeout(() => resolve("late"), 0));
 }
 
 /** One read into `buf`: the bytes read, null at end of input, or the error (never rejects). */
@@ -243,8 +268,16 @@ export class PrefixedConn implements Deno.TcpConn {
     return this.#head.length;
   }
 
-  /** Reads the head first, then a pending read's result, then the socket. */
-  async read(p: Uint8Array): Promise<number | null> {
+  /**
+   * Reads the head first, then a pending read's result, then the socket. Once both are
+   * replayed, a read is the socket's own read, with no extra promise or copy.
+   */
+  read(p: Uint8Array): Promise<number | null> {
+    if (this.#head.length === 0 && this.#pending === undefined) return this.conn.read(p);
+    return this.#replay(p);
+  }
+
+  async #replay(p: Uint8Array): Promise<number | null> {
     if (p.length === 0) return 0;
     if (this.#head.length === 0 && this.#pending) {
       const pending = this.#pending;

@@ -51,8 +51,17 @@ export const TLS_DEFAULTS = {
    * reads (the peer then meets TCP backpressure).
    */
   readHighWaterBytes: 64 * 1024,
-  /** Size of each read from the TCP socket beneath a TLS connection. */
+  /**
+   * Size of the first read from the TCP socket beneath a TLS connection; each read that fills
+   * its buffer doubles the next one, up to {@linkcode TLS_DEFAULTS.maxSocketReadBytes}, and one
+   * that fills less than a quarter halves it, so an idle connection holds a small buffer and a
+   * busy one reads many records at once (a relay reading 16 KiB at a time from TLS senders
+   * made four times as many messages and writes). What waits for a reader is then at most
+   * `readHighWaterBytes` and one read.
+   */
   socketReadBytes: 16 * 1024,
+  /** The most one read from the TCP socket beneath a TLS connection asks for. */
+  maxSocketReadBytes: 256 * 1024,
 } as const;
 
 /**
@@ -348,7 +357,10 @@ export class TlsStreamConn implements Deno.TcpConn {
     return typeof name === "string" && name !== "" ? name : null;
   }
 
-  /** Reads decrypted bytes into `p`; null once the peer ended its side. */
+  /**
+   * Reads decrypted bytes into `p`: as much of what is buffered as fits (several TLS records
+   * at once, so a reader with a big buffer makes few reads); null once the peer ended its side.
+   */
   async read(p: Uint8Array): Promise<number | null> {
     while (this.#chunks.length === 0) {
       if (this.#closed) throw new Deno.errors.BadResource("Cannot read: the connection is closed");
@@ -356,12 +368,15 @@ export class TlsStreamConn implements Deno.TcpConn {
       if (this.#ended) return null;
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
-    if (p.length === 0) return 0;
-    const chunk = this.#chunks[0];
-    const n = Math.min(p.length, chunk.length);
-    p.set(chunk.subarray(0, n));
-    if (n === chunk.length) this.#chunks.shift();
-    else this.#chunks[0] = chunk.subarray(n);
+    let n = 0;
+    while (n < p.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0];
+      const take = Math.min(p.length - n, chunk.length);
+      p.set(take === chunk.length ? chunk : chunk.subarray(0, take), n);
+      n += take;
+      if (take === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(take);
+    }
     this.#buffered -= n;
     if (this.#flow.held && this.#buffered < TLS_DEFAULTS.readHighWaterBytes / 2) {
       this.#flow.release();
@@ -528,14 +543,19 @@ function secureContextOf(key: TlsServerKey): tls.SecureContext {
  */
 function duplexOf(conn: Deno.Conn, flow: ReadFlow): Duplex {
   let reading = false;
+  let size: number = TLS_DEFAULTS.socketReadBytes;
   return new Duplex({
     read() {
       if (reading) return;
       reading = true;
-      const buf = new Uint8Array(TLS_DEFAULTS.socketReadBytes);
+      const buf = new Uint8Array(size);
       flow.whenReleased().then(() => conn.read(buf)).then(
         (n) => {
           reading = false;
+          if (n === size) size = Math.min(size * 2, TLS_DEFAULTS.maxSocketReadBytes);
+          else if (n !== null && n < size / 4) {
+            size = Math.max(size / 2, TLS_DEFAULTS.socketReadBytes);
+          }
           this.push(n === null ? null : Buffer.from(buf.buffer, 0, n));
         },
         (error) => this.destroy(error),

@@ -55,17 +55,22 @@ export function linePrefix(name: string): Uint8Array {
 /**
  * Waits until a half-closed (listen-only) client's connection closes. Only a failed write
  * would reveal that the client went away, and a quiet room writes nothing, so the kernel's
- * table is asked every `everyMs` (`tcpOpen()`): a peer that closed with unread data reset the
- * connection, which is then closed as peer-closed.
+ * table is asked every `everyMs` (`tcpOpen()`) about `socket`, the TCP socket beneath (also
+ * under TLS): a peer that closed with unread data reset the connection, which is then closed
+ * as peer-closed. Without a socket only the connection's own close ends the wait.
  */
 export async function listenUntilGone(
   connection: Connection,
-  options: { conn: Deno.TcpConn; everyMs: number },
+  options: { socket?: Pick<Deno.TcpConn, "localAddr" | "remoteAddr">; everyMs: number },
 ): Promise<void> {
-  const { conn, everyMs } = options;
+  const { socket, everyMs } = options;
+  if (!socket) {
+    await connection.closed;
+    return;
+  }
   const cancel = DEADLINES.schedule(performance.now() + everyMs, (now) => {
     if (connection.closing) return undefined;
-    if (tcpOpen(conn.localAddr, conn.remoteAddr) === false) {
+    if (tcpOpen(socket.localAddr, socket.remoteAddr) === false) {
       void connection.close({ kind: "peer-closed" }, { flush: false });
       return undefined;
     }

@@ -10,6 +10,7 @@ import {
   intOption,
   LISTEN_OPTIONS,
   listenOptions,
+  listOption,
   sizeOption,
   stringOption,
 } from "../command.ts";
@@ -17,8 +18,17 @@ import { formatAddress, parseAddress } from "../net/address.ts";
 import { SocketError, UsageError } from "../net/errors.ts";
 import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
+import {
+  CertificateChangedError,
+  CertificatePinError,
+  connectVerifiedTls,
+  defaultCertNames,
+  KnownHostsError,
+  TlsHandshakeError,
+} from "../net/tls.ts";
 import { Logger } from "../log.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
+import { RelayCertificate } from "./certificate.ts";
 import { Relay } from "./relay.ts";
 import { formatRelayStats } from "./stats.ts";
 import { runChat } from "./chat.ts";
@@ -48,14 +58,29 @@ Options:
   --stats              log counters every --stats-interval seconds (default ${D.statsIntervalSeconds})
   --stats-interval S   seconds between --stats lines
 
+TLS and access (one port serves TLS, plain line clients and HTTP, told apart by their first
+bytes; a client silent for ${D.sniffWaitMs} ms is a line client):
+  --tls                serve TLS too; without --cert/--key, a self-signed certificate kept in
+                       $XDG_CONFIG_HOME/sockit/ (created on first start; its fingerprint is
+                       printed in the ready line). SIGHUP re-reads the certificate files.
+  --cert FILE          certificate chain (PEM) to serve; with --key, implies --tls
+  --key FILE           its private key (PEM)
+  --tls-only           close clients that do not start TLS (implies --tls)
+  --handshake-timeout MS  most time for a TLS handshake (default ${D.tlsHandshakeTimeoutMs})
+  --allow CIDR         client addresses allowed (repeatable); with any, others are denied
+  --deny CIDR          client addresses denied (repeatable); the longest prefix decides
+  --max-per-ip N       connections at once from one address, 0 = no cap (default ${D.maxPerIp})
+
 Flow control: a reader that is behind holds back the senders of its room (TCP pushes back on
 them) until its outbox drains, so every live reader gets every line; a stuck one is cut.
 
 Client commands: /nick NAME, /join ROOM, /who, /rooms, /quit, /help; "//text" sends "/text".
 
-Example:
+Examples:
   sockit relay --port 7070 &
-  nc 127.0.0.1 7070`;
+  nc 127.0.0.1 7070
+  sockit relay --host 0.0.0.0 --tls --max-per-ip 8 &
+  sockit chat --tls relay.example:7070`;
 
 /** `sockit relay`: a TCP hub that pushes each client's messages to all the others. */
 export const relayCommand: Command = {
@@ -75,6 +100,14 @@ export const relayCommand: Command = {
     heartbeat: { type: "string" },
     stats: { type: "boolean" },
     "stats-interval": { type: "string" },
+    tls: { type: "boolean" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    "tls-only": { type: "boolean" },
+    "handshake-timeout": { type: "string" },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    "max-per-ip": { type: "string" },
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
@@ -93,6 +126,14 @@ export const relayCommand: Command = {
       maxClients: intOption(values, "max-clients", { fallback: D.maxClients, min: 1 }),
       idleTimeoutMs: intOption(values, "idle-timeout", { fallback: D.idleTimeoutMs }),
       heartbeatMs: intOption(values, "heartbeat", { fallback: D.heartbeatMs, min: 10 }),
+      tlsHandshakeTimeoutMs: intOption(values, "handshake-timeout", {
+        fallback: D.tlsHandshakeTimeoutMs,
+        min: 1,
+      }),
+      tlsOnly: !!values["tls-only"],
+      allow: listOption(values, "allow"),
+      deny: listOption(values, "deny"),
+      maxPerIp: intOption(values, "max-per-ip", { fallback: D.maxPerIp }),
       logger: log,
     };
     if (options.maxLineBytes < 1 || options.maxLineBytes > D.maxLineLimit) {
@@ -104,13 +145,28 @@ export const relayCommand: Command = {
     });
     const fdWarning = descriptorWarning(options.maxClients, { flag: "--max-clients" });
     if (fdWarning) log.warn(fdWarning);
+    const certificate = await relayCertificate(values, { host: hostname, log });
     const listener = listenTcp({ hostname, port });
-    const relay = new Relay(listener, options);
-    log.listening(formatAddress(relay.addr), options.framed ? "framed mode" : "line mode");
+    let relay: Relay;
+    try {
+      relay = new Relay(listener, { ...options, tls: certificate?.key });
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
+    const mode = options.framed ? "framed mode" : "line mode";
+    log.listening(
+      formatAddress(relay.addr),
+      certificate
+        ? `${mode}, TLS${options.tlsOnly ? " only" : ""}, certificate ${certificate.fingerprint}`
+        : mode,
+    );
     const timer = values.stats
       ? setInterval(() => log.info(formatRelayStats(relay.stats())), statsEvery * 1000)
       : undefined;
+    const stopReloads = certificate ? reloadOnHangup(certificate, log) : () => {};
     const signal = await waitForShutdownSignal();
+    stopReloads();
     clearInterval(timer);
     log.info(`${signal}: shutting down`);
     await relay.shutdown();
@@ -119,7 +175,72 @@ export const relayCommand: Command = {
   },
 };
 
+/**
+ * The certificate for `--tls` (`--cert`/`--key`, or the config folder's self-signed pair), or
+ * undefined without TLS flags.
+ */
+async function relayCertificate(
+  values: Record<string, unknown>,
+  at: { host: string; log: Logger },
+): Promise<RelayCertificate | undefined> {
+  const certFile = stringOption(values as never, "cert");
+  const keyFile = stringOption(values as never, "key");
+  if (!values.tls && !values["tls-only"] && certFile === undefined && keyFile === undefined) {
+    return undefined;
+  }
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError(
+      `Cannot use --${certFile === undefined ? "key" : "cert"} alone: give --cert and --key`,
+    );
+  }
+  // A created certificate names this host too, when the relay is bound to one address.
+  const names = defaultCertNames();
+  if (!/^(0\.0\.0\.0|::|\[::\])$/.test(at.host) && !names.includes(at.host)) {
+    names.push(at.host.replace(/^\[|\]$/g, ""));
+  }
+  const certificate = await RelayCertificate.load({ certFile, keyFile, names });
+  const { current } = certificate;
+  if (current.created) {
+    at.log.info(
+      `created a self-signed TLS certificate in ${current.certFile} (key ${current.keyFile}); ` +
+        `sockit chat --tls records ${current.fingerprint} on first contact`,
+    );
+  } else at.log.debug(`TLS certificate ${current.certFile} (${current.fingerprint})`);
+  return certificate;
+}
+
+/**
+ * SIGHUP re-reads the certificate files: new handshakes use the new pair, open connections
+ * keep theirs; a broken pair is refused with the reason and the old one stays. Returns the
+ * function that stops listening for SIGHUP.
+ */
+function reloadOnHangup(certificate: RelayCertificate, log: Logger): () => void {
+  if (Deno.build.os === "windows") return () => {};
+  let reloading = Promise.resolve();
+  const onHangup = () => {
+    reloading = reloading.then(async () => {
+      try {
+        const { before, after } = await certificate.reload();
+        log.info(
+          before === after
+            ? `SIGHUP: TLS certificate unchanged (${after})`
+            : `SIGHUP: TLS certificate reloaded: new connections get ${after} (was ${before})`,
+        );
+      } catch (error) {
+        log.warn(
+          `SIGHUP: keeping TLS certificate ${certificate.fingerprint}: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+        );
+      }
+    });
+  };
+  Deno.addSignalListener("SIGHUP", onHangup);
+  return () => Deno.removeSignalListener("SIGHUP", onHangup);
+}
+
 const CHAT_USAGE = `Usage: sockit chat HOST:PORT [--name N] [--room R] [--framed] [--proxy URL]
+                  [--tls [--fingerprint sha256:HEX | --ca FILE]]
 
 Connects to a sockit relay, waits for its welcome, takes the name and room asked for, then
 sends each line read from stdin and prints what arrives on stdout. At the end of stdin it
@@ -134,9 +255,17 @@ Options:
   --room R     join this room (/join R) once connected; exit 1 if the relay refuses it
   --framed     speak the relay's framed protocol (relay started with --framed)
   --proxy URL  connect through a SOCKS5 proxy: socks5://[user:pass@]host:port
+  --tls        connect with TLS (relay started with --tls) and verify the relay:
+               by default trust on first use: the certificate's fingerprint is recorded
+               in $XDG_CONFIG_HOME/sockit/known_hosts on first contact (and printed);
+               a different certificate later is refused (exit 1)
+  --fingerprint sha256:HEX  with --tls: accept only the certificate with this fingerprint
+               (the one the relay printed); the known hosts file is not used
+  --ca FILE    with --tls: verify the relay's chain against this CA (PEM) and its name
 
 Example:
-  printf 'hello\\nworld\\n' | sockit chat 127.0.0.1:7070 --name alice`;
+  printf 'hello\\nworld\\n' | sockit chat 127.0.0.1:7070 --name alice
+  sockit chat --tls relay.example:7070 --fingerprint sha256:9f86d0...`;
 
 /** `sockit chat`: the relay's client. */
 export const chatCommand: Command = {
@@ -149,6 +278,9 @@ export const chatCommand: Command = {
     room: { type: "string" },
     framed: { type: "boolean" },
     proxy: { type: "string" },
+    tls: { type: "boolean" },
+    fingerprint: { type: "string" },
+    ca: { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) {
@@ -166,18 +298,29 @@ export const chatCommand: Command = {
     }
     const proxyUrl = stringOption(values, "proxy");
     const proxy = proxyUrl === undefined ? undefined : parseProxyUrl(proxyUrl);
+    const fingerprint = stringOption(values, "fingerprint");
+    const caFile = stringOption(values, "ca");
+    if (!values.tls && (fingerprint !== undefined || caFile !== undefined)) {
+      throw new UsageError(`Cannot use --${caFile ? "ca" : "fingerprint"} without --tls`);
+    }
+    if (values.tls && proxy) throw new UsageError("Cannot use --tls with --proxy (not supported)");
     let conn: Deno.TcpConn;
-    try {
-      conn = proxy
-        ? await socks5Connect(proxy, target)
-        : await Deno.connect({ hostname: target.hostname, port: target.port });
-    } catch (error) {
-      throw new SocketError(
-        `Cannot connect to ${formatAddress(target)}${
-          proxy ? ` via ${formatAddress(proxy)}` : ""
-        }: ${(error as Error).message}`,
-        { cause: error },
-      );
+    if (values.tls) {
+      const ca = caFile === undefined ? undefined : await readCa(caFile);
+      conn = await connectTls(target, { fingerprint, ca });
+    } else {
+      try {
+        conn = proxy
+          ? await socks5Connect(proxy, target)
+          : await Deno.connect({ hostname: target.hostname, port: target.port });
+      } catch (error) {
+        throw new SocketError(
+          `Cannot connect to ${formatAddress(target)}${
+            proxy ? ` via ${formatAddress(proxy)}` : ""
+          }: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
     }
     const result = await runChat(conn, {
       name: stringOption(values, "name"),
@@ -189,3 +332,37 @@ export const chatCommand: Command = {
     return result.code;
   },
 };
+
+/**
+ * Connects with TLS and verifies the relay (`connectVerifiedTls`: a pin, a CA, or trust on
+ * first use, announced on stderr). A refused certificate keeps its own loud message; a
+ * connection that fails is a `SocketError` naming the relay.
+ */
+async function connectTls(
+  target: { hostname: string; port: number },
+  trust: { fingerprint?: string; ca?: string },
+): Promise<Deno.TcpConn> {
+  try {
+    return (await connectVerifiedTls(target.hostname, target.port, trust)).conn;
+  } catch (error) {
+    const refusedTrust = error instanceof CertificateChangedError ||
+      error instanceof CertificatePinError || error instanceof KnownHostsError ||
+      error instanceof TlsHandshakeError || error instanceof UsageError;
+    if (refusedTrust) throw error;
+    throw new SocketError(
+      `Cannot connect to ${formatAddress(target)}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** Reads a `--ca` file; a `UsageError` names it when it cannot be read. */
+async function readCa(file: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    throw new UsageError(
+      `Cannot read --ca file "${file}": ${error instanceof Error ? error.message : error}`,
+    );
+  }
+}

@@ -42,13 +42,22 @@
  * in line mode and keep receiving; the relay notices that they went away when a write fails,
  * or, on Linux, when the kernel shows the connection reset (checked every `listenerCheckMs`).
  *
+ * **TLS and access** (`listener.ts`, `access.ts`): with `--tls` (or a web handler) a new
+ * connection has `sniffWaitMs` (300 ms) to show its first bytes before it is served as a line
+ * client, and a TLS client `tlsHandshakeTimeoutMs` (10 s) to finish its handshake; both count
+ * against `maxClients` (and `maxPerIp`) meanwhile. Refusals are logged at most once per
+ * `refusalLogIntervalMs` (10 s).
+ *
  * The figures are the defaults; the `relay` command's options override every one except
- * `defaultRoom` and `maxNameLength`, which are fixed.
+ * `defaultRoom`, `maxNameLength`, `sniffWaitMs` and `refusalLogIntervalMs`, which are fixed.
  *
  * @module
  */
 
 import type { Logger } from "../log.ts";
+import { SNIFF_WAIT_MS } from "../net/sniff.ts";
+import { TLS_DEFAULTS, type TlsServerKey } from "../net/tls_stream.ts";
+import type { RelayWebHandler } from "./listener.ts";
 
 /** What happens to a stuck client whose outbox is full. */
 export type SlowClientPolicy = "disconnect" | "drop";
@@ -98,6 +107,22 @@ export const RELAY_DEFAULTS = {
   maxNameLength: 32,
   /** Seconds between `--stats` log lines. */
   statsIntervalSeconds: 10,
+  /**
+   * How long a new connection may take to send its first bytes before it is served as a line
+   * client, in ms, when the relay tells kinds of client apart (`--tls`, or a web handler):
+   * `SNIFF_WAIT_MS` of `lib/net/sniff.ts`, where the reasons are.
+   */
+  sniffWaitMs: SNIFF_WAIT_MS,
+  /** Most time for a TLS handshake, in ms (`TLS_DEFAULTS` of `lib/net/tls_stream.ts`). */
+  tlsHandshakeTimeoutMs: TLS_DEFAULTS.handshakeTimeoutMs,
+  /** Connections at once from one client IP address (0: no cap). */
+  maxPerIp: 0,
+  /**
+   * Refused connections (denied by `--allow`/`--deny`, over `--max-per-ip`, plaintext under
+   * `--tls-only`, failed TLS handshakes) are logged at most once per this many ms, with the
+   * count of those not logged: a flood of them must not become a flood of log lines.
+   */
+  refusalLogIntervalMs: 10_000,
 } as const;
 
 /** Options for `Relay` (`relay.ts`); defaults in {@linkcode RELAY_DEFAULTS}. */
@@ -130,6 +155,31 @@ export interface RelayOptions {
   listenerCheckMs?: number;
   /** How long shutdown waits for queued messages, in ms. @default {2000} */
   shutdownFlushMs?: number;
+  /**
+   * TLS on the relay's port: the certificate and key for each new handshake (called per
+   * handshake, so a reloaded pair takes effect at once and open connections keep theirs).
+   * Without it the relay speaks no TLS.
+   */
+  tls?: () => TlsServerKey;
+  /** With `tls`: close clients that do not start TLS. @default {false} */
+  tlsOnly?: boolean;
+  /** Most time for a TLS handshake, in ms. @default {10000} */
+  tlsHandshakeTimeoutMs?: number;
+  /** How long a new connection may stay silent before it is a line client, in ms. @default {300} */
+  sniffWaitMs?: number;
+  /** Client addresses (CIDR) allowed; with any, the others are denied (`address_rules.ts`). */
+  allow?: string[];
+  /** Client addresses (CIDR) denied. */
+  deny?: string[];
+  /** Connections at once from one client IP address; 0: no cap. @default {0} */
+  maxPerIp?: number;
+  /** Refusal log lines at most once per this many ms. @default {10000} */
+  refusalLogIntervalMs?: number;
+  /**
+   * Handler of HTTP requests on the relay's port (plain, or inside TLS): the web chat page and
+   * its WebSocket. Without it an HTTP request is answered 404. See `listener.ts`.
+   */
+  web?: RelayWebHandler;
   /** Where connection events go. */
   logger?: Logger;
 }

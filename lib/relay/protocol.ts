@@ -22,7 +22,8 @@
 
 import { type CloseReason, describeCloseReason } from "../net/close_reason.ts";
 import { ProtocolError } from "../net/errors.ts";
-import { ControlFrame, encodeFrame } from "../net/frame.ts";
+import { concatBytes } from "../net/bytes.ts";
+import { ControlFrame, encodeFrame, encodeHello } from "../net/frame.ts";
 
 /** Protocol name in the framed-mode hello. */
 export const RELAY_PROTOCOL = "relay";
@@ -245,7 +246,10 @@ export function decodeWelcomePayload(payload: Uint8Array): { name: string; room:
   return { name, room };
 }
 
-/** How one mode encodes what the relay itself says: notices, the welcome, the farewell. */
+/**
+ * How one mode encodes what the relay itself says: notices, the welcome, the farewell, and
+ * the refusal a client gets before it is even served.
+ */
 export interface RelayCodec {
   /** A notice (joins, leaves, replies to commands). */
   notice(text: string): Uint8Array;
@@ -253,6 +257,8 @@ export interface RelayCodec {
   welcome(name: string, room: string): Uint8Array;
   /** The last thing a client is sent, saying why it is disconnected. */
   farewell(reason: CloseReason): Uint8Array;
+  /** Everything a refused client (server full) is sent: framed, the hello and an Error. */
+  refusal(text: string): Uint8Array;
 }
 
 /**
@@ -272,6 +278,7 @@ export const LINE_CODEC: RelayCodec = {
   welcome: (name, room) =>
     encodeLineNotice(`welcome ${name}, you are in room ${room}; /help lists commands`),
   farewell: (reason) => encodeLineNotice(`disconnected: ${describeCloseReason(reason)}`),
+  refusal: encodeLineNotice,
 };
 
 /** Framed mode: Notice, Welcome and Bye frames. */
@@ -279,4 +286,9 @@ export const FRAME_CODEC: RelayCodec = {
   notice: (text) => encodeFrame(RelayFrame.Notice, encoder.encode(text)),
   welcome: (name, room) => encodeFrame(RelayFrame.Welcome, encodeWelcomePayload(name, room)),
   farewell: (reason) => encodeFrame(ControlFrame.Bye, encoder.encode(describeCloseReason(reason))),
+  refusal: (text) =>
+    concatBytes(
+      encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
+      encodeFrame(ControlFrame.Error, encoder.encode(text)),
+    ),
 };

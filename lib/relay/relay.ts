@@ -8,7 +8,6 @@
  */
 
 import { type Widened, withDefaults } from "../defaults.ts";
-import { formatAddress } from "../net/address.ts";
 import {
   CLOSE_KINDS,
   type CloseKind,
@@ -20,14 +19,14 @@ import { DEADLINES, withTimeout } from "../net/deadline.ts";
 import { ProtocolError, TimeoutError } from "../net/errors.ts";
 import { waitForOutboxes } from "../net/flow.ts";
 import { ControlFrame, encodeFrame, encodeHello, readFrame, readHello } from "../net/frame.ts";
-import { serve, type Server } from "../net/server.ts";
 import { unackedBytes } from "../net/tcp_queue.ts";
-import { Connection } from "../net/connection.ts";
+import { Connection, type ConnectionIo } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
-import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../log.ts";
 import type { RelayStats } from "./stats.ts";
+import { clientRules } from "./access.ts";
 import { type Client, linePrefix, listenUntilGone } from "./client.ts";
+import { type ClientSocket, RelayListener } from "./listener.ts";
 import { HELP_TEXT, parseCommand } from "./client_commands.ts";
 import {
   LINE_READ_BUFFER_BYTES,
@@ -74,7 +73,7 @@ export class Relay {
   #opts: Widened<typeof RELAY_DEFAULTS> & { framed: boolean };
   #log: Logger | undefined;
   #codec: RelayCodec;
-  #server: Server;
+  #listener: RelayListener;
   #clients = new Set<Client>();
   #names = new Map<string, Client>();
   #rooms = new Map<string, Set<Client>>();
@@ -83,7 +82,6 @@ export class Relay {
   #closedBytesOut = 0;
   #stats = {
     accepted: 0,
-    refused: 0,
     messagesIn: 0,
     delivered: 0,
     dropped: 0,
@@ -97,22 +95,23 @@ export class Relay {
   #shuttingDown = false;
   #scratch: Uint8Array | undefined;
 
-  /** Starts serving on `listener`. */
+  /** Starts serving on `listener`. Throws a `UsageError` for a bad `allow`/`deny` CIDR. */
   constructor(listener: Deno.TcpListener, options: RelayOptions = {}) {
-    const { logger, ...rest } = options;
+    const { logger, tls, tlsOnly, web, allow, deny, ...rest } = options;
     this.#opts = withDefaults({ ...RELAY_DEFAULTS, framed: false }, rest);
     this.#log = logger;
     this.#codec = this.#opts.framed ? FRAME_CODEC : LINE_CODEC;
     this.addr = listener.addr;
-    this.#server = serve(listener, (conn) => this.#handle(conn), {
-      maxConnections: this.#opts.maxClients,
-      onRefused: (conn) => this.#refuse(conn),
-      onError: (error, conn) =>
-        this.#log?.warn(
-          conn
-            ? `${peerOf(conn)}: ${(error as Error).message}`
-            : `accept failed: ${(error as Error).message}`,
-        ),
+    const full = `server full (${this.#opts.maxClients} clients), try again later`;
+    this.#listener = new RelayListener(listener, {
+      ...this.#opts,
+      tls,
+      tlsOnly,
+      web,
+      rules: clientRules({ allow, deny }),
+      logger,
+      full: { text: full, bytes: this.#codec.refusal(full) },
+      serve: (io, at) => this.#handle(io, at),
     });
   }
 
@@ -129,6 +128,7 @@ export class Relay {
     return {
       clients,
       ...this.#stats,
+      ...this.#listener.stats(),
       pausedSenders: this.#pausedSenders,
       stuckClients: this.#stuckClients,
       closes: { ...this.#closes },
@@ -144,7 +144,7 @@ export class Relay {
   async shutdown(reason = "server shutting down"): Promise<void> {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    const stopping = this.#server.stop({ timeoutMs: this.#opts.shutdownFlushMs + 1000 });
+    const stopping = this.#listener.stop({ timeoutMs: this.#opts.shutdownFlushMs + 1000 });
     const why: CloseReason = { kind: "shutdown", text: reason };
     const connections = [...this.#clients].map((c) => c.connection);
     // Clients already closing (a slow consumer's farewell may wait up to the write timeout)
@@ -159,23 +159,20 @@ export class Relay {
     await stopping;
   }
 
-  async #refuse(conn: Deno.TcpConn): Promise<void> {
-    this.#stats.refused++;
-    const text = `server full (${this.#opts.maxClients} clients), try again later`;
-    this.#log?.info(`refused ${peerOf(conn)}: ${text}`);
-    const bytes = this.#opts.framed
-      ? concatBytes(
-        encodeHello(RELAY_PROTOCOL, RELAY_PROTOCOL_VERSION),
-        encodeFrame(ControlFrame.Error, encoder.encode(text)),
-      )
-      : encodeLineNotice(text);
-    await withTimeout(writeAll(conn, bytes), 1000, { what: "the refusal to be sent" });
+  /**
+   * Serves `io`, any byte stream (a WebSocket carrying lines, say), as one client of the
+   * relay in its mode (lines or frames): same rooms, commands, flow control, slow-client
+   * policy and deadlines as a TCP client. `at.socket` is the TCP socket beneath, whose
+   * kernel state the stall checks read; `at.peer` names the client in logs. Resolves once
+   * the client left.
+   */
+  async serveClient(io: ConnectionIo, at: ClientSocket): Promise<void> {
+    await this.#handle(io, at);
   }
 
-  async #handle(conn: Deno.TcpConn): Promise<void> {
-    conn.setNoDelay(true);
+  async #handle(conn: ConnectionIo, at: ClientSocket): Promise<void> {
     const o = this.#opts;
-    const peer = peerOf(conn);
+    const { peer, socket } = at;
     const flow = o.slowPolicy === "drop" ? undefined : {
       ...waterMarks(o),
       stallTimeoutMs: o.stallTimeoutMs,
@@ -184,7 +181,7 @@ export class Relay {
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.slowPolicy === "drop" ? "drop" : "close",
       flow,
-      unackedBytes: () => unackedBytes(conn.localAddr, conn.remoteAddr),
+      unackedBytes: socket && (() => unackedBytes(socket.localAddr, socket.remoteAddr)),
       writeTimeoutMs: o.writeTimeoutMs,
       idleTimeoutMs: o.idleTimeoutMs,
       pingIntervalMs: o.framed ? o.heartbeatMs : 0,
@@ -235,7 +232,7 @@ export class Relay {
           // End of input without /quit: a listen-only client (nc -N, ncat --recv-only)
           // stays and keeps receiving until it goes away or the relay closes it.
           this.#log?.debug(`${client.name} half-closed: listening only`);
-          await listenUntilGone(s, { conn, everyMs: this.#opts.listenerCheckMs });
+          await listenUntilGone(s, { socket, everyMs: this.#opts.listenerCheckMs });
         }
       } catch (error) {
         if (error instanceof ProtocolError || error instanceof TimeoutError) {
@@ -560,8 +557,4 @@ export class Relay {
         return false;
     }
   }
-}
-
-function peerOf(conn: Deno.TcpConn): string {
-  return formatAddress(conn.remoteAddr);
 }

@@ -6,6 +6,7 @@
  */
 
 import type { CloseKind } from "../net/close_reason.ts";
+import type { RefusalKind } from "./access.ts";
 
 /** Counters of a running relay. */
 export interface RelayStats {
@@ -15,6 +16,13 @@ export interface RelayStats {
   accepted: number;
   /** Connections refused because the relay was full. */
   refused: number;
+  /** Clients connected over TLS now. */
+  tlsClients: number;
+  /**
+   * Connections turned away before they were served, by reason (address rules,
+   * `--max-per-ip`, `--tls-only`, failed TLS handshakes: `access.ts`).
+   */
+  turnedAway: Record<RefusalKind, number>;
   /** Messages (lines or frames) received from clients. */
   messagesIn: number;
   /** Message copies queued to recipients. */
@@ -48,15 +56,24 @@ export interface RelayStats {
  * import { formatRelayStats, type RelayStats } from "./stats.ts";
  * const closes = { "peer-closed": 0, "slow-bytes": 0, "slow-stall": 0, "write-timeout": 0,
  *   idle: 0, heartbeat: 0, shutdown: 0, error: 0 };
- * const stats: RelayStats = { clients: 1, accepted: 1, refused: 0, messagesIn: 2, delivered: 0,
- *   dropped: 0, slowDisconnects: 0, pausedSenders: 0, pausedMs: 12.4, stuckClients: 0, stalls: 0,
- *   closes, bytesIn: 8, bytesOut: 90 };
+ * const turnedAway = { denied: 0, "per-ip": 0, plaintext: 0, "tls-off": 0, handshake: 0 };
+ * const stats: RelayStats = { clients: 1, accepted: 1, refused: 0, tlsClients: 0, turnedAway,
+ *   messagesIn: 2, delivered: 0, dropped: 0, slowDisconnects: 0, pausedSenders: 0,
+ *   pausedMs: 12.4, stuckClients: 0, stalls: 0, closes, bytesIn: 8, bytesOut: 90 };
  * assert.match(formatRelayStats(stats), /^clients 1 \(accepted 1, refused 0\), messages in 2, /);
  * assert.match(formatRelayStats(stats), /paused 12 ms in all.*bytes in 8, out 90$/);
+ * const busy = { ...stats, tlsClients: 1, turnedAway: { ...turnedAway, denied: 3 } };
+ * assert.match(formatRelayStats(busy), /^clients 1, tls 1 \(accepted 1, refused 0, turned away denied 3\), /);
  * ```
  */
 export function formatRelayStats(s: RelayStats): string {
-  return `clients ${s.clients} (accepted ${s.accepted}, refused ${s.refused}), ` +
+  const away = Object.entries(s.turnedAway).filter(([, n]) => n > 0);
+  const turnedAway = away.length > 0
+    ? `, turned away ${away.map(([kind, n]) => `${kind} ${n}`).join(" ")}`
+    : "";
+  const tls = s.tlsClients > 0 ? `, tls ${s.tlsClients}` : "";
+  return `clients ${s.clients}${tls} (accepted ${s.accepted}, refused ${s.refused}` +
+    `${turnedAway}), ` +
     `messages in ${s.messagesIn}, paused senders ${s.pausedSenders} ` +
     `(paused ${Math.round(s.pausedMs)} ms in all), stuck clients ${s.stuckClients} ` +
     `(stalls ${s.stalls}), delivered ${s.delivered}, dropped ${s.dropped}, ` +

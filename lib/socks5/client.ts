@@ -24,7 +24,7 @@ import {
   Socks5Error,
   Version,
 } from "./protocol.ts";
-import { formatIP } from "./ip.ts";
+import { formatIP } from "../net/ip.ts";
 
 /** Parsed socks5://[user:pass@]host:port */
 export interface Socks5Proxy {

@@ -12,7 +12,7 @@ import { formatAddress, type HostPort } from "../net/address.ts";
 import { writeAll } from "../net/write_all.ts";
 import { type Logger, printable, quote } from "../log.ts";
 import { describeError } from "./errors.ts";
-import { parseIP } from "./ip.ts";
+import { parseIP } from "../net/ip.ts";
 import type { LoginGuard } from "./login_guard.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { encodeReply, hex, REPLY_NAMES, Version } from "./protocol.ts";

@@ -19,9 +19,9 @@ import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
 import { UserTable } from "./auth.ts";
-import { parseIP } from "./ip.ts";
+import { parseIP } from "../net/ip.ts";
 import { SOCKS5_DEFAULTS } from "./options.ts";
-import { DestinationRules } from "./rules.ts";
+import { AddressRules } from "../net/address_rules.ts";
 import { startSocks5Server } from "./server.ts";
 
 const D = SOCKS5_DEFAULTS;
@@ -124,7 +124,7 @@ export const socks5Command: Command = {
     if (advertise !== undefined && !parseIP(advertise)) {
       throw new UsageError(`Cannot parse --advertise '${advertise}': expected an IP address`);
     }
-    const rules = new DestinationRules({
+    const rules = new AddressRules({
       allow: listOption(values, "allow"),
       deny: listOption(values, "deny"),
       denyPrivate: !!values["deny-private"],

@@ -12,10 +12,10 @@ import type { HostPort } from "../net/address.ts";
 import { DEADLINES, type Deadlines } from "../net/deadline.ts";
 import { TimeoutError } from "../net/errors.ts";
 import { describeError } from "./errors.ts";
-import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
+import { formatIP, parseIP, unmapIPv4 } from "../net/ip.ts";
 import { Reply } from "./protocol.ts";
 import { literalAddress, type NameServer, resolveHost } from "./resolve.ts";
-import type { DestinationRules } from "./rules.ts";
+import type { AddressRules } from "../net/address_rules.ts";
 
 /** Result of {@linkcode resolveDestination}: the addresses to try, or the reply to send. */
 export type Resolution = { addresses: string[] } | { reply: number; why: string };
@@ -23,7 +23,7 @@ export type Resolution = { addresses: string[] } | { reply: number; why: string 
 /** Options of {@linkcode resolveDestination} and {@linkcode reachDestination}. */
 export interface DestinationOptions {
   /** Destination rules every resolved address is checked against. */
-  rules: DestinationRules;
+  rules: AddressRules;
   /** Deadline, in ms: for the lookup alone, or for lookup and dialling together. */
   timeoutMs: number;
   /** Scheduler for the deadlines (a server passes its own). @default {DEADLINES} */

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { formatIP, parseIP, unmapIPv4 } from "./ip.ts";
+import { formatIP, parseIP, unmapIPv4 } from "../net/ip.ts";
 
 /** Options of {@linkcode LoginGuard}; the server's defaults are in `SOCKS5_DEFAULTS`. */
 export interface LoginGuardOptions {

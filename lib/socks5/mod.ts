@@ -38,7 +38,12 @@ export {
   Version,
 } from "./protocol.ts";
 export { SOCKS5_DEFAULTS, type Socks5ServerOptions } from "./options.ts";
-export { DestinationRules, type DestinationRulesOptions, PRIVATE_RANGES } from "./rules.ts";
+// The proxy's destination rules are the shared address rules (lib/net/address_rules.ts).
+export {
+  AddressRules as DestinationRules,
+  type AddressRulesOptions as DestinationRulesOptions,
+  PRIVATE_RANGES,
+} from "../net/address_rules.ts";
 export { UserTable } from "./auth.ts";
 export { type NameServer } from "./resolve.ts";
 export { LoginGuard, type LoginGuardOptions } from "./login_guard.ts";

@@ -12,7 +12,7 @@ import type { Logger } from "../log.ts";
 import { MAX_UDP_DATAGRAM } from "../udp/datagram.ts";
 import type { UserTable } from "./auth.ts";
 import type { NameServer } from "./resolve.ts";
-import { DestinationRules } from "./rules.ts";
+import { AddressRules } from "../net/address_rules.ts";
 
 /** Defaults of the SOCKS5 server's limits and timeouts. */
 export const SOCKS5_DEFAULTS = {
@@ -75,7 +75,7 @@ export interface Socks5ServerOptions {
   /** Users for username/password authentication; when non-empty, no-auth and SOCKS4 are off. */
   users?: UserTable;
   /** Destination rules; default allows everything. */
-  rules?: DestinationRules;
+  rules?: AddressRules;
   /** Serve BIND. @default {true} */
   allowBind?: boolean;
   /** Serve UDP ASSOCIATE. @default {true} */
@@ -143,6 +143,6 @@ export type ResolvedOptions =
 export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
   return withDefaults(SOCKS5_DEFAULTS, {
     ...options,
-    rules: options.rules ?? new DestinationRules(),
+    rules: options.rules ?? new AddressRules(),
   });
 }

@@ -18,7 +18,7 @@
 import type { BufferedReader } from "../net/buffered_reader.ts";
 import type { HostPort } from "../net/address.ts";
 import { ProtocolError } from "../net/errors.ts";
-import { formatIP, parseIPv4, parseIPv6 } from "./ip.ts";
+import { formatIP, parseIPv4, parseIPv6 } from "../net/ip.ts";
 
 /** Protocol version bytes. */
 export const Version = {

@@ -20,7 +20,7 @@
 import { DEADLINES, type Deadlines } from "../net/deadline.ts";
 import { TimeoutError } from "../net/errors.ts";
 import { printable, quote } from "../log.ts";
-import { formatIP, isNumericHost, parseInetAton, parseIP, unmapIPv4 } from "./ip.ts";
+import { formatIP, isNumericHost, parseInetAton, parseIP, unmapIPv4 } from "../net/ip.ts";
 
 /** A DNS server to ask instead of the system's (for tests, or a resolver of one's own). */
 export interface NameServer {

@@ -15,7 +15,7 @@ import { formatAddress, type HostPort } from "../net/address.ts";
 import { ProtocolError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import { reachDestination } from "./dial.ts";
-import { formatIP } from "./ip.ts";
+import { formatIP } from "../net/ip.ts";
 import {
   Command,
   encodeSocks4Reply,

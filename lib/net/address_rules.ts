@@ -1,11 +1,14 @@
 /**
- * Destination rules: which resolved addresses the proxy may dial (CONNECT), send to (UDP
- * ASSOCIATE), or accept from (BIND). Rules are checked against the IP address actually used,
- * after name resolution, so a name that resolves to a denied address is denied.
+ * Allow/deny rules on IP addresses (CIDR ranges), the one implementation every tool uses:
+ *
+ * - `sockit socks5`: which resolved addresses the proxy may dial (CONNECT), send to (UDP
+ *   ASSOCIATE), or accept from (BIND). Rules are checked against the IP address actually used,
+ *   after name resolution, so a name that resolves to a denied address is denied.
+ * - `sockit relay`: which client addresses may connect, checked right after accept.
  *
  * Evaluation: the rule with the longest matching prefix decides (a tie goes to deny). When no
  * rule matches, the address is allowed if there are no `allow` rules, denied otherwise: one
- * `--allow` turns the proxy into an allow list. So `--deny-private --allow 10.1.2.3` allows
+ * `--allow` turns the rules into an allow list. So `--deny-private --allow 10.1.2.3` allows
  * 10.1.2.3 and nothing else (8.8.8.8 matches no rule and is denied); to open one private
  * host and keep the rest of the internet reachable, allow everything else too:
  * `--deny-private --allow 10.1.2.3 --allow 0.0.0.0/0 --allow ::/0` (10.0.0.1 stays denied:
@@ -34,11 +37,11 @@ export const PRIVATE_RANGES: readonly string[] = [
   "fe80::/10",
 ];
 
-/** Options of {@linkcode DestinationRules}. */
-export interface DestinationRulesOptions {
-  /** CIDR ranges (or single addresses) that may be reached. */
+/** Options of {@linkcode AddressRules}. */
+export interface AddressRulesOptions {
+  /** CIDR ranges (or single addresses) that are allowed. */
   allow?: string[];
-  /** CIDR ranges (or single addresses) that may not be reached. */
+  /** CIDR ranges (or single addresses) that are denied. */
   deny?: string[];
   /** Add {@linkcode PRIVATE_RANGES} to the deny list. @default {false} */
   denyPrivate?: boolean;
@@ -50,30 +53,30 @@ export interface DestinationRulesOptions {
  * @example Usage
  * ```ts
  * import assert from "node:assert/strict";
- * import { DestinationRules } from "./rules.ts";
+ * import { AddressRules } from "./address_rules.ts";
  * // An allow rule makes an allow list: what matches no rule is denied.
- * const one = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3"] });
+ * const one = new AddressRules({ denyPrivate: true, allow: ["10.1.2.3"] });
  * assert.equal(one.allows("10.1.2.3"), true);
  * assert.equal(one.allows("10.0.0.1"), false);
  * assert.equal(one.allows("8.8.8.8"), false);
  * // One private host opened, the public internet kept: allow everything, the longest prefix decides.
- * const open = new DestinationRules({ denyPrivate: true, allow: ["10.1.2.3", "0.0.0.0/0", "::/0"] });
+ * const open = new AddressRules({ denyPrivate: true, allow: ["10.1.2.3", "0.0.0.0/0", "::/0"] });
  * assert.equal(open.allows("10.1.2.3"), true);
  * assert.equal(open.allows("10.0.0.1"), false);
  * assert.equal(open.allows("8.8.8.8"), true);
  * assert.equal(open.allows("::ffff:127.0.0.1"), false); // IPv4-mapped IPv6 counts as IPv4
  * // No allow rule: everything not denied is allowed.
- * const deny = new DestinationRules({ denyPrivate: true });
+ * const deny = new AddressRules({ denyPrivate: true });
  * assert.equal(deny.allows("8.8.8.8"), true);
  * assert.equal(deny.allows("127.0.0.1"), false);
  * ```
  */
-export class DestinationRules {
+export class AddressRules {
   #rules: { cidr: Cidr; allow: boolean }[] = [];
   #hasAllow: boolean;
 
   /** Parses the rules; throws UsageError naming a bad CIDR. */
-  constructor(options: DestinationRulesOptions = {}) {
+  constructor(options: AddressRulesOptions = {}) {
     for (const text of options.allow ?? []) {
       this.#rules.push({ cidr: parseCidr(text), allow: true });
     }
@@ -87,7 +90,7 @@ export class DestinationRules {
     return this.#rules.length === 0;
   }
 
-  /** Whether the IP literal (or 4/16 address bytes) may be reached; names are never allowed. */
+  /** Whether the IP literal (or 4/16 address bytes) is allowed; names are never allowed. */
   allows(address: string | Uint8Array): boolean {
     const bytes = typeof address === "string" ? parseIP(address) : address;
     if (!bytes) return false;

@@ -1,6 +1,7 @@
 /**
  * IP address literals as bytes, and CIDR ranges: what the SOCKS5 wire format (4 or 16 address
- * bytes) and the destination rules (`--allow` / `--deny`) need.
+ * bytes) and the address rules (`address_rules.ts`: socks5's and the relay's `--allow` /
+ * `--deny`) need.
  *
  * IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are matched against IPv4 rules as the IPv4
  * address they carry, so a rule cannot be bypassed by spelling an address the other way.
@@ -8,7 +9,7 @@
  * @module
  */
 
-import { UsageError } from "../net/errors.ts";
+import { UsageError } from "./errors.ts";
 
 /**
  * Parses a canonical dotted-quad IPv4 literal (four decimal parts 0-255, no leading zeros)
