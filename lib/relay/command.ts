@@ -5,6 +5,7 @@
  * @module
  */
 
+import { webChat } from "./web/mod.ts";
 import {
   type Command,
   intOption,
@@ -70,6 +71,8 @@ bytes; a client silent for ${D.sniffWaitMs} ms is a line client):
   --allow CIDR         client addresses allowed (repeatable); with any, others are denied
   --deny CIDR          client addresses denied (repeatable); the longest prefix decides
   --max-per-ip N       connections at once from one address, 0 = no cap (default ${D.maxPerIp})
+  --web on|off         the chat page at / and WebSocket clients at /ws on this port (default:
+                       on with --tls, else off: sniffing a plain port delays silent clients)
 
 Flow control: a reader that is behind holds back the senders of its room (TCP pushes back on
 them) until its outbox drains, so every live reader gets every line; a stuck one is cut.
@@ -108,6 +111,7 @@ export const relayCommand: Command = {
     allow: { type: "string", multiple: true },
     deny: { type: "string", multiple: true },
     "max-per-ip": { type: "string" },
+    web: { type: "string" },
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
@@ -146,10 +150,24 @@ export const relayCommand: Command = {
     const fdWarning = descriptorWarning(options.maxClients, { flag: "--max-clients" });
     if (fdWarning) log.warn(fdWarning);
     const certificate = await relayCertificate(values, { host: hostname, log });
+    // The web chat: on with --tls (whose port is sniffed anyway), else only with --web on,
+    // because sniffing a plain port delays a silent nc client's welcome by the sniff wait.
+    const webText = stringOption(values, "web", {
+      fallback: certificate && !options.framed ? "on" : "off",
+    });
+    if (webText !== "on" && webText !== "off") {
+      throw new UsageError(`Cannot parse --web '${webText}': expected on or off`);
+    }
+    if (webText === "on" && options.framed) {
+      throw new UsageError("--web on serves line-mode clients: not with --framed");
+    }
+    const web = webText === "on"
+      ? webChat({ maxLineBytes: options.maxLineBytes, logger: log })
+      : undefined;
     const listener = listenTcp({ hostname, port });
     let relay: Relay;
     try {
-      relay = new Relay(listener, { ...options, tls: certificate?.key });
+      relay = new Relay(listener, { ...options, tls: certificate?.key, web });
     } catch (error) {
       listener.close();
       throw error;
