@@ -22,16 +22,16 @@
  */
 
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
 import { ProtocolError } from "../net/errors.ts";
+import { writeAll } from "../net/write_all.ts";
 import { type Logger, quote } from "../log.ts";
 import { formatBytes } from "../transfer/human.ts";
 import { freeSpace, placeFile, removeQuietly, syncFolder } from "../transfer/partial_file.ts";
 import type { ReceiveProgress } from "../transfer/progress.ts";
-import { receiveSession, type ReceiveSummary } from "../transfer/receiver.ts";
+import { receiveSession, type ReceiveSummary, SYNC_BEHIND_BYTES } from "../transfer/receiver.ts";
 import { findFreeName, partialName, splitSafePath } from "../transfer/safe_path.ts";
 import { type Offer, parseTransferMessage } from "./offer.ts";
-import { connectTransit } from "./peer_transit.ts";
+import { connectTransit, PeerGaveUpError } from "./peer_transit.ts";
 import { RecordCipher, type RecordCipherName, type Transit } from "./transit.ts";
 import type { Wormhole } from "./wormhole.ts";
 import { extractZip } from "./zip_reader.ts";
@@ -81,21 +81,30 @@ export interface CodeReceiveResult {
   route?: string;
 }
 
-/** The sender gave up: its `error` message. */
-export class SenderGaveUpError extends Error {
-  /** `text` is the sender's error message (quoted in ours). */
-  constructor(text: string) {
-    super(`the sender gave up: ${quote(text)}`);
-    this.name = "SenderGaveUpError";
-  }
-}
-
 /** An offer refused before anything was written; its text was sent to the sender. */
 export class OfferRefusedError extends Error {
   /** `message` says why (it is also what the sender hears). */
   constructor(message: string) {
     super(message);
     this.name = "OfferRefusedError";
+  }
+}
+
+/**
+ * Bytes a zip may spend per entry beyond the entry's data (local and central headers with a
+ * long name, zip64 and time fields, a data descriptor), when checking an offer's `zipsize`.
+ */
+export const ZIP_ENTRY_OVERHEAD_BYTES = 1024;
+
+/** Most entries a received zip may hold beyond the offer's `numfiles` (folder entries). */
+export const ZIP_EXTRA_ENTRIES = 100_000;
+
+function lstatSyncOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
   }
 }
 
@@ -128,9 +137,21 @@ async function plainTarget(
       `refusing ${quote(name)}: it needs ${formatBytes(needed)}, ${formatBytes(free)} free`,
     );
   }
-  if (!existsSync(`${options.dir}/${name}`)) return name;
+  if (offer.kind === "directory") {
+    // A stored zip is at most its contents plus headers: anything bigger is not what it says.
+    const most = offer.numbytes + (offer.numfiles + 1) * ZIP_ENTRY_OVERHEAD_BYTES + 65_536;
+    if (offer.zipsize > most) {
+      throw new OfferRefusedError(
+        `refusing ${quote(name)}: a ${formatBytes(offer.zipsize)} zip for ` +
+          `${formatBytes(offer.numbytes)} of files`,
+      );
+    }
+  }
+  // lstat: a dangling link under the name counts as taken, as it will when placing.
+  const existing = lstatSyncOrNull(`${options.dir}/${name}`);
+  if (existing === null) return name;
   if (options.rename) return await findFreeName(options.dir, name);
-  if (options.overwrite && offer.kind === "file") return name;
+  if (options.overwrite && offer.kind === "file" && existing.isFile) return name;
   throw new OfferRefusedError(`refusing to overwrite existing ${quote(name)}`);
 }
 
@@ -156,7 +177,7 @@ export async function receiveThroughWormhole(
   let offer: Offer | undefined;
   while (offer === undefined) {
     const message = parseTransferMessage(await wormhole.receive({ signal }));
-    if (message.error !== undefined) throw new SenderGaveUpError(message.error);
+    if (message.error !== undefined) throw new PeerGaveUpError(message.error, "sender");
     if (message.transit) peerHints.push(message.transit.hints);
     if (message.offer) offer = message.offer;
   }
@@ -209,34 +230,73 @@ export async function receiveThroughWormhole(
       });
       return { offer, accepted: true, summary, route };
     }
-    const storedAs = await receivePlain(stream, offer, name!, options);
-    return { offer, accepted: true, storedAs, route };
+    // An abort (Ctrl-C) ends a read that waits on a stalled sender, too.
+    const abort = () => stream.close();
+    signal?.addEventListener("abort", abort, { once: true });
+    try {
+      const storedAs = await receivePlain(stream, offer, name!, options);
+      return { offer, accepted: true, storedAs, route };
+    } finally {
+      signal?.removeEventListener("abort", abort);
+    }
   } finally {
     stream.close();
   }
 }
 
-/** Reads exactly `size` bytes of `stream` into `file`, hashing them; the SHA-256 in hex. */
+/** Bytes read from the stream per hash update and file write (two such buffers alternate). */
+const COPY_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Reads exactly `size` bytes of `stream` into `file`, hashing them; the SHA-256 in hex. The
+ * file write of one chunk overlaps reading the next; with `syncBehind` a background fdatasync
+ * starts every {@linkcode SYNC_BEHIND_BYTES}, so that the final fsync has little left to write.
+ */
 async function copyExactly(
   stream: Deno.Conn,
   file: Deno.FsFile,
   size: number,
-  options: { signal?: AbortSignal; progress?: (n: number) => void },
+  options: { signal?: AbortSignal; progress?: (n: number) => void; syncBehind?: boolean },
 ): Promise<string> {
   const hash = createHash("sha256");
-  const buf = new Uint8Array(1 << 20);
+  const bufs = [new Uint8Array(COPY_CHUNK_BYTES), new Uint8Array(COPY_CHUNK_BYTES)];
+  // One write at a time, in order; the buffer being written is not the one being read into.
+  let writing: Promise<void> = Promise.resolve();
+  let flushing: Promise<void> | null = null;
+  let unsynced = 0;
   let got = 0;
-  while (got < size) {
-    options.signal?.throwIfAborted();
-    const n = await stream.read(buf.subarray(0, Math.min(buf.length, size - got)));
-    if (n === null) {
-      throw new ProtocolError(`the sender stopped after ${got} of ${size} bytes`);
+  try {
+    for (let i = 0; got < size; i++) {
+      options.signal?.throwIfAborted();
+      const buf = bufs[i % 2];
+      // A whole buffer per hash and write: a read gives one record (16 KiB from Python).
+      const want = Math.min(buf.length, size - got);
+      let n = 0;
+      while (n < want) {
+        const r = await stream.read(buf.subarray(n, want));
+        if (r === null) {
+          throw new ProtocolError(`the sender stopped after ${got + n} of ${size} bytes`);
+        }
+        n += r;
+      }
+      const chunk = buf.subarray(0, n);
+      hash.update(chunk);
+      await writing;
+      if (options.syncBehind && unsynced >= SYNC_BEHIND_BYTES && flushing === null) {
+        unsynced = 0;
+        // Errors surface in the final fsync.
+        flushing = file.syncData().catch(() => {}).finally(() => flushing = null);
+      }
+      writing = writeAll(file, chunk);
+      writing.catch(() => {}); // awaited above, next round or after the loop
+      unsynced += n;
+      got += n;
+      options.progress?.(n);
     }
-    const chunk = buf.subarray(0, n);
-    hash.update(chunk);
-    for (let at = 0; at < n;) at += await file.write(chunk.subarray(at));
-    got += n;
-    options.progress?.(n);
+    await writing;
+  } finally {
+    await writing.catch(() => {});
+    await flushing;
   }
   return hash.digest("hex");
 }
@@ -257,7 +317,10 @@ async function receivePlain(
   {
     using file = await Deno.open(partial, { write: true, createNew: true, mode: 0o600 });
     try {
-      digest = await copyExactly(stream, file, size, { signal: options.signal });
+      digest = await copyExactly(stream, file, size, {
+        signal: options.signal,
+        syncBehind: sync && offer.kind === "file",
+      });
       if (sync && offer.kind === "file") await file.sync();
     } catch (error) {
       removeQuietly(partial);
@@ -265,26 +328,30 @@ async function receivePlain(
     }
   }
   let storedAs: string;
+  let placed = false;
   try {
     if (offer.kind === "file") {
-      const placed = await placeFile(partial, dir, {
+      const placedName = await placeFile(partial, dir, {
         name,
         overwrite: options.overwrite ?? false,
         rename: options.rename ?? false,
       });
-      storedAs = `${dir}/${placed}`;
+      storedAs = `${dir}/${placedName}`;
     } else {
       const result = await extractZip(partial, dir, {
         name,
         maxBytes: offer.numbytes,
-        maxEntries: Math.max(offer.numfiles, 1),
+        // numfiles counts files; other clients' zips may add an entry per folder.
+        maxEntries: offer.numfiles + ZIP_EXTRA_ENTRIES,
         sync,
       });
       storedAs = result.path;
     }
+    placed = true;
     if (sync) await syncFolder(dir);
   } finally {
-    if (offer.kind === "directory") removeQuietly(partial);
+    // A placed file's partial name is gone; anything else left under it goes now.
+    if (offer.kind === "directory" || !placed) removeQuietly(partial);
   }
   const ack = JSON.stringify({ ack: "ok", sha256: digest });
   await stream.sendRecord(new TextEncoder().encode(ack));

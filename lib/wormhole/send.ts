@@ -36,9 +36,16 @@ import {
   type SockitAppVersion,
 } from "./offer.ts";
 import { type RecordCipherName, type Transit, type TransitConnection } from "./transit.ts";
+import { RECORD_LIMITS } from "./transit_records.ts";
 import type { Wormhole } from "./wormhole.ts";
-import { connectTransit } from "./peer_transit.ts";
+import { connectTransit, PeerGaveUpError } from "./peer_transit.ts";
 import { planFolder, writeZip, type ZipPlan } from "./zip_writer.ts";
+
+/**
+ * How fast a receiver is assumed to store what it got, at the least, when waiting for its
+ * acknowledgement: 10 MB/s (bytes per ms), on top of `ackTimeoutMs`.
+ */
+export const ACK_WAIT_BYTES_PER_MS = 10_000;
 
 /** What to send: a text, or the files and folders `collectEntries` found. */
 export type CodeSendSource = { text: string } | { walk: WalkResult; paths: string[] };
@@ -71,15 +78,6 @@ export interface CodeSendOptions {
   ciphers: readonly RecordCipherName[];
 }
 
-/** The receiver gave up or refused: its `error` message. */
-export class PeerRefusedError extends TransferRefusedError {
-  /** `text` is the other side's error message (quoted in ours). */
-  constructor(text: string) {
-    super(`the receiver refused: ${quote(text)}`);
-    this.name = "PeerRefusedError";
-  }
-}
-
 /** The first cipher of ours that the peer also lists ("secretbox" is everybody's). */
 export function chooseCipher(
   ours: readonly RecordCipherName[],
@@ -96,7 +94,7 @@ async function awaitAnswer(
 ): Promise<"message_ack" | "file_ack"> {
   while (true) {
     const message = parseTransferMessage(await wormhole.receive({ signal }));
-    if (message.error !== undefined) throw new PeerRefusedError(message.error);
+    if (message.error !== undefined) throw new PeerGaveUpError(message.error, "receiver");
     if (message.transit && transit) transit.addPeerHints(message.transit.hints);
     if (message.answer) return message.answer;
   }
@@ -185,6 +183,8 @@ export async function sendThroughWormhole(
   const stream = await connectTransit(wormhole, transit, {
     timeoutMs: options.transitTimeoutMs,
     cipher,
+    // Other clients take smaller records best (see RECORD_LIMITS).
+    recordPayloadBytes: plain ? RECORD_LIMITS.plainRecordPayloadBytes : undefined,
     signal,
     peer: "receiver",
   });
@@ -211,9 +211,25 @@ async function sendPlain(
   plan: PlainPlan,
   options: CodeSendOptions,
 ): Promise<SendSummary> {
+  const size = plan.kind === "file" ? plan.size : plan.zip.zipSize;
+  // An abort (Ctrl-C) ends a write or read that waits on a stalled peer, too.
+  const abort = () => stream.close();
+  options.signal?.addEventListener("abort", abort, { once: true });
+  try {
+    return await streamPlain(stream, plan, size, options);
+  } finally {
+    options.signal?.removeEventListener("abort", abort);
+  }
+}
+
+async function streamPlain(
+  stream: TransitConnection,
+  plan: PlainPlan,
+  size: number,
+  options: CodeSendOptions,
+): Promise<SendSummary> {
   const reporter = options.reporter;
   const started = performance.now();
-  const size = plan.kind === "file" ? plan.size : plan.zip.zipSize;
   const hash = createHash("sha256");
   let sent = 0;
   const put = async (chunk: Uint8Array) => {
@@ -237,7 +253,9 @@ async function sendPlain(
     await writeZip(plan.zip, { write: put }, { signal: options.signal });
   }
   const digest = hash.digest("hex");
-  const record = await withTimeout(stream.receiveRecord(), options.ackTimeoutMs, {
+  // The receiver acknowledges after storing (a folder: extracting and syncing) everything.
+  const ackMs = options.ackTimeoutMs + size / ACK_WAIT_BYTES_PER_MS;
+  const record = await withTimeout(stream.receiveRecord(), ackMs, {
     what: "the receiver's acknowledgement",
   });
   if (record === null) throw new ProtocolError("the receiver closed without acknowledging");
@@ -247,7 +265,7 @@ async function sendPlain(
   } catch {
     throw new ProtocolError("the receiver's acknowledgement is not JSON");
   }
-  if (ack.ack !== "ok") throw new PeerRefusedError(String(ack.ack ?? "no ack"));
+  if (ack.ack !== "ok") throw new PeerGaveUpError(String(ack.ack ?? "no ack"), "receiver");
   if (ack.sha256 !== undefined && ack.sha256 !== digest) {
     throw new ProtocolError(
       `the receiver's SHA-256 ${quote(String(ack.sha256))} differs from the one sent (${digest})`,

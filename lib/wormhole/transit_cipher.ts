@@ -14,23 +14,20 @@
  * | `chacha20-poly1305`   | 12 bytes | `ciphertext \| tag (16)` | the same with `sockit:` before and `:chacha20-poly1305` after |
  *
  * `secretbox` (NaCl XSalsa20-Poly1305) is the Magic Wormhole standard and the default, the
- * only cipher other clients speak; it runs in JavaScript (`@noble/ciphers`). `chacha20-poly1305`
- * (IETF, native through `node:crypto`) is for two sockit peers that both offered it in their
- * `app_versions` and agreed on it there; both ends must pass the same `cipher`, and a mismatch
- * only shows on the first record (a {@linkcode RecordNonceError} or {@linkcode RecordAuthError}).
+ * only cipher other clients speak. `chacha20-poly1305` (IETF, RFC 8439, no associated data) is
+ * for two sockit peers that both offered it in their `app_versions` and agreed on it there;
+ * both ends must pass the same `cipher`, and a mismatch only shows on the first record (a
+ * {@linkcode RecordNonceError} or {@linkcode RecordAuthError}).
  * Its keys are derived with their own purposes, so they never equal the secretbox keys of the
  * same transit key, and its nonces are the 12-byte big-endian record counter.
  *
- * Measured on the 2-core build machine (Deno 2.9.6, one core, busy; 64 KiB / 256 KiB records):
- *
- * | per core                          | seal             | open            |
- * | --------------------------------- | ---------------- | --------------- |
- * | secretbox (`@noble/ciphers`)      | 105 / 117 MB/s   | 91 / 128 MB/s   |
- * | chacha20-poly1305 (`node:crypto`) | 1067 / 1034 MB/s | 693 / 1040 MB/s |
- *
- * Two sockit processes end to end over loopback, 256 KiB records (the range is how busy the
- * machine was): secretbox 30-60 MB/s, chacha20-poly1305 150-370 MB/s direct and 110-350 MB/s
- * through the Python transit relay (which alone passes 375-560 MB/s).
+ * Both ciphers run on the native libsodium where the process may load it (`transit_sodium.ts`:
+ * the `ffi` permission and an installed libsodium), sealing into the record buffer and opening
+ * in place, nothing allocated per record; elsewhere secretbox runs in JavaScript
+ * (`@noble/ciphers`, about 100-150 MB/s per core, a tenth of libsodium) and chacha20-poly1305
+ * on `node:crypto` (as fast as libsodium, but a fresh buffer per record). Either way the
+ * records are the same bytes, so the two ends need not match. The numbers are in
+ * `transit_sodium.ts`; what they mean end to end is in `bench/wormhole.ts`.
  *
  * @module
  */
@@ -39,6 +36,7 @@ import { createCipheriv, createDecipheriv } from "node:crypto";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { ProtocolError } from "../net/errors.ts";
 import { deriveKey, TAG_BYTES } from "./keys.ts";
+import { type NativeSodium, nativeSodium } from "./transit_sodium.ts";
 
 /** The record ciphers. */
 export const RecordCipher = {
@@ -100,6 +98,18 @@ export class RecordAuthError extends ProtocolError {
     super(`Cannot open transit record: record ${seq} did not authenticate (altered on the way)`);
     this.name = "RecordAuthError";
   }
+}
+
+/** Options of {@linkcode RecordSealer} and {@linkcode RecordOpener}. */
+export interface CipherOptions {
+  /** The record cipher. @default {"secretbox"} */
+  cipher?: RecordCipherName;
+  /**
+   * The native libsodium to seal and open with, or null for the JavaScript ciphers
+   * (`@noble/ciphers`, `node:crypto`); the records are the same either way.
+   * @default {nativeSodium(): libsodium where the process may load it, else null}
+   */
+  native?: NativeSodium | null;
 }
 
 /** The send and receive keys of one end. */
@@ -183,16 +193,47 @@ function isCounter(nonce: Uint8Array, seq: number): boolean {
  * body.set(frame.subarray(4), opener.headroom);
  * assert.deepEqual(opener.open(body), new Uint8Array([1, 2, 3]));
  * ```
+ *
+ * @example libsodium and the JavaScript ciphers make the same records
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   RecordAuthError,
+ *   RecordNonceError,
+ *   RecordOpener,
+ *   RecordSealer,
+ * } from "./transit_cipher.ts";
+ * import { nativeSodium } from "./transit_sodium.ts";
+ * const key = new Uint8Array(32).fill(9), data = new Uint8Array(1000).fill(7);
+ * for (const cipher of ["secretbox", "chacha20-poly1305"] as const) {
+ *   const portable = new RecordSealer(key, { cipher, native: null }).seal(data);
+ *   assert.deepEqual(new RecordSealer(key, { cipher }).seal(data), portable);
+ *   for (const native of [nativeSodium(), null]) {
+ *     const opener = new RecordOpener(key, { cipher, native });
+ *     const body = new Uint8Array(opener.headroom + portable.length - 4);
+ *     body.set(portable.subarray(4), opener.headroom);
+ *     const out = new Uint8Array(1000);
+ *     assert.equal(opener.openInto(body, out), 1000);
+ *     assert.deepEqual(out, data);
+ *     body[body.length - 1] ^= 1; // altered on the way
+ *     const fresh = new RecordOpener(key, { cipher, native });
+ *     assert.throws(() => fresh.open(body), RecordAuthError);
+ *     assert.throws(() => opener.open(body), RecordNonceError); // record 0 again
+ *   }
+ * }
+ * ```
  */
 export class RecordSealer {
   #key: Uint8Array;
   #cipher: RecordCipherName;
+  #native: NativeSodium | null;
   #seq = 0;
 
-  /** Seals with `key` and `options.cipher` (default secretbox). */
-  constructor(key: Uint8Array, options: { cipher?: RecordCipherName } = {}) {
+  /** Seals with `key` and `options.cipher` (default secretbox); see {@linkcode CipherOptions}. */
+  constructor(key: Uint8Array, options: CipherOptions = {}) {
     this.#key = key;
     this.#cipher = options.cipher ?? RecordCipher.SecretBox;
+    this.#native = options.native === undefined ? nativeSodium() : options.native;
   }
 
   /** How many records were sealed (the number of the next one). */
@@ -217,7 +258,22 @@ export class RecordSealer {
     const frame = out?.subarray(0, LENGTH_BYTES + length) ?? new Uint8Array(LENGTH_BYTES + length);
     const nonce = frame.subarray(LENGTH_BYTES, LENGTH_BYTES + nonceBytes);
     const seq = this.#seq++;
-    if (this.#cipher === RecordCipher.SecretBox) {
+    const native = this.#native;
+    if (native !== null) {
+      // In place in the frame, nothing allocated: `nonce | tag | ciphertext` for secretbox,
+      // `nonce | ciphertext | tag` for chacha20-poly1305.
+      nonce.fill(0);
+      putCounter(nonce, seq);
+      const at = LENGTH_BYTES + nonceBytes;
+      const n = plaintext.length;
+      if (this.#cipher === RecordCipher.SecretBox) {
+        const box = frame.subarray(at + TAG_BYTES, at + TAG_BYTES + n);
+        native.secretboxSeal(box, frame.subarray(at, at + TAG_BYTES), plaintext, nonce, this.#key);
+      } else {
+        const tag = frame.subarray(at + n, at + n + TAG_BYTES);
+        native.chachaSeal(frame.subarray(at, at + n), tag, plaintext, nonce, this.#key);
+      }
+    } else if (this.#cipher === RecordCipher.SecretBox) {
       const counter = new Uint8Array(nonceBytes);
       putCounter(counter, seq);
       // encrypt() wants `plaintext.length + 32` bytes of output and returns its last
@@ -247,20 +303,30 @@ export class RecordSealer {
 export class RecordOpener {
   #key: Uint8Array;
   #cipher: RecordCipherName;
+  #native: NativeSodium | null;
   #seq = 0;
 
-  /** Opens with `key` and `options.cipher` (default secretbox). */
-  constructor(key: Uint8Array, options: { cipher?: RecordCipherName } = {}) {
+  /** Opens with `key` and `options.cipher` (default secretbox); see {@linkcode CipherOptions}. */
+  constructor(key: Uint8Array, options: CipherOptions = {}) {
     this.#key = key;
     this.#cipher = options.cipher ?? RecordCipher.SecretBox;
+    this.#native = options.native === undefined ? nativeSodium() : options.native;
+  }
+
+  /** True when records are opened by the native libsodium (`transit_sodium.ts`). */
+  get native(): boolean {
+    return this.#native !== null;
   }
 
   /**
    * Bytes to leave free before the record body in the buffer given to {@linkcode open}: the
-   * box is opened in place and needs that much scratch space in front of it.
+   * box is opened in place, and `@noble/ciphers`' SecretBox needs that much scratch space in
+   * front of it.
    */
   get headroom(): number {
-    return this.#cipher === RecordCipher.SecretBox ? 32 - NONCE_BYTES[this.#cipher] : 0;
+    return this.#cipher === RecordCipher.SecretBox && this.#native === null
+      ? 32 - NONCE_BYTES[this.#cipher]
+      : 0;
   }
 
   /** Bytes of nonce and tag: the smallest valid record length. */
@@ -279,15 +345,60 @@ export class RecordOpener {
    * view into it. Throws {@linkcode RecordNonceError} or {@linkcode RecordAuthError}.
    */
   open(buf: Uint8Array): Uint8Array {
+    return this.#open(buf, null) as Uint8Array;
+  }
+
+  /**
+   * Opens the record in `buf` (as for {@linkcode open}) into `out`, which must hold its
+   * plaintext (the body's length less {@linkcode minLength}); resolves that length. With
+   * libsodium the plaintext is written straight to `out`, else it is opened in place and
+   * copied. On a throw, `out` may have been written to.
+   */
+  openInto(buf: Uint8Array, out: Uint8Array): number {
+    return this.#open(buf, out) as number;
+  }
+
+  /** {@linkcode open} with `out` null, {@linkcode openInto} otherwise. */
+  #open(buf: Uint8Array, out: Uint8Array | null): Uint8Array | number {
     const nonceBytes = NONCE_BYTES[this.#cipher];
     const body = buf.subarray(this.headroom);
     if (body.length < nonceBytes + TAG_BYTES) {
       throw new ProtocolError(`Cannot open transit record: ${body.length} bytes is too short`);
     }
+    const plainLength = body.length - nonceBytes - TAG_BYTES;
+    if (out !== null && out.length < plainLength) {
+      throw new RangeError(`buffer of ${out.length} bytes cannot hold ${plainLength}`);
+    }
     const nonce = body.subarray(0, nonceBytes);
     const seq = this.#seq;
     if (!isCounter(nonce, seq)) throw new RecordNonceError(seq, readCounter(nonce));
     this.#seq++;
+    const native = this.#native;
+    if (native === null) {
+      const plain = this.#openPortable(buf, body, seq);
+      if (out === null) return plain;
+      out.set(plain);
+      return plain.length;
+    }
+    const secretbox = this.#cipher === RecordCipher.SecretBox;
+    const tagAt = secretbox ? nonceBytes : body.length - TAG_BYTES;
+    const box = secretbox
+      ? body.subarray(nonceBytes + TAG_BYTES)
+      : body.subarray(nonceBytes, body.length - TAG_BYTES);
+    const tag = body.subarray(tagAt, tagAt + TAG_BYTES);
+    // In place (the plaintext where the ciphertext was), or straight into `out`.
+    const into = out === null ? box : out.subarray(0, plainLength);
+    const ok = secretbox
+      ? native.secretboxOpen(into, box, tag, nonce, this.#key)
+      : native.chachaOpen(into, box, tag, nonce, this.#key);
+    if (!ok) throw new RecordAuthError(seq);
+    return out === null ? box : plainLength;
+  }
+
+  /** Opens `body` (the view of `buf` past the headroom) with the JavaScript ciphers. */
+  #openPortable(buf: Uint8Array, body: Uint8Array, seq: number): Uint8Array {
+    const nonceBytes = NONCE_BYTES[this.#cipher];
+    const nonce = body.subarray(0, nonceBytes);
     if (this.#cipher === RecordCipher.SecretBox) {
       const counter = nonce.slice();
       try {

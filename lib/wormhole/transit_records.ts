@@ -48,12 +48,25 @@ export const RECORD_LIMITS = {
    */
   maxRecordBytes: 1024 * 1024,
   /**
-   * Plaintext per record this side writes. Sealing costs the same per byte from 64 KiB up
-   * (`transit_cipher.ts` has the numbers); bigger records mean fewer cipher set-ups and
-   * socket writes, but 1 MiB measured no better than 256 KiB end to end (320-370 against
-   * 340-350 MB/s with chacha20-poly1305 through the relay).
+   * Plaintext per record this side writes (to another sockit; to other clients see
+   * `plainRecordPayloadBytes`). Sealing costs the same per byte from 64 KiB up; bigger
+   * records mean fewer cipher set-ups and socket writes, but 1 MiB measured no better than
+   * 256 KiB end to end (320-370 against 340-350 MB/s with chacha20-poly1305 through the relay).
    */
   recordPayloadBytes: 256 * 1024,
+  /**
+   * Plaintext per record a sockit sender writes to another client (`send.ts`). The Python
+   * receiver appends every read to one buffer until a record is whole, which costs it more
+   * the bigger the record: its CPU seconds per GiB received from sockit through the relay
+   * measured 6.1 with 16 KiB records (its own sender's size), 6.1 with 32 KiB, 5.3 with
+   * 64 KiB, 6.2 with 128 KiB and 9.5 with 256 KiB (1 GiB, one or two runs each, 2 busy cores).
+   */
+  plainRecordPayloadBytes: 64 * 1024,
+  /**
+   * Plaintext sealed into one buffer for one socket write: smaller records are sealed back to
+   * back (four 64 KiB records a write, not four writes).
+   */
+  writeBytes: 256 * 1024,
   /** Sealed bytes waiting for the socket before a write waits for them to drain. */
   maxQueuedBytes: 512 * 1024,
   /** A write smaller than this is copied into the record being gathered, not sealed alone. */
@@ -144,6 +157,7 @@ export class TransitConnection implements Deno.TcpConn {
       recordPayloadBytes: payload,
       recordBytes: payload + recordOverhead(this.cipher),
       maxQueuedBytes: options.maxQueuedBytes ?? RECORD_LIMITS.maxQueuedBytes,
+      writeBytes: RECORD_LIMITS.writeBytes,
       gatherBelowBytes: RECORD_LIMITS.gatherBelowBytes,
       closeFlushMs: RECORD_LIMITS.closeFlushMs,
     });
@@ -175,19 +189,23 @@ export class TransitConnection implements Deno.TcpConn {
     return this.#writer.sealed;
   }
 
-  /** The next record's plaintext, or null at end of file; fails at once on close(). */
-  #nextRecord(): Promise<Uint8Array | null> {
+  /**
+   * The next record's plaintext, or null at end of file; fails at once on close(). With
+   * `into`, a record whose plaintext fits is opened straight into it and the result is its
+   * length instead.
+   */
+  #nextRecord(into: Uint8Array | null): Promise<Uint8Array | number | null> {
     if (this.#closed) return Promise.reject(closedError());
     return new Promise((resolve, reject) => {
       this.#failRead = reject;
-      this.#readRecord().then(resolve, reject).finally(() => {
+      this.#readRecord(into).then(resolve, reject).finally(() => {
         if (this.#failRead === reject) this.#failRead = null;
       });
     });
   }
 
   /** Reads the next record's body and opens it; null at a TCP end of file between records. */
-  async #readRecord(): Promise<Uint8Array | null> {
+  async #readRecord(into: Uint8Array | null): Promise<Uint8Array | number | null> {
     const reader = this.#reader;
     while (reader.buffered === 0) {
       if (!(await reader.fill())) return null;
@@ -205,6 +223,11 @@ export class TransitConnection implements Deno.TcpConn {
     if (this.#recvBuf.length < need) this.#recvBuf = new Uint8Array(need);
     const buf = this.#recvBuf.subarray(0, need);
     await reader.readFull(buf.subarray(this.#opener.headroom));
+    // Straight into the caller's buffer when it fits: one copy less (libsodium writes the
+    // plaintext there; without it the record is opened in place and copied).
+    if (into !== null && length - this.#opener.minLength <= into.length) {
+      return this.#opener.openInto(buf, into);
+    }
     return this.#opener.open(buf);
   }
 
@@ -214,10 +237,12 @@ export class TransitConnection implements Deno.TcpConn {
    */
   async read(p: Uint8Array): Promise<number | null> {
     if (this.#closed) throw closedError();
-    while (this.#plain.length === 0) {
+    if (this.#plain.length === 0) {
       if (this.#eof) return null;
-      const record = await this.#nextRecord();
-      if (record === null || record.length === 0) {
+      if (p.length === 0) return 0;
+      const record = await this.#nextRecord(p);
+      if (typeof record === "number" && record > 0) return record;
+      if (record === null || typeof record === "number" || record.length === 0) {
         this.#eof = true;
         return null;
       }
@@ -237,7 +262,7 @@ export class TransitConnection implements Deno.TcpConn {
     if (this.#plain.length > 0) {
       throw new ProtocolError("Cannot receive a record: part of the last one is still unread");
     }
-    const record = await this.#nextRecord();
+    const record = await this.#nextRecord(null) as Uint8Array | null;
     return record === null ? null : record.slice();
   }
 

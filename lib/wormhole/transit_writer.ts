@@ -4,7 +4,9 @@
  *
  * A write is cut into records of at most `recordPayloadBytes` and resolves once its records
  * are queued and the queue holds at most `maxQueuedBytes`, so sealing the next record overlaps
- * sending this one. A write smaller than `gatherBelowBytes` is copied into a record being
+ * sending this one. Records smaller than `writeBytes` are sealed back to back into buffers of
+ * about that size, one socket write each (64 KiB records for other clients would otherwise
+ * cost a write each). A write smaller than `gatherBelowBytes` is copied into a record being
  * gathered instead; that record is sealed when the socket is free (at once if it already is),
  * so small writes made while the socket is busy go out as one record and a lone small write is
  * not delayed. Spent record buffers are reused. {@linkcode RecordWriter.close} still sends
@@ -25,14 +27,18 @@ export interface RecordWriterOptions {
   recordBytes: number;
   /** Sealed bytes waiting for the socket before a write waits. */
   maxQueuedBytes: number;
+  /** Plaintext sealed into one buffer (as many whole records as fit, at least one). */
+  writeBytes: number;
   /** Writes below this are gathered. */
   gatherBelowBytes: number;
   /** Longest wait in close() for the queue to drain, in ms. */
   closeFlushMs: number;
 }
 
-/** Spent record buffers kept for reuse (the queue holds about this many records). */
+/** Spent record buffers kept for reuse (the queue holds about this many buffers). */
 const SPARE_BUFFERS = 4;
+/** Buffers one write() call seals at most before it returns (`Deno.Conn.write` semantics). */
+const BUFFERS_PER_WRITE = 4;
 
 /** The error for use after close(). */
 export function closedError(): Error {
@@ -52,7 +58,7 @@ export function closedError(): Error {
  * const accepted = await listener.accept();
  * const writer = new RecordWriter(await dialed, new RecordSealer(new Uint8Array(32)), {
  *   recordPayloadBytes: 1024, recordBytes: 1024 + 44, maxQueuedBytes: 4096,
- *   gatherBelowBytes: 512, closeFlushMs: 1000,
+ *   writeBytes: 2048, gatherBelowBytes: 512, closeFlushMs: 1000,
  * });
  * await writer.write(new Uint8Array(10));
  * await writer.write(new Uint8Array(2000));
@@ -81,6 +87,10 @@ export class RecordWriter {
   #closed = false;
   #drained: (() => void)[] = [];
   #spare: Uint8Array[] = [];
+  /** Plaintext per buffer: whole records, at least one. */
+  #perBuffer: number;
+  /** Bytes of a full buffer (its records sealed). */
+  #bufferBytes: number;
 
   /** Writes to `conn`, sealing with `sealer`. */
   constructor(conn: Deno.Conn, sealer: RecordSealer, options: RecordWriterOptions) {
@@ -90,6 +100,9 @@ export class RecordWriter {
     this.#gather = new Uint8Array(
       Math.min(options.recordPayloadBytes, options.gatherBelowBytes * 4),
     );
+    const records = Math.max(1, Math.floor(options.writeBytes / options.recordPayloadBytes));
+    this.#perBuffer = records * options.recordPayloadBytes;
+    this.#bufferBytes = records * options.recordBytes;
   }
 
   /** Records sealed so far (queued or sent). */
@@ -105,12 +118,24 @@ export class RecordWriter {
     }
   }
 
-  /** Seals `plaintext`, into a spent record buffer when it is big enough to be worth one. */
+  /**
+   * Seals `plaintext` (1 to `#perBuffer` bytes) as records of at most
+   * `recordPayloadBytes`, back to back in one buffer: a spent one when it is big enough to be
+   * worth one.
+   */
   #seal(plaintext: Uint8Array): Uint8Array {
-    const { recordBytes, recordPayloadBytes, gatherBelowBytes } = this.#o;
-    const size = plaintext.length + recordBytes - recordPayloadBytes;
-    if (size < gatherBelowBytes || size > recordBytes) return this.#sealer.seal(plaintext);
-    return this.#sealer.seal(plaintext, this.#spare.pop() ?? new Uint8Array(recordBytes));
+    const { recordBytes, recordPayloadBytes: payload, gatherBelowBytes } = this.#o;
+    const records = Math.ceil(plaintext.length / payload);
+    const size = plaintext.length + records * (recordBytes - payload);
+    const buf = size < gatherBelowBytes || size > this.#bufferBytes
+      ? new Uint8Array(size)
+      : this.#spare.pop() ?? new Uint8Array(this.#bufferBytes);
+    let at = 0;
+    for (let off = 0; off < plaintext.length; off += payload) {
+      const record = plaintext.subarray(off, Math.min(plaintext.length, off + payload));
+      at += this.#sealer.seal(record, buf.subarray(at)).length;
+    }
+    return buf.subarray(0, at);
   }
 
   #enqueue(frame: Uint8Array): void {
@@ -139,7 +164,7 @@ export class RecordWriter {
         if (frame === undefined) break;
         await writeAll(this.#conn, frame);
         this.#queuedBytes -= frame.length;
-        if (frame.buffer.byteLength === this.#o.recordBytes && this.#spare.length < SPARE_BUFFERS) {
+        if (frame.buffer.byteLength === this.#bufferBytes && this.#spare.length < SPARE_BUFFERS) {
           this.#spare.push(new Uint8Array(frame.buffer));
         }
         this.#wake();
@@ -177,16 +202,17 @@ export class RecordWriter {
   async write(p: Uint8Array): Promise<number> {
     this.#check();
     if (p.length === 0) return 0;
-    const { recordPayloadBytes: payload, maxQueuedBytes } = this.#o;
-    const n = Math.min(p.length, maxQueuedBytes, payload * 4);
+    const { maxQueuedBytes } = this.#o;
+    const perBuffer = this.#perBuffer;
+    const n = Math.min(p.length, maxQueuedBytes, perBuffer * BUFFERS_PER_WRITE);
     if (n < this.#o.gatherBelowBytes && n <= this.#gather.length) {
       if (this.#gathered + n > this.#gather.length) this.#sealGathered();
       this.#gather.set(p.subarray(0, n), this.#gathered);
       this.#gathered += n;
     } else {
       this.#sealGathered();
-      for (let off = 0; off < n; off += payload) {
-        this.#enqueue(this.#seal(p.subarray(off, Math.min(n, off + payload))));
+      for (let off = 0; off < n; off += perBuffer) {
+        this.#enqueue(this.#seal(p.subarray(off, Math.min(n, off + perBuffer))));
       }
     }
     this.#kick();
@@ -198,7 +224,7 @@ export class RecordWriter {
   async sendRecord(record: Uint8Array): Promise<void> {
     this.#check();
     this.#sealGathered();
-    this.#enqueue(this.#seal(record));
+    this.#enqueue(this.#sealer.seal(record));
     this.#kick();
     await this.#drain(0);
   }
