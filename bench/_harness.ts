@@ -7,6 +7,7 @@
  */
 
 import { hasCommand } from "../tests/_helpers.ts";
+import { writeAll } from "../lib/net/write_all.ts";
 
 // The port helpers live with the other process and socket helpers shared by tests and
 // benchmarks, in tests/_helpers.ts.
@@ -159,4 +160,16 @@ export function startSink(): { port: number; close(): void; next(): Promise<numb
     close: () => listener.close(),
     next: () => new Promise<number>((r) => resolvers.push(r)),
   };
+}
+
+/** Writes `size` random bytes to `path` (incompressible, so no layer can cheat), 1 MiB at a time. */
+export async function randomFile(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(1024 * 1024);
+  for (let left = size; left > 0; left -= chunk.length) {
+    for (let off = 0; off < chunk.length; off += 65536) {
+      crypto.getRandomValues(chunk.subarray(off, off + 65536));
+    }
+    await writeAll(file, chunk.subarray(0, Math.min(chunk.length, left)));
+  }
 }

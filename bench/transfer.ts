@@ -25,24 +25,19 @@
  * @module
  */
 
-import { type BenchRow, freePort, median, peerAvailable, type Scenario } from "./_harness.ts";
+import {
+  type BenchRow,
+  freePort,
+  median,
+  peerAvailable,
+  randomFile,
+  type Scenario,
+} from "./_harness.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
-import { writeAll } from "../lib/net/write_all.ts";
 
 const FILE_SIZE = 1024 * 1024 * 1024;
 const RUNS = 3;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function randomFile(path: string, size: number): Promise<void> {
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const chunk = new Uint8Array(1024 * 1024);
-  for (let left = size; left > 0; left -= chunk.length) {
-    for (let off = 0; off < chunk.length; off += 65536) {
-      crypto.getRandomValues(chunk.subarray(off, off + 65536));
-    }
-    await writeAll(file, chunk.subarray(0, Math.min(chunk.length, left)));
-  }
-}
 
 async function run(program: string, args: string[], stdio: { stdin?: string } = {}) {
   const child = new Deno.Command(program, {

@@ -39,7 +39,7 @@
  * @module
  */
 
-import { type BenchRow, median, peerAvailable, type Scenario } from "./_harness.ts";
+import { type BenchRow, median, peerAvailable, randomFile, type Scenario } from "./_harness.ts";
 import { missingNetns, missingWormholeServers } from "../tests/_wormhole.ts";
 import {
   describePair,
@@ -51,7 +51,6 @@ import {
   type WormholeClient,
   type WormholeNet,
 } from "../tests/_wormhole_peers.ts";
-import { writeAll } from "../lib/net/write_all.ts";
 import { nativeSodium } from "../lib/wormhole/transit_sodium.ts";
 
 /** The file sizes measured. */
@@ -138,17 +137,6 @@ interface PairRuns {
   runs: Measured[];
   failures: number;
   error?: string;
-}
-
-async function randomFile(path: string, size: number): Promise<void> {
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const chunk = new Uint8Array(1024 * 1024);
-  for (let left = size; left > 0; left -= chunk.length) {
-    for (let off = 0; off < chunk.length; off += 65536) {
-      crypto.getRandomValues(chunk.subarray(off, off + 65536));
-    }
-    await writeAll(file, chunk.subarray(0, Math.min(chunk.length, left)));
-  }
 }
 
 /** The file system type of `dir` (`stat -f`), e.g. "ext2/ext3" or "tmpfs". */
