@@ -7,6 +7,7 @@
  */
 
 import type { Connection } from "../net/connection.ts";
+import type { FlowOutbox } from "../net/flow.ts";
 import { DEADLINES } from "../net/deadline.ts";
 import { tcpOpen } from "../net/tcp_queue.ts";
 
@@ -28,12 +29,20 @@ export interface Client {
   reportedDrops: number;
   /** True once it sent /quit. */
   quit: boolean;
-  /** Recipients whose outbox went above high water with this client's messages. */
-  holders: Connection[];
+  /**
+   * Recipients whose outbox went above high water with this client's messages (local
+   * connections, or a room's readers on other nodes: `cluster/remote_hold.ts`).
+   */
+  holders: FlowOutbox[];
   /** True while this client's reading is held back. */
   paused: boolean;
   /** Line mode: `[name] ` as bytes. */
   prefix: Uint8Array;
+  /**
+   * A command the cluster must answer first (`/nick`, `/who`, `/rooms`): the client is not
+   * read until it settles (bounded by the cluster's request timeout).
+   */
+  pending?: Promise<void>;
   /** Ends the current flow-control hold early (the client is closing). */
   stopHold?: () => void;
 }

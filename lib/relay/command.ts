@@ -27,7 +27,10 @@ import {
   KnownHostsError,
   TlsHandshakeError,
 } from "../net/tls.ts";
-import { Logger } from "../log.ts";
+import { Logger, quote } from "../log.ts";
+import type { Bus } from "./cluster/bus.ts";
+import { Cluster } from "./cluster/cluster.ts";
+import { NODE_ID_PATTERN } from "./cluster/envelope.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
 import { RelayCertificate } from "./certificate.ts";
 import { Relay } from "./relay.ts";
@@ -73,6 +76,9 @@ bytes; a client silent for ${D.sniffWaitMs} ms is a line client):
   --max-per-ip N       connections at once from one address, 0 = no cap (default ${D.maxPerIp})
   --web on|off         the chat page at / and WebSocket clients at /ws on this port (default:
                        on with --tls, else off: sniffing a plain port delays silent clients)
+  --cluster URLS       share rooms with other relays through NATS: nats://HOST:PORT[,...]
+  --node-id ID         this relay's name in the cluster, 1-16 of a-z 0-9 - (default:
+                       HOSTNAME-PORT); default names become userN.ID
 
 Flow control: a reader that is behind holds back the senders of its room (TCP pushes back on
 them) until its outbox drains, so every live reader gets every line; a stuck one is cut.
@@ -112,6 +118,8 @@ export const relayCommand: Command = {
     deny: { type: "string", multiple: true },
     "max-per-ip": { type: "string" },
     web: { type: "string" },
+    cluster: { type: "string" },
+    "node-id": { type: "string" },
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
@@ -164,21 +172,40 @@ export const relayCommand: Command = {
     const web = webText === "on"
       ? webChat({ maxLineBytes: options.maxLineBytes, logger: log })
       : undefined;
+    const clusterUrls = clusterServers(stringOption(values, "cluster"));
+    const nodeIdText = stringOption(values, "node-id");
+    if (nodeIdText !== undefined && !clusterUrls) {
+      throw new UsageError("Cannot use --node-id without --cluster");
+    }
     const listener = listenTcp({ hostname, port });
     let relay: Relay;
+    let joined: { cluster: Cluster; bus: Bus } | undefined;
     try {
-      relay = new Relay(listener, { ...options, tls: certificate?.key, web });
+      if (clusterUrls) {
+        const nodeId = nodeIdText ?? defaultNodeId(listener.addr.port);
+        joined = await joinCluster(clusterUrls, { nodeId, framed: options.framed, logger: log });
+      }
+      relay = new Relay(listener, {
+        ...options,
+        tls: certificate?.key,
+        web,
+        cluster: joined?.cluster,
+      });
     } catch (error) {
       listener.close();
+      await joined?.bus.close();
       throw error;
     }
     const mode = options.framed ? "framed mode" : "line mode";
-    log.listening(
-      formatAddress(relay.addr),
-      certificate
-        ? `${mode}, TLS${options.tlsOnly ? " only" : ""}, certificate ${certificate.fingerprint}`
-        : mode,
-    );
+    const details = [mode];
+    if (certificate) {
+      details.push(`TLS${options.tlsOnly ? " only" : ""}, certificate ${certificate.fingerprint}`);
+    }
+    if (joined) {
+      const c = joined.cluster.stats();
+      details.push(`cluster node ${c.nodeId}, bus ${c.bus} ${c.url}`);
+    }
+    log.listening(formatAddress(relay.addr), details.join(", "));
     const timer = values.stats
       ? setInterval(() => log.info(formatRelayStats(relay.stats())), statsEvery * 1000)
       : undefined;
@@ -188,10 +215,59 @@ export const relayCommand: Command = {
     clearInterval(timer);
     log.info(`${signal}: shutting down`);
     await relay.shutdown();
+    await joined?.bus.close();
     log.info(`stopped: ${formatRelayStats(relay.stats())}`);
     return 0;
   },
 };
+
+/** `--cluster nats://HOST:PORT[,nats://...]` as a list of server URLs, checked. */
+function clusterServers(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  const urls = text.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  if (urls.length === 0) throw new UsageError("Cannot use an empty --cluster");
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new UsageError(`Cannot parse --cluster URL ${quote(url)}: expected nats://HOST:PORT`);
+    }
+    if (parsed.protocol !== "nats:" || !parsed.hostname) {
+      throw new UsageError(`Cannot use --cluster URL ${quote(url)}: expected nats://HOST:PORT`);
+    }
+    if (parsed.username || parsed.password) {
+      // Credentials in argv are readable by every local user.
+      throw new UsageError(
+        `Cannot use credentials in --cluster URL ${quote(parsed.host)}: argv is visible to ` +
+          "every local user (authenticate NATS by address, or run it on a private network)",
+      );
+    }
+  }
+  return urls;
+}
+
+/** This host's first name label and the relay's port: `myhost-7070`. */
+function defaultNodeId(port: number): string {
+  const host = Deno.hostname().toLowerCase().split(".")[0].replace(/[^a-z0-9-]/g, "");
+  const suffix = `-${port}`;
+  return `${(host || "relay").replace(/^-+/, "").slice(0, 16 - suffix.length) || "relay"}${suffix}`;
+}
+
+/** Connects the bus (NATS, loaded only here) and makes this relay's cluster node. */
+async function joinCluster(
+  servers: string[],
+  options: { nodeId: string; framed: boolean; logger: Logger },
+): Promise<{ cluster: Cluster; bus: Bus }> {
+  if (!NODE_ID_PATTERN.test(options.nodeId)) {
+    throw new UsageError(
+      `Cannot use --node-id ${quote(options.nodeId)}: 1 to 16 of a-z, 0-9 and '-'`,
+    );
+  }
+  const { connectNatsBus } = await import("./cluster/nats_bus.ts");
+  const bus = await connectNatsBus(servers, { name: `sockit-relay-${options.nodeId}` });
+  return { bus, cluster: new Cluster(bus, options) };
+}
 
 /**
  * The certificate for `--tls` (`--cert`/`--key`, or the config folder's self-signed pair), or

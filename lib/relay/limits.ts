@@ -58,6 +58,7 @@ import type { Logger } from "../log.ts";
 import { SNIFF_WAIT_MS } from "../net/sniff.ts";
 import { TLS_DEFAULTS, type TlsServerKey } from "../net/tls_stream.ts";
 import type { RelayWebHandler } from "./listener.ts";
+import type { Cluster } from "./cluster/cluster.ts";
 
 /** What happens to a stuck client whose outbox is full. */
 export type SlowClientPolicy = "disconnect" | "drop";
@@ -180,6 +181,11 @@ export interface RelayOptions {
    * its WebSocket. Without it an HTTP request is answered 404. See `listener.ts`.
    */
   web?: RelayWebHandler;
+  /**
+   * Rooms shared with other relay processes (`cluster/`): messages, presence, `/who`,
+   * `/rooms` and names cover every node. Without, the relay is on its own.
+   */
+  cluster?: Cluster;
   /** Where connection events go. */
   logger?: Logger;
 }
@@ -229,4 +235,4 @@ export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_.-]+$/;
 /** Room names. */
 export const ROOM_PATTERN: RegExp = /^#?[A-Za-z0-9_.-]+$/;
 /** Names the relay hands out itself (`user1`, `user2`, ...); nobody may take one by /nick. */
-export const GENERATED_NAME_PATTERN: RegExp = /^user\d+$/i;
+export const GENERATED_NAME_PATTERN: RegExp = /^user\d+(\.[a-z0-9-]+)?$/i;

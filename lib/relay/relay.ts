@@ -24,6 +24,7 @@ import { Connection, type ConnectionIo } from "../net/connection.ts";
 import { concatBytes } from "../net/bytes.ts";
 import type { Logger } from "../log.ts";
 import type { RelayStats } from "./stats.ts";
+import type { Cluster } from "./cluster/cluster.ts";
 import { clientRules } from "./access.ts";
 import { type Client, linePrefix, listenUntilGone } from "./client.ts";
 import { type ClientSocket, RelayListener } from "./listener.ts";
@@ -94,10 +95,11 @@ export class Relay {
   #stuckClients = 0;
   #shuttingDown = false;
   #scratch: Uint8Array | undefined;
+  #cluster: Cluster | undefined;
 
   /** Starts serving on `listener`. Throws a `UsageError` for a bad `allow`/`deny` CIDR. */
   constructor(listener: Deno.TcpListener, options: RelayOptions = {}) {
-    const { logger, tls, tlsOnly, web, allow, deny, ...rest } = options;
+    const { logger, tls, tlsOnly, web, allow, deny, cluster, ...rest } = options;
     this.#opts = withDefaults({ ...RELAY_DEFAULTS, framed: false }, rest);
     this.#log = logger;
     this.#codec = this.#opts.framed ? FRAME_CODEC : LINE_CODEC;
@@ -112,6 +114,19 @@ export class Relay {
       logger,
       full: { text: full, bytes: this.#codec.refusal(full) },
       serve: (io, at) => this.#handle(io, at),
+    });
+    this.#cluster = cluster;
+    cluster?.attach({
+      deliver: (room, payload, count) => this.#deliverRemote(room, payload, count),
+      notice: (room, text) => {
+        const members = this.#rooms.get(room);
+        if (!members) return;
+        const bytes = this.#codec.notice(text);
+        for (const m of members) m.connection.send(bytes);
+      },
+      members: (room) => [...(this.#rooms.get(room) ?? [])].map((m) => m.name),
+      rooms: () => [...this.#rooms].map(([room, m]) => [room, m.size]),
+      hasName: (name) => this.#names.has(name.toLowerCase()),
     });
   }
 
@@ -134,6 +149,7 @@ export class Relay {
       closes: { ...this.#closes },
       bytesIn,
       bytesOut,
+      cluster: this.#cluster?.stats(),
     };
   }
 
@@ -156,6 +172,7 @@ export class Relay {
       connections.map((c) => c.close(why, { farewell: this.#codec.farewell(why) })),
     );
     cut();
+    this.#cluster?.close();
     await stopping;
   }
 
@@ -255,7 +272,10 @@ export class Relay {
 
   #register(connection: Connection, peer: string): Client {
     let name: string;
-    do name = `user${this.#nextUser++}`; while (this.#names.has(name.toLowerCase()));
+    do {
+      const n = this.#nextUser++;
+      name = this.#cluster ? this.#cluster.generatedName(n) : `user${n}`;
+    } while (this.#names.has(name.toLowerCase()));
     const client: Client = {
       name,
       room: this.#opts.defaultRoom,
@@ -300,18 +320,24 @@ export class Relay {
 
   #enterRoom(client: Client, room: string): void {
     let members = this.#rooms.get(room);
+    const first = !members;
     if (!members) this.#rooms.set(room, members = new Set());
     client.room = room;
     this.#notice(members, `${client.name} joined ${room}`, client);
     members.add(client);
+    this.#cluster?.joined(room, client.name, first);
   }
 
+  /** Takes `client` out of its room, telling the others `text` (`NAME left ...`). */
   #leaveRoom(client: Client, text: string): void {
     const members = this.#rooms.get(client.room);
     if (!members) return;
     members.delete(client);
     if (members.size === 0) this.#rooms.delete(client.room);
     else this.#notice(members, text, client);
+    // Other nodes get what follows the name, and put the name in front again.
+    const rest = text.slice(client.name.length + 1);
+    this.#cluster?.left(client.room, client.name, rest, members.size === 0);
   }
 
   /**
@@ -342,20 +368,65 @@ export class Relay {
    */
   #broadcast(from: Client, bytes: Uint8Array, count: number): void {
     this.#stats.messagesIn += count;
+    // Other nodes first: publishing never waits, and their members are not held up by ours.
+    const cluster = this.#cluster;
+    if (cluster) {
+      cluster.publish(from.room, bytes, count);
+      const hold = cluster.remoteHold(from.room);
+      if (hold) from.holders.push(hold);
+    }
     const members = this.#rooms.get(from.room);
     if (!members || members.size < 2) return;
     for (const m of members) {
       if (m === from) continue;
-      if (m.connection.send(bytes)) {
-        this.#stats.delivered += count;
-        if (m.connection.holdsProducers) from.holders.push(m.connection);
-      } else if (!m.connection.closing) {
-        this.#stats.dropped += count;
-        m.missed += count;
-        // Nothing queued means no drain to report at: tell it now.
-        if (m.connection.queuedBytes === 0) this.#reportDrops(m);
+      if (this.#offer(m, bytes, count) && m.connection.holdsProducers) {
+        from.holders.push(m.connection);
       }
     }
+  }
+
+  /** Queues `count` messages to `m`, counting them delivered or dropped; true when queued. */
+  #offer(m: Client, bytes: Uint8Array, count: number): boolean {
+    if (m.connection.send(bytes)) {
+      this.#stats.delivered += count;
+      return true;
+    }
+    if (!m.connection.closing) {
+      this.#stats.dropped += count;
+      m.missed += count;
+      // Nothing queued means no drain to report at: tell it now.
+      if (m.connection.queuedBytes === 0) this.#reportDrops(m);
+    }
+    return false;
+  }
+
+  /**
+   * Messages from another node: queued to every local member of `room` under the same
+   * slow-client policy. The bus is never paused; a member left above high water asks the
+   * other nodes to hold their senders instead (`cluster/remote_hold.ts`).
+   */
+  #deliverRemote(room: string, bytes: Uint8Array, count: number): void {
+    const members = this.#rooms.get(room);
+    if (!members) return;
+    for (const m of members) {
+      if (this.#offer(m, bytes, count) && m.connection.holdsProducers) {
+        this.#cluster?.holdFor(room, m.connection);
+      }
+    }
+  }
+
+  /**
+   * Runs `work` (a command the cluster answers) before `client` is read again: the client's
+   * next lines wait for it, and its idle clock stops meanwhile.
+   */
+  #defer(client: Client, work: () => Promise<void>): void {
+    const resume = client.connection.holdReads();
+    client.pending = work().catch((error) => {
+      this.#log?.warn(`${client.name}: cluster command failed: ${(error as Error).message}`);
+    }).finally(() => {
+      client.pending = undefined;
+      resume();
+    });
   }
 
   /**
@@ -405,6 +476,7 @@ export class Relay {
         for (let start = 0; start < block.length;) {
           start = this.#handleLines(client, block, start);
           if (start < 0) return false;
+          if (client.pending) await client.pending;
           if (client.holders.length > 0) await this.#holdSender(client);
         }
         continue;
@@ -462,7 +534,7 @@ export class Relay {
         if (end > start && block[end - 1] === 0x0d) end--;
         if (!this.#command(client, decoder.decode(block.subarray(start, end)))) return -1;
         start = scan.lineEnd + 1;
-        if (client.holders.length > 0) return start;
+        if (client.holders.length > 0 || client.pending) return start;
       }
     }
     return start;
@@ -489,6 +561,7 @@ export class Relay {
         }
         case RelayFrame.Command:
           if (!this.#command(client, decoder.decode(frame.payload))) return;
+          if (client.pending) await client.pending;
           if (client.holders.length > 0) await this.#holdSender(client);
           break;
         case ControlFrame.Ping:
@@ -505,6 +578,21 @@ export class Relay {
     }
   }
 
+  /** Gives `client` its new `name` (checked free) and tells its room and the cluster. */
+  #rename(client: Client, name: string): void {
+    const old = client.name;
+    this.#names.delete(old.toLowerCase());
+    this.#names.set(name.toLowerCase(), client);
+    client.name = name;
+    client.prefix = linePrefix(name);
+    const members = this.#rooms.get(client.room) ?? [];
+    const others = [...members].filter((m) => m !== client);
+    this.#notice(others, `${old} is now ${name}`, client);
+    this.#queue(client, this.#codec.welcome(client.name, client.room), client);
+    this.#cluster?.renamed(client.room, old, name);
+    this.#log?.info(`${old} is now ${name}`);
+  }
+
   /** Runs a command line; resolves false when the client asked to leave. */
   #command(client: Client, text: string): boolean {
     const command = parseCommand(text, { maxNameLength: this.#opts.maxNameLength });
@@ -519,16 +607,23 @@ export class Relay {
           this.#tell(client, `cannot rename to ${name}: the name is taken`);
           return true;
         }
-        const old = client.name;
-        this.#names.delete(old.toLowerCase());
-        this.#names.set(key, client);
-        client.name = name;
-        client.prefix = linePrefix(name);
-        const members = this.#rooms.get(client.room) ?? [];
-        const others = [...members].filter((m) => m !== client);
-        this.#notice(others, `${old} is now ${name}`, client);
-        this.#queue(client, this.#codec.welcome(client.name, client.room), client);
-        this.#log?.info(`${old} is now ${name}`);
+        const cluster = this.#cluster;
+        if (cluster && key !== client.name.toLowerCase()) {
+          if (cluster.claiming(name)) {
+            this.#tell(client, `cannot rename to ${name}: the name is taken`);
+            return true;
+          }
+          this.#defer(client, async () => {
+            const granted = await cluster.claim(name);
+            if (client.connection.closing) return;
+            // A local client may have taken it meanwhile (its claim came first).
+            if (!granted || this.#names.has(key)) {
+              this.#tell(client, `cannot rename to ${name}: the name is taken`);
+            } else this.#rename(client, name);
+          });
+          return true;
+        }
+        this.#rename(client, name);
         return true;
       }
       case "join":
@@ -539,13 +634,29 @@ export class Relay {
         this.#queue(client, this.#codec.welcome(client.name, client.room), client);
         return true;
       case "who": {
-        const names = [...(this.#rooms.get(client.room) ?? [])].map((m) => m.name).sort();
-        this.#tell(client, `in ${client.room}: ${names.join(", ")}`);
+        const room = client.room;
+        const names = [...(this.#rooms.get(room) ?? [])].map((m) => m.name);
+        const answer = (all: string[]) =>
+          this.#tell(client, `in ${room}: ${[...new Set(all)].sort().join(", ")}`);
+        const cluster = this.#cluster;
+        if (!cluster) answer(names);
+        else this.#defer(client, async () => answer([...names, ...await cluster.who(room)]));
         return true;
       }
       case "rooms": {
-        const rooms = [...this.#rooms].map(([r, m]) => `${r} (${m.size})`).sort();
-        this.#tell(client, `rooms: ${rooms.join(", ")}`);
+        const counts = new Map([...this.#rooms].map(([r, m]) => [r, m.size]));
+        const answer = () => {
+          const rooms = [...counts].map(([r, n]) => `${r} (${n})`).sort();
+          this.#tell(client, `rooms: ${rooms.join(", ")}`);
+        };
+        const cluster = this.#cluster;
+        if (!cluster) answer();
+        else {
+          this.#defer(client, async () => {
+            for (const [r, n] of await cluster.rooms()) counts.set(r, (counts.get(r) ?? 0) + n);
+            answer();
+          });
+        }
         return true;
       }
       case "help":

@@ -7,6 +7,7 @@
 
 import type { CloseKind } from "../net/close_reason.ts";
 import type { RefusalKind } from "./access.ts";
+import type { ClusterStats } from "./cluster/cluster.ts";
 
 /** Counters of a running relay. */
 export interface RelayStats {
@@ -45,6 +46,8 @@ export interface RelayStats {
   bytesIn: number;
   /** Bytes written to clients. */
   bytesOut: number;
+  /** The node's cluster state and counters, with `--cluster`. */
+  cluster?: ClusterStats;
 }
 
 /**
@@ -77,5 +80,27 @@ export function formatRelayStats(s: RelayStats): string {
     `messages in ${s.messagesIn}, paused senders ${s.pausedSenders} ` +
     `(paused ${Math.round(s.pausedMs)} ms in all), stuck clients ${s.stuckClients} ` +
     `(stalls ${s.stalls}), delivered ${s.delivered}, dropped ${s.dropped}, ` +
-    `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}`;
+    `slow disconnects ${s.slowDisconnects}, bytes in ${s.bytesIn}, out ${s.bytesOut}` +
+    (s.cluster ? `, ${formatClusterStats(s.cluster)}` : "");
+}
+
+/**
+ * The cluster part of a stats line: node, bus state, other nodes and the envelope counters.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatClusterStats } from "./stats.ts";
+ * const line = formatClusterStats({
+ *   nodeId: "a", bus: "up", url: "nats://127.0.0.1:4222", nodes: 2, published: 5,
+ *   notPublished: 0, remoteIn: 9, missed: 0, malformed: 0,
+ * });
+ * assert.equal(line, "cluster node a, bus up (nats://127.0.0.1:4222), nodes 2, published 5, " +
+ *   "not published 0, remote in 9, missed 0, malformed 0");
+ * ```
+ */
+export function formatClusterStats(c: ClusterStats): string {
+  return `cluster node ${c.nodeId}, bus ${c.bus} (${c.url}), nodes ${c.nodes}, ` +
+    `published ${c.published}, not published ${c.notPublished}, remote in ${c.remoteIn}, ` +
+    `missed ${c.missed}, malformed ${c.malformed}`;
 }
