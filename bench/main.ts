@@ -9,12 +9,21 @@
 import { type BenchRow, printTable, type Scenario } from "./_harness.ts";
 import { scenarios as core } from "./core.ts";
 import { scenarios as relay } from "./relay.ts";
+import { scenarios as relayCluster } from "./relay_cluster.ts";
 import { scenarios as transfer } from "./transfer.ts";
 import { scenarios as udp } from "./udp.ts";
 import { scenarios as socks5 } from "./socks5.ts";
 import { scenarios as wormhole } from "./wormhole.ts";
 
-const ALL: Scenario[] = [...core, ...relay, ...transfer, ...udp, ...socks5, ...wormhole];
+const ALL: Scenario[] = [
+  ...core,
+  ...relay,
+  ...relayCluster,
+  ...transfer,
+  ...udp,
+  ...socks5,
+  ...wormhole,
+];
 
 const wanted = Deno.args;
 const selected = wanted.length ? ALL.filter((s) => wanted.includes(s.name)) : ALL;

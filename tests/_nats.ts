@@ -18,6 +18,8 @@ export interface NatsServer extends AsyncDisposable {
   port: number;
   /** `nats://127.0.0.1:PORT`. */
   url: string;
+  /** The server's process id while it runs. */
+  readonly pid: number | undefined;
   /** Stops it (SIGTERM) and waits for the exit. */
   stop(): Promise<void>;
   /** Starts it again on the same port; resolves once it is ready. */
@@ -68,6 +70,9 @@ export async function startNats(options: { port?: number } = {}): Promise<NatsSe
   return {
     port,
     url: `nats://127.0.0.1:${port}`,
+    get pid() {
+      return child?.pid;
+    },
     stop,
     start,
     async [Symbol.asyncDispose]() {

@@ -335,3 +335,26 @@ Deno.test("cluster envelopes: round trip, and malformed ones are EnvelopeErrors"
   for (const b of bad) assert.throws(() => decodeEnvelope(b), EnvelopeError);
   assert.equal(roomToken("#a.b~"), "~23a~2eb~7e");
 });
+
+clusterTest(
+  "framed relays form a cluster too: sockit chat --framed across two nodes",
+  async (nats) => {
+    await using a = await startNode(nats, "a", ["--framed"]);
+    await using b = await startNode(nats, "b", ["--framed"]);
+    const chat = (node: SockitProcess, name: string) =>
+      startSockit(["chat", `127.0.0.1:${node.port}`, "--framed", "--name", name], {
+        ready: false,
+        stdin: true,
+      });
+    await using fa = await chat(a, "fa");
+    await fa.waitForStdout(/you are fa in lobby/);
+    await using fb = await chat(b, "fb");
+    await fb.waitForStdout(/you are fb in lobby/);
+    await fa.waitForStdout(/is now fb|fb joined/);
+    await fa.write("hello framed ✓\n");
+    assert.match((await fb.waitForStdout(/^\[fa\] /))[0], /^\[fa\] /);
+    assert.ok(fb.stdout.includes("[fa] hello framed ✓"), fb.stdout.join("\n"));
+    await fb.write("/who\n");
+    await fb.waitForStdout(/in lobby: fa, fb/);
+  },
+);
