@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
+import { NatsClient } from "../lib/relay/cluster/nats_client.ts";
 import {
   decodeEnvelope,
   encodeControl,
@@ -271,7 +271,7 @@ clusterTest("malformed bus messages are dropped with a log line; the nodes go on
   await using y = await member(b);
   await x.readLineMatching(/ joined lobby$/);
 
-  const raw = await connect({ servers: nats.url });
+  const raw = await NatsClient.connect([nats.url]);
   try {
     const lobby = roomSubjects("lobby");
     const garbage = [

@@ -21,7 +21,7 @@ export type BusState = "up" | "down";
 export interface BusMessage {
   /** The subject it was published to. */
   subject: string;
-  /** Its bytes. */
+  /** Its bytes: valid only while the handler runs (copy what is kept). */
   data: Uint8Array;
   /** Where an answer goes, for requests. */
   reply?: string;
