@@ -156,7 +156,7 @@ export async function main(args: string[]): Promise<number> {
     (asked ? console.log : console.error)(topUsage());
     return asked ? ExitCode.Ok : ExitCode.Usage;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = COMMANDS.find((c) => c.name === name || c.aliases?.includes(name));
   if (!command) {
     console.error(`sockit: unknown command '${name}'\n\n${topUsage()}`);
     return ExitCode.Usage;

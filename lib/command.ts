@@ -38,6 +38,8 @@ export interface Command {
   summary: string;
   /** Full usage text printed by `--help` and after a usage error. */
   usage: string;
+  /** Other names the command answers to (`proxy` for `socks5`). */
+  aliases?: readonly string[];
   /** Options besides the global ones (`--help`, `--verbose`, `--quiet`). */
   options: Record<string, OptionSpec>;
   /** Whether positional arguments are allowed. @default {false} */

@@ -23,7 +23,7 @@ export interface ClientRecord {
   client: string;
   /** Authenticated user, as sent (quoted when logged). */
   user?: string;
-  /** Protocol version spoken (4 or 5). */
+  /** Protocol version spoken (4 or 5; 0 for an HTTP proxy client). */
   version?: number;
   /** Command name. */
   command?: string;
@@ -31,7 +31,7 @@ export interface ClientRecord {
   destination?: string;
   /** Address actually dialled / bound / accepted. */
   via?: string;
-  /** Reply code sent (SOCKS5 numbering; SOCKS4 replies are noted as such). */
+  /** Reply code sent (SOCKS5 numbering; SOCKS4 replies are noted as such; HTTP: the status). */
   reply?: number;
   /** Bytes client -> destination. */
   up: number;
@@ -109,10 +109,12 @@ export function logClientLine(log: Logger | undefined, r: ClientRecord): void {
   if (!log) return;
   const parts = [r.client];
   if (r.version === Version.Socks4) parts.push("socks4");
+  if (r.version === 0) parts.push("http");
   if (r.user !== undefined) parts.push(`user=${quote(r.user)}`);
   parts.push(r.command ?? "-");
   if (r.destination) parts.push(r.destination + (r.via ? ` via ${r.via}` : ""));
-  if (r.reply !== undefined) {
+  if (r.reply !== undefined && r.version === 0) parts.push(`status=${r.reply}`);
+  else if (r.reply !== undefined) {
     parts.push(`reply=0x${hex(r.reply)} (${REPLY_NAMES[r.reply] ?? "?"})`);
   }
   parts.push(`up=${human(r.up)} down=${human(r.down)}`);

@@ -44,10 +44,14 @@ function ignoreHangup(log: Logger): () => void {
 export const SOCKS5_LISTEN_DEFAULTS = { host: "127.0.0.1", port: 1080 } as const;
 
 const USAGE = `Usage: sockit socks5 [--host H] [--port P] [options]
+       sockit proxy ...  (the same command)
 
 A SOCKS5 proxy (RFC 1928) with username/password authentication (RFC 1929): CONNECT, BIND
 and UDP ASSOCIATE, IPv4, IPv6 and domain names. SOCKS4/4a (CONNECT) is served too, but
-only while no users are configured.
+only while no users are configured. On the same port, an HTTP proxy: CONNECT host:port
+tunnels and absolute-form requests (GET http://...), with Proxy-Authorization: Basic when
+users are configured. One port, told apart by the first byte: 0x05 SOCKS5, 0x04 SOCKS4,
+anything else HTTP.
 
 Options:
   --host H               address to bind (default ${SOCKS5_LISTEN_DEFAULTS.host})
@@ -61,6 +65,8 @@ Options:
                          destinations (off by default)
   --no-bind              refuse BIND (reply 0x07)
   --no-udp               refuse UDP ASSOCIATE (reply 0x07)
+  --no-http              no HTTP proxying on this port (by default a client whose first byte
+                         is not 0x05 or 0x04 is an HTTP proxy client: CONNECT, GET http://...)
   --advertise IP         address put in BIND and UDP ASSOCIATE replies (behind NAT)
   --max-conns N          client connections at once (default ${D.maxConnections})
   --handshake-timeout MS greeting + auth + request deadline (default ${D.handshakeTimeoutMs})
@@ -88,7 +94,8 @@ Examples:
 /** `sockit socks5`: a SOCKS5 proxy (RFC 1928, RFC 1929). */
 export const socks5Command: Command = {
   name: "socks5",
-  summary: "SOCKS5 proxy: CONNECT, BIND, UDP ASSOCIATE, user/password auth",
+  aliases: ["proxy"],
+  summary: "SOCKS5/4 and HTTP proxy on one port (alias: proxy), user/password auth",
   usage: USAGE,
   options: {
     ...LISTEN_OPTIONS,
@@ -100,6 +107,7 @@ export const socks5Command: Command = {
     "deny-private": { type: "boolean" },
     "no-bind": { type: "boolean" },
     "no-udp": { type: "boolean" },
+    "no-http": { type: "boolean" },
     advertise: { type: "string" },
     "max-conns": { type: "string" },
     "handshake-timeout": { type: "string" },
@@ -142,6 +150,7 @@ export const socks5Command: Command = {
       rules,
       allowBind: !values["no-bind"],
       allowUdp: !values["no-udp"],
+      allowHttp: !values["no-http"],
       advertise,
       maxConnections,
       handshakeTimeoutMs: intOption(values, "handshake-timeout", {
@@ -156,6 +165,7 @@ export const socks5Command: Command = {
       logger: log,
     });
     const detail = [
+      values["no-http"] ? "SOCKS only" : "SOCKS and HTTP",
       users.size > 0 ? `${users.size} user(s), username/password required` : "no auth",
       rules.empty ? "" : "destination rules on",
     ].filter(Boolean).join(", ");

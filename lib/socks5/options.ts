@@ -20,6 +20,13 @@ export const SOCKS5_DEFAULTS = {
   allowBind: true,
   /** Serve UDP ASSOCIATE (`--no-udp` turns it off). */
   allowUdp: true,
+  /**
+   * Serve HTTP proxy clients (CONNECT and absolute-form requests) on the same port, told apart
+   * by their first byte (`http.ts`; `--no-http` turns it off).
+   */
+  allowHttp: true,
+  /** A kept-alive HTTP proxy client may wait this long between requests, in ms. */
+  httpKeepAliveMs: 60_000,
   /** Greeting, authentication and request must all arrive within this, in ms (`--handshake-timeout`). */
   handshakeTimeoutMs: 10_000,
   /** Dialling the destination (every resolved address together) may take this long, in ms (`--connect-timeout`). */
@@ -80,6 +87,10 @@ export interface Socks5ServerOptions {
   allowBind?: boolean;
   /** Serve UDP ASSOCIATE. @default {true} */
   allowUdp?: boolean;
+  /** Serve HTTP proxy clients on the same port. @default {true} */
+  allowHttp?: boolean;
+  /** Wait between a kept-alive HTTP client's requests, in ms. @default {60000} */
+  httpKeepAliveMs?: number;
   /** Address put in BIND and UDP ASSOCIATE replies instead of the local one (behind NAT). */
   advertise?: string;
   /** Greeting, authentication and request deadline, in ms. @default {10000} */

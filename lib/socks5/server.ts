@@ -39,6 +39,7 @@ import {
 import { describeError } from "./errors.ts";
 import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts";
 import { handleUdpAssociate } from "./udp.ts";
+import { handleHttp } from "./http.ts";
 import { LoginGuard } from "./login_guard.ts";
 
 /**
@@ -138,7 +139,8 @@ export async function handleClient(
       what: "the handshake",
       onTimeout: () => conn.close(),
     });
-    if ("socks4" in request) await handleSocks4(ctx, request.socks4);
+    if ("http" in request) await handleHttp(ctx);
+    else if ("socks4" in request) await handleSocks4(ctx, request.socks4);
     else if (request.command === Command.Connect) await handleConnect(ctx, request.destination);
     else if (request.command === Command.Bind) await handleBind(ctx, request.destination);
     else await handleUdpAssociate(ctx, request.destination);
@@ -150,10 +152,18 @@ export async function handleClient(
   }
 }
 
-/** Greeting, then the SOCKS5 method negotiation and request, or the SOCKS4 request. */
+/**
+ * Greeting, then the SOCKS5 method negotiation and request, or the SOCKS4 request; or, when
+ * the first byte is neither version and HTTP is on, an HTTP proxy client (its request head is
+ * read by `http.ts`, under its own deadline).
+ */
 async function readHandshake(
   ctx: ClientContext,
-): Promise<Socks5Request | { socks4: Socks4Request }> {
+): Promise<Socks5Request | { socks4: Socks4Request } | { http: true }> {
+  if (ctx.opts.allowHttp) {
+    const [first] = await ctx.reader.peek(1);
+    if (first !== Version.Socks5 && first !== Version.Socks4) return { http: true };
+  }
   const version = await readGreeting(ctx);
   ctx.record.version = version;
   if (version === Version.Socks4) return { socks4: await readSocks4Request(ctx) };
