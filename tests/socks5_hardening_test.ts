@@ -335,7 +335,8 @@ peerTest("python3", {
 // --- 5. SIGHUP ---------------------------------------------------------------------------------
 
 peerTest("curl", {
-  name: "socks5: SIGHUP is logged and ignored; the proxy keeps serving, SIGTERM exits 0",
+  name:
+    "socks5: SIGHUP without --users/--rules files has nothing to reload; the proxy keeps serving",
   fn: async () => {
     await using http = startTcpTestServer(async (conn) => {
       await conn.read(new Uint8Array(4096));
@@ -343,7 +344,7 @@ peerTest("curl", {
     });
     await using proxy = await startSockit(["socks5", "--port", "0"]);
     proxy.child.kill("SIGHUP");
-    await proxy.waitForStderr(/warning: SIGHUP: reload is not supported yet; ignoring/);
+    await proxy.waitForStderr(/SIGHUP: nothing to reload \(no --users or --rules file\)/);
     const out = await withTimeout(
       new Deno.Command("curl", {
         args: [

@@ -49,6 +49,18 @@ export class UserTable {
     this.#users.set(name, digest(password));
   }
 
+  /** The user names, sorted (never the passwords). */
+  names(): string[] {
+    return [...this.#users.keys()].sort();
+  }
+
+  /** True when `name` has the same password here and in `other` (for reload logs). */
+  samePassword(name: string, other: UserTable): boolean {
+    const a = this.#users.get(name);
+    const b = other.#users.get(name);
+    return a !== undefined && b !== undefined && timingSafeEqual(a, b);
+  }
+
   /** True when `name` exists and `password` is its password; constant time in the password. */
   check(name: Uint8Array, password: Uint8Array): boolean {
     const want = this.#users.get(new TextDecoder().decode(name));

@@ -18,11 +18,15 @@ import { UsageError } from "../net/errors.ts";
 import { descriptorWarning } from "../net/fd_limit.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import { Logger } from "../log.ts";
-import { UserTable } from "./auth.ts";
 import { parseIP } from "../net/ip.ts";
 import { SOCKS5_DEFAULTS } from "./options.ts";
-import { AddressRules } from "../net/address_rules.ts";
-import { startSocks5Server } from "./server.ts";
+import { type Socks5Server, startSocks5Server } from "./server.ts";
+import {
+  describeConfigChange,
+  loadSocks5Config,
+  type Socks5Config,
+  type Socks5ConfigSources,
+} from "./config.ts";
 
 const D = SOCKS5_DEFAULTS;
 
@@ -30,12 +34,41 @@ const D = SOCKS5_DEFAULTS;
 const DESCRIPTORS_PER_CONNECTION = 2;
 
 /**
- * Until configuration reload exists, SIGHUP (which would end the process with status 129)
- * is logged and ignored. Returns a function that removes the listener.
+ * SIGHUP re-reads `--users` and `--rules` files (when given) and hands the new users and
+ * rules to the server for new sessions; a file that does not read or parse keeps the old
+ * configuration, and the log says why. Without such files there is nothing to reload, which
+ * is logged. Returns a function that removes the listener.
  */
-function ignoreHangup(log: Logger): () => void {
+function reloadOnHangup(
+  server: Socks5Server,
+  sources: Socks5ConfigSources,
+  initial: Socks5Config,
+  log: Logger,
+): () => void {
   if (Deno.build.os === "windows") return () => {};
-  const onHangup = () => log.warn("SIGHUP: reload is not supported yet; ignoring");
+  let current = initial;
+  const onHangup = () => {
+    if (sources.usersFile === undefined && sources.rulesFile === undefined) {
+      log.info("SIGHUP: nothing to reload (no --users or --rules file)");
+      return;
+    }
+    let next: Socks5Config;
+    try {
+      next = loadSocks5Config(sources);
+    } catch (error) {
+      log.warn(`SIGHUP: keeping the old users and rules: ${(error as Error).message}`);
+      return;
+    }
+    if (current.users.size > 0 && next.users.size === 0) {
+      // Never an open proxy by accident: users can change, not disappear.
+      log.warn("SIGHUP: keeping the old users: the new configuration has none");
+      return;
+    }
+    const change = describeConfigChange(current, next);
+    server.reconfigure(next);
+    current = next;
+    log.info(`SIGHUP: reloaded (${change}); open tunnels keep going`);
+  };
   Deno.addSignalListener("SIGHUP", onHangup);
   return () => Deno.removeSignalListener("SIGHUP", onHangup);
 }
@@ -62,6 +95,10 @@ Options:
   --allow CIDR           destinations allowed (repeatable); with any, others are denied
   --deny CIDR            destinations denied (repeatable)
   --deny-private         deny loopback, private (RFC 1918, fc00::/7), CGNAT and link-local
+  --allow-client CIDR    client addresses allowed (repeatable); with any, others are refused
+  --deny-client CIDR     client addresses refused (repeatable), before any byte is read
+  --rules FILE           more rules, one per line: allow CIDR, deny CIDR, deny-private,
+                         allow-client CIDR, deny-client CIDR (# comments)
                          destinations (off by default)
   --no-bind              refuse BIND (reply 0x07)
   --no-udp               refuse UDP ASSOCIATE (reply 0x07)
@@ -80,9 +117,9 @@ decides, a tie goes to deny; with any --allow, an address no rule matches is den
 After ${D.authMaxFailures} failed logins within ${
   D.authFailureWindowMs / 1000
 } s, a client address (IPv6: its /64) is refused
-for ${
-  D.authLockoutMs / 1000
-} s. One log line per session; --quiet turns them off. SIGHUP is ignored (no reload).
+for ${D.authLockoutMs / 1000} s. One log line per session; --quiet turns them off.
+SIGHUP re-reads --users and --rules files: new sessions get the new users and rules, open
+tunnels keep going, and a file that does not parse keeps the old configuration.
 
 Examples:
   sockit socks5 --port 1080 &
@@ -105,6 +142,9 @@ export const socks5Command: Command = {
     allow: { type: "string", multiple: true },
     deny: { type: "string", multiple: true },
     "deny-private": { type: "boolean" },
+    rules: { type: "string" },
+    "allow-client": { type: "string", multiple: true },
+    "deny-client": { type: "string", multiple: true },
     "no-bind": { type: "boolean" },
     "no-udp": { type: "boolean" },
     "no-http": { type: "boolean" },
@@ -116,12 +156,18 @@ export const socks5Command: Command = {
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, SOCKS5_LISTEN_DEFAULTS);
-    const users = UserTable.fromSpecs(listOption(values, "user"));
-    const usersFile = stringOption(values, "users");
-    if (usersFile !== undefined) users.addFile(usersFile);
-    if (usersFile !== undefined && users.size === 0) {
-      throw new UsageError(`Cannot use --users '${usersFile}': it lists no users`);
-    }
+    const sources: Socks5ConfigSources = {
+      userSpecs: listOption(values, "user"),
+      usersFile: stringOption(values, "users"),
+      rulesFile: stringOption(values, "rules"),
+      allow: listOption(values, "allow"),
+      deny: listOption(values, "deny"),
+      denyPrivate: !!values["deny-private"],
+      allowClient: listOption(values, "allow-client"),
+      denyClient: listOption(values, "deny-client"),
+    };
+    const config = loadSocks5Config(sources);
+    const { users, rules, clientRules } = config;
     if (!isLoopbackHost(hostname) && users.size === 0 && !values["allow-open"]) {
       throw new UsageError(
         `Refusing to start an open proxy on ${hostname}: anyone who can reach it could use it. ` +
@@ -132,11 +178,6 @@ export const socks5Command: Command = {
     if (advertise !== undefined && !parseIP(advertise)) {
       throw new UsageError(`Cannot parse --advertise '${advertise}': expected an IP address`);
     }
-    const rules = new AddressRules({
-      allow: listOption(values, "allow"),
-      deny: listOption(values, "deny"),
-      denyPrivate: !!values["deny-private"],
-    });
     const log = new Logger("socks5", { quiet: !!values.quiet, verbose: !!values.verbose });
     const maxConnections = intOption(values, "max-conns", { fallback: D.maxConnections, min: 1 });
     const fdWarning = descriptorWarning(maxConnections, {
@@ -148,6 +189,7 @@ export const socks5Command: Command = {
     const server = startSocks5Server(listener, {
       users: users.size > 0 ? users : undefined,
       rules,
+      clientRules,
       allowBind: !values["no-bind"],
       allowUdp: !values["no-udp"],
       allowHttp: !values["no-http"],
@@ -168,11 +210,12 @@ export const socks5Command: Command = {
       values["no-http"] ? "SOCKS only" : "SOCKS and HTTP",
       users.size > 0 ? `${users.size} user(s), username/password required` : "no auth",
       rules.empty ? "" : "destination rules on",
+      clientRules.empty ? "" : "client rules on",
     ].filter(Boolean).join(", ");
-    const stopIgnoringHangup = ignoreHangup(log);
+    const stopReloads = reloadOnHangup(server, sources, config, log);
     log.listening(formatAddress(server.addr), detail);
     const signal = await waitForShutdownSignal();
-    stopIgnoringHangup();
+    stopReloads();
     log.info(`${signal}: shutting down`);
     const stopping = server.stop({ timeoutMs: 2000 });
     for (const conn of server.active) {

@@ -83,6 +83,11 @@ export interface Socks5ServerOptions {
   users?: UserTable;
   /** Destination rules; default allows everything. */
   rules?: AddressRules;
+  /**
+   * Client (source address) rules, checked right after accept, before any byte is read;
+   * default allows everything.
+   */
+  clientRules?: AddressRules;
   /** Serve BIND. @default {true} */
   allowBind?: boolean;
   /** Serve UDP ASSOCIATE. @default {true} */
@@ -155,5 +160,6 @@ export function resolveOptions(options: Socks5ServerOptions): ResolvedOptions {
   return withDefaults(SOCKS5_DEFAULTS, {
     ...options,
     rules: options.rules ?? new AddressRules(),
+    clientRules: options.clientRules ?? new AddressRules(),
   });
 }

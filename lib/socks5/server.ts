@@ -41,6 +41,8 @@ import { handleSocks4, readSocks4Request, type Socks4Request } from "./socks4.ts
 import { handleUdpAssociate } from "./udp.ts";
 import { handleHttp } from "./http.ts";
 import { LoginGuard } from "./login_guard.ts";
+import type { UserTable } from "./auth.ts";
+import type { AddressRules } from "../net/address_rules.ts";
 
 /**
  * Serves SOCKS5 (and SOCKS4/4a when no users are configured) on `listener`.
@@ -56,13 +58,35 @@ import { LoginGuard } from "./login_guard.ts";
 export function startSocks5Server(
   listener: Deno.TcpListener,
   options: Socks5ServerOptions = {},
-): Server {
+): Socks5Server {
   const opts = resolveOptions(options);
   const log = opts.logger;
-  let lastRefusalLog = 0;
+  let lastRefusalLog = -Infinity;
+  let lastDeniedLog = -Infinity;
+  let deniedSince = 0;
   const deadlines = new Deadlines();
   const logins = newLoginGuard(opts);
-  const server = serve(listener, (conn) => handleClient(conn, opts, { deadlines, logins }), {
+  const accept = (conn: Deno.TcpConn) => {
+    // Client rules, before a byte is read: a denied source is closed at once, logged at most
+    // once a second (the next line says how many more).
+    const source = conn.remoteAddr.hostname;
+    if (!opts.clientRules.empty && !opts.clientRules.allows(source)) {
+      conn.close();
+      deniedSince++;
+      const now = performance.now();
+      if (now - lastDeniedLog > 1000) {
+        log?.info(
+          `refused ${formatAddress(conn.remoteAddr)}: client address denied by the rules` +
+            (deniedSince > 1 ? ` (${deniedSince - 1} more since the last such line)` : ""),
+        );
+        lastDeniedLog = now;
+        deniedSince = 0;
+      }
+      return Promise.resolve();
+    }
+    return handleClient(conn, opts, { deadlines, logins });
+  };
+  const server = serve(listener, accept, {
     maxConnections: opts.maxConnections,
     onRefused(conn) {
       const now = performance.now();
@@ -86,7 +110,20 @@ export function startSocks5Server(
       await server.stop(stopOptions);
       deadlines.clear();
     },
+    reconfigure(next) {
+      // Sessions read these when they reach the step that uses them: established tunnels
+      // are not affected, new handshakes and dials are.
+      opts.users = next.users.size > 0 ? next.users : undefined;
+      opts.rules = next.rules;
+      opts.clientRules = next.clientRules;
+    },
   };
+}
+
+/** A running SOCKS5 server whose users and rules can be replaced (SIGHUP). */
+export interface Socks5Server extends Server {
+  /** New users and rules for new sessions; open tunnels keep going. */
+  reconfigure(next: { users: UserTable; rules: AddressRules; clientRules: AddressRules }): void;
 }
 
 /** What the client connections of one server share; see {@linkcode handleClient}. */
