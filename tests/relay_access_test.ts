@@ -200,3 +200,47 @@ peerTest("nc", {
     }
   },
 });
+
+peerTest("nc", {
+  name: "sockit relay --rules FILE: SIGHUP applies new rules to new clients, connected ones stay",
+  fn: async () => {
+    const config = await Deno.makeTempDir();
+    try {
+      const rulesFile = `${config}/rules`;
+      await Deno.writeTextFile(rulesFile, "# one host out\ndeny 127.0.0.2\n");
+      await using relay = await startSockit(["relay", "--port", "0", "--rules", rulesFile], {
+        env: { XDG_CONFIG_HOME: config },
+      });
+      const port = String(relay.port);
+      await using denied = spawnPeerClient("nc", ["-s", "127.0.0.2", "127.0.0.1", port]);
+      await denied.writeLine("let me in");
+      assert.equal(await denied.readLine(), null);
+      await using stays = spawnPeerClient("nc", ["-s", "127.0.0.1", "127.0.0.1", port]);
+      await readRelayWelcome(stays);
+
+      // Now 127.0.0.1 is out and 127.0.0.2 in; the connected client is not cut.
+      await Deno.writeTextFile(rulesFile, "deny 127.0.0.1\n");
+      relay.child.kill("SIGHUP");
+      await relay.waitForStderr(
+        /SIGHUP: access rules reloaded \(\+deny 127\.0\.0\.1 -deny 127\.0\.0\.2\); connected clients stay/,
+      );
+      await using admitted = spawnPeerClient("nc", ["-s", "127.0.0.2", "127.0.0.1", port]);
+      await readRelayWelcome(admitted);
+      await using refused = spawnPeerClient("nc", ["-s", "127.0.0.1", "127.0.0.1", port]);
+      await refused.writeLine("let me in");
+      assert.equal(await refused.readLine(), null);
+      await admitted.writeLine("still talking to you");
+      assert.match(await stays.readLineMatching(/still talking/), /\] still talking to you$/);
+
+      // A broken file keeps the rules in force.
+      await Deno.writeTextFile(rulesFile, "allow not-an-address\n");
+      relay.child.kill("SIGHUP");
+      await relay.waitForStderr(/SIGHUP: keeping the access rules: .*not-an-address/);
+      await using stillRefused = spawnPeerClient("nc", ["-s", "127.0.0.1", "127.0.0.1", port]);
+      await stillRefused.writeLine("let me in");
+      assert.equal(await stillRefused.readLine(), null);
+    } finally {
+      await Deno.remove(config, { recursive: true });
+    }
+  },
+});

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { UsageError } from "./errors.ts";
 import { type Cidr, cidrContains, parseCidr, parseIP } from "./ip.ts";
 
 /**
@@ -104,4 +105,63 @@ export class AddressRules {
     }
     return best ? best.allow : !this.#hasAllow;
   }
+}
+
+/**
+ * The rule lines of a `--rules FILE`: one rule per line, `KIND CIDR` (or a bare `KIND` for the
+ * kinds in `options.bare`), `#` comments and blank lines skipped; only `kinds` are accepted.
+ * Returns the lines normalised (`allow 10.0.0.0/8`); the CIDRs are checked where the rules are
+ * built. Throws a `UsageError` naming the file and line.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readRuleFile } from "./address_rules.ts";
+ * const file = await Deno.makeTempFile();
+ * await Deno.writeTextFile(file, "# office\nallow 10.0.0.0/8\n\ndeny   10.1.0.0/16 # lab\n");
+ * assert.deepEqual(readRuleFile(file, { kinds: ["allow", "deny"] }), [
+ *   "allow 10.0.0.0/8",
+ *   "deny 10.1.0.0/16",
+ * ]);
+ * await Deno.writeTextFile(file, "permit 1.2.3.4\n");
+ * assert.throws(() => readRuleFile(file, { kinds: ["allow", "deny"] }), /line 1: expected allow or deny/);
+ * await Deno.remove(file);
+ * ```
+ */
+export function readRuleFile(
+  path: string,
+  options: { kinds: readonly string[]; bare?: readonly string[] },
+): string[] {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new UsageError(`Cannot read --rules file '${path}': ${(error as Error).message}`);
+  }
+  const bare = options.bare ?? [];
+  const all = [...options.kinds, ...bare];
+  const expected = all.length > 1
+    ? `${all.slice(0, -1).join(", ")} or ${all.at(-1)}`
+    : all.join("");
+  const lines: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, "").trim();
+    if (line === "") return;
+    const [kind, value, ...rest] = line.split(/\s+/);
+    const where = `${path} line ${i + 1}`;
+    if (bare.includes(kind)) {
+      if (value !== undefined) {
+        throw new UsageError(`Cannot parse ${where}: ${kind} takes no value`);
+      }
+      lines.push(kind);
+    } else if (options.kinds.includes(kind)) {
+      if (value === undefined || rest.length > 0) {
+        throw new UsageError(`Cannot parse ${where}: expected '${kind} CIDR'`);
+      }
+      lines.push(`${kind} ${value}`);
+    } else {
+      throw new UsageError(`Cannot parse ${where}: expected ${expected}`);
+    }
+  });
+  return lines;
 }

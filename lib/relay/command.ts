@@ -18,6 +18,12 @@ import {
 import { formatAddress, parseAddress } from "../net/address.ts";
 import { SocketError, UsageError } from "../net/errors.ts";
 import { descriptorWarning } from "../net/fd_limit.ts";
+import {
+  MetricsRegistry,
+  type MetricsServer,
+  parseMetricsAddress,
+  serveMetrics,
+} from "../net/metrics.ts";
 import { listenTcp, waitForShutdownSignal } from "../net/server.ts";
 import {
   CertificateChangedError,
@@ -31,6 +37,7 @@ import { Logger, quote } from "../log.ts";
 import type { Bus } from "./cluster/bus.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import { NODE_ID_PATTERN } from "./cluster/envelope.ts";
+import { readRuleFile } from "../net/address_rules.ts";
 import { RELAY_DEFAULTS, type SlowClientPolicy } from "./limits.ts";
 import { RelayCertificate } from "./certificate.ts";
 import { Relay } from "./relay.ts";
@@ -61,6 +68,8 @@ Options:
   --heartbeat MS       framed mode: ping interval; ${D.heartbeatMisses} missed = dropped (default ${D.heartbeatMs})
   --stats              log counters every --stats-interval seconds (default ${D.statsIntervalSeconds})
   --stats-interval S   seconds between --stats lines
+  --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; a bare
+                       PORT or :PORT is on 127.0.0.1)
 
 TLS and access (one port serves TLS, plain line clients and HTTP, told apart by their first
 bytes; a client silent for ${D.sniffWaitMs} ms is a line client):
@@ -74,6 +83,8 @@ bytes; a client silent for ${D.sniffWaitMs} ms is a line client):
   --allow CIDR         client addresses allowed (repeatable); with any, others are denied
   --deny CIDR          client addresses denied (repeatable); the longest prefix decides
   --max-per-ip N       connections at once from one address, 0 = no cap (default ${D.maxPerIp})
+  --rules FILE         more client address rules, one per line: allow CIDR, deny CIDR
+                       (# comments); SIGHUP re-reads it (and the TLS files)
   --web on|off         the chat page at / and WebSocket clients at /ws on this port (default:
                        on with --tls, else off: sniffing a plain port delays silent clients)
   --cluster URLS       share rooms with other relays through NATS: nats://HOST:PORT[,...]
@@ -109,6 +120,7 @@ export const relayCommand: Command = {
     heartbeat: { type: "string" },
     stats: { type: "boolean" },
     "stats-interval": { type: "string" },
+    metrics: { type: "string" },
     tls: { type: "boolean" },
     cert: { type: "string" },
     key: { type: "string" },
@@ -120,6 +132,7 @@ export const relayCommand: Command = {
     web: { type: "string" },
     cluster: { type: "string" },
     "node-id": { type: "string" },
+    rules: { type: "string" },
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, { host: D.host, port: D.port });
@@ -143,8 +156,7 @@ export const relayCommand: Command = {
         min: 1,
       }),
       tlsOnly: !!values["tls-only"],
-      allow: listOption(values, "allow"),
-      deny: listOption(values, "deny"),
+      ...rulesOf(values),
       maxPerIp: intOption(values, "max-per-ip", { fallback: D.maxPerIp }),
       logger: log,
     };
@@ -155,6 +167,8 @@ export const relayCommand: Command = {
       fallback: D.statsIntervalSeconds,
       min: 1,
     });
+    const metricsText = stringOption(values, "metrics");
+    const metricsAt = metricsText === undefined ? undefined : parseMetricsAddress(metricsText);
     const fdWarning = descriptorWarning(options.maxClients, { flag: "--max-clients" });
     if (fdWarning) log.warn(fdWarning);
     const certificate = await relayCertificate(values, { host: hostname, log });
@@ -180,6 +194,7 @@ export const relayCommand: Command = {
     const listener = listenTcp({ hostname, port });
     let relay: Relay;
     let joined: { cluster: Cluster; bus: Bus } | undefined;
+    let metrics: MetricsServer | undefined;
     try {
       if (clusterUrls) {
         const nodeId = nodeIdText ?? defaultNodeId(listener.addr.port);
@@ -196,6 +211,15 @@ export const relayCommand: Command = {
       await joined?.bus.close();
       throw error;
     }
+    if (metricsAt) {
+      try {
+        metrics = serveMetrics(relayMetrics(relay), { ...metricsAt, logger: log });
+      } catch (error) {
+        await relay.shutdown();
+        await joined?.bus.close();
+        throw error;
+      }
+    }
     const mode = options.framed ? "framed mode" : "line mode";
     const details = [mode];
     if (certificate) {
@@ -209,17 +233,142 @@ export const relayCommand: Command = {
     const timer = values.stats
       ? setInterval(() => log.info(formatRelayStats(relay.stats())), statsEvery * 1000)
       : undefined;
-    const stopReloads = certificate ? reloadOnHangup(certificate, log) : () => {};
+    const rulesFile = stringOption(values, "rules");
+    const stopReloads = reloadOnHangup({
+      certificate,
+      relay,
+      rules: rulesFile === undefined ? undefined : {
+        file: rulesFile,
+        flags: { allow: listOption(values, "allow"), deny: listOption(values, "deny") },
+        lines: accessRules(
+          { allow: listOption(values, "allow"), deny: listOption(values, "deny") },
+          rulesFile,
+        ).lines,
+      },
+    }, log);
     const signal = await waitForShutdownSignal();
     stopReloads();
     clearInterval(timer);
     log.info(`${signal}: shutting down`);
     await relay.shutdown();
     await joined?.bus.close();
+    await metrics?.shutdown();
     log.info(`stopped: ${formatRelayStats(relay.stats())}`);
     return 0;
   },
 };
+
+/**
+ * The relay's metrics for `--metrics`, read from one {@linkcode Relay.stats} snapshot per
+ * scrape; the cluster's with `--cluster`.
+ */
+function relayMetrics(relay: Relay): MetricsRegistry {
+  const registry = new MetricsRegistry();
+  const stats = registry.snapshot(() => relay.stats());
+  registry
+    .gauge("sockit_relay_connections", {
+      help: "Clients connected now (not counting those being disconnected)",
+      read: () => stats().clients,
+    })
+    .counter("sockit_relay_connections_accepted_total", {
+      help: "Clients accepted since start",
+      read: () => stats().accepted,
+    })
+    .gauge("sockit_relay_tls_connections", {
+      help: "Clients connected over TLS now",
+      read: () => stats().tlsClients,
+    })
+    .counter("sockit_relay_turned_away_total", {
+      help: "Connections turned away before they were served, by reason (full: --max-clients)",
+      label: "reason",
+      read: () => ({ full: stats().refused, ...stats().turnedAway }),
+    })
+    .counter("sockit_relay_received_bytes_total", {
+      help: "Bytes read from clients",
+      read: () => stats().bytesIn,
+    })
+    .counter("sockit_relay_sent_bytes_total", {
+      help: "Bytes written to clients",
+      read: () => stats().bytesOut,
+    })
+    .counter("sockit_relay_messages_in_total", {
+      help: "Messages (lines or frames) received from clients",
+      read: () => stats().messagesIn,
+    })
+    .counter("sockit_relay_messages_delivered_total", {
+      help: "Message copies queued to recipients",
+      read: () => stats().delivered,
+    })
+    .counter("sockit_relay_messages_dropped_total", {
+      help: "Message copies dropped for slow clients (--slow drop)",
+      read: () => stats().dropped,
+    })
+    .counter("sockit_relay_slow_disconnects_total", {
+      help: "Clients disconnected as slow consumers",
+      read: () => stats().slowDisconnects,
+    })
+    .counter("sockit_relay_stalls_total", {
+      help: "Times a client became stuck (its socket took no byte for the stall time)",
+      read: () => stats().stalls,
+    })
+    .gauge("sockit_relay_stuck_clients", {
+      help: "Clients stuck now",
+      read: () => stats().stuckClients,
+    })
+    .gauge("sockit_relay_paused_senders", {
+      help: "Senders held back now by a recipient above high water",
+      read: () => stats().pausedSenders,
+    })
+    .counter("sockit_relay_paused_seconds_total", {
+      help: "Time senders spent held back, summed over senders, in seconds",
+      read: () => stats().pausedMs / 1000,
+    })
+    .counter("sockit_relay_closes_total", {
+      help: "Clients that ended, by close reason",
+      label: "reason",
+      read: () => stats().closes,
+    });
+  if (relay.stats().cluster === undefined) return registry;
+  const cluster = () => stats().cluster!;
+  return registry
+    .gauge("sockit_relay_cluster_bus_up", {
+      help: "1 while the cluster bus (NATS) is connected, else 0",
+      read: () => (cluster().bus === "up" ? 1 : 0),
+    })
+    .gauge("sockit_relay_cluster_nodes", {
+      help: "Other relay nodes heard from recently",
+      read: () => cluster().nodes,
+    })
+    .counter("sockit_relay_cluster_published_total", {
+      help: "Envelopes published to the cluster bus",
+      read: () => cluster().published,
+    })
+    .counter("sockit_relay_cluster_not_published_total", {
+      help: "Envelopes and control messages not published (bus down or over budget)",
+      read: () => cluster().notPublished,
+    })
+    .counter("sockit_relay_cluster_remote_in_total", {
+      help: "Messages that arrived from other nodes",
+      read: () => cluster().remoteIn,
+    })
+    .counter("sockit_relay_cluster_missed_total", {
+      help: "Messages other nodes sent that never arrived (sequence gaps)",
+      read: () => cluster().missed,
+    })
+    .counter("sockit_relay_cluster_malformed_total", {
+      help: "Bus messages dropped as malformed",
+      read: () => cluster().malformed,
+    });
+}
+
+/** `--allow`, `--deny` and `--rules FILE` together. */
+function rulesOf(values: Record<string, unknown>): { allow: string[]; deny: string[] } {
+  const { allow, deny } = accessRules(
+    { allow: listOption(values as never, "allow"), deny: listOption(values as never, "deny") },
+    stringOption(values as never, "rules"),
+  );
+  return { allow, deny };
+}
 
 /** `--cluster nats://HOST:PORT[,nats://...]` as a list of server URLs, checked. */
 function clusterServers(text: string | undefined): string[] | undefined {
@@ -303,16 +452,60 @@ async function relayCertificate(
   return certificate;
 }
 
+/** The relay's access rules: the flags' and a `--rules FILE`'s `allow`/`deny` lines. */
+function accessRules(
+  flags: { allow: string[]; deny: string[] },
+  rulesFile: string | undefined,
+): { allow: string[]; deny: string[]; lines: string[] } {
+  const lines = [
+    ...flags.allow.map((c) => `allow ${c}`),
+    ...flags.deny.map((c) => `deny ${c}`),
+    ...(rulesFile === undefined ? [] : readRuleFile(rulesFile, { kinds: ["allow", "deny"] })),
+  ];
+  const of = (kind: string) =>
+    lines.filter((l) => l.startsWith(`${kind} `)).map((l) => l.slice(kind.length + 1));
+  return { allow: of("allow"), deny: of("deny"), lines };
+}
+
 /**
- * SIGHUP re-reads the certificate files: new handshakes use the new pair, open connections
- * keep theirs; a broken pair is refused with the reason and the old one stays. Returns the
- * function that stops listening for SIGHUP.
+ * SIGHUP re-reads what came from files: the certificate pair (new handshakes use the new
+ * pair, open connections keep theirs) and the `--rules` file (new connections are checked
+ * against the new rules, connected clients stay). Anything broken is refused with the reason
+ * and the old one stays. Without either there is nothing to reload, which is logged. Returns
+ * the function that stops listening for SIGHUP.
  */
-function reloadOnHangup(certificate: RelayCertificate, log: Logger): () => void {
+function reloadOnHangup(
+  what: {
+    certificate?: RelayCertificate;
+    rules?: { file: string; flags: { allow: string[]; deny: string[] }; lines: string[] };
+    relay: Relay;
+  },
+  log: Logger,
+): () => void {
   if (Deno.build.os === "windows") return () => {};
+  const { certificate, rules, relay } = what;
   let reloading = Promise.resolve();
+  let ruleLines = rules?.lines ?? [];
   const onHangup = () => {
+    if (!certificate && !rules) {
+      log.info("SIGHUP: nothing to reload (no --tls files or --rules file)");
+      return;
+    }
     reloading = reloading.then(async () => {
+      if (rules) {
+        try {
+          const next = accessRules(rules.flags, rules.file);
+          relay.setAccessRules(next);
+          const added = next.lines.filter((l) => !ruleLines.includes(l)).map((l) => `+${l}`);
+          const removed = ruleLines.filter((l) => !next.lines.includes(l)).map((l) => `-${l}`);
+          ruleLines = next.lines;
+          const change = [...added, ...removed].join(" ") || "unchanged";
+          log.info(`SIGHUP: access rules reloaded (${change}); connected clients stay`);
+        } catch (error) {
+          log.warn(`SIGHUP: keeping the access rules: ${(error as Error).message}`);
+        }
+      }
+      if (!certificate) return;
       try {
         const { before, after } = await certificate.reload();
         log.info(

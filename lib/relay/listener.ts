@@ -279,12 +279,14 @@ export class RelayListener {
   #server: Server;
   #refused = 0;
   #tlsClients = 0;
+  #rules: AddressRules | undefined;
 
   /** Starts accepting on `listener`. */
   constructor(listener: Deno.TcpListener, options: RelayListenerOptions) {
     this.#options = options;
     this.addr = listener.addr;
-    const { tls, rules, logger } = options;
+    const { tls, logger } = options;
+    this.#rules = options.rules;
     this.#door = {
       tls,
       tlsOnly: !!tls && !!options.tlsOnly,
@@ -295,11 +297,12 @@ export class RelayListener {
     this.#refusals = new RefusalLog({ logger, intervalMs: options.refusalLogIntervalMs });
     this.#server = serve(listener, (conn) => this.#accept(conn), {
       // Before any byte is read: a denied client is closed at once.
-      admit: rules && ((conn) => {
-        if (rules.allows(conn.remoteAddr.hostname)) return true;
+      admit: (conn) => {
+        const rules = this.#rules;
+        if (!rules || rules.allows(conn.remoteAddr.hostname)) return true;
         this.#refusals.record(peerOf(conn), { kind: "denied" });
         return false;
-      }),
+      },
       maxConnections: options.maxClients,
       maxPerAddress: options.maxPerIp,
       onRefused: (conn, why) => this.#refuse(conn, why),
@@ -308,6 +311,11 @@ export class RelayListener {
           conn ? `${peerOf(conn)}: ${messageOf(error)}` : `accept failed: ${messageOf(error)}`,
         ),
     });
+  }
+
+  /** New client address rules for connections accepted from now on (SIGHUP). */
+  setRules(rules: AddressRules | undefined): void {
+    this.#rules = rules;
   }
 
   /** Counters: clients refused as over `maxClients`, TLS clients now, the others turned away. */

@@ -130,6 +130,14 @@ export class Relay {
     });
   }
 
+  /**
+   * Replaces the client address rules (`--allow`/`--deny`) for connections accepted from now
+   * on; clients already connected stay. Throws a `UsageError` for a bad CIDR.
+   */
+  setAccessRules(rules: { allow?: string[]; deny?: string[] }): void {
+    this.#listener.setRules(clientRules(rules));
+  }
+
   /** A snapshot of the counters. */
   stats(): RelayStats {
     let bytesIn = this.#closedBytesIn;

@@ -22,6 +22,12 @@ import { parseIP } from "../net/ip.ts";
 import { SOCKS5_DEFAULTS } from "./options.ts";
 import { type Socks5Server, startSocks5Server } from "./server.ts";
 import {
+  MetricsRegistry,
+  type MetricsServer,
+  parseMetricsAddress,
+  serveMetrics,
+} from "../net/metrics.ts";
+import {
   describeConfigChange,
   loadSocks5Config,
   type Socks5Config,
@@ -73,6 +79,48 @@ function reloadOnHangup(
   return () => Deno.removeSignalListener("SIGHUP", onHangup);
 }
 
+/** The proxy's counters as Prometheus metrics (`lib/net/metrics.ts`). */
+function socks5Metrics(server: Socks5Server): MetricsRegistry {
+  const registry = new MetricsRegistry();
+  const stats = registry.snapshot(() => server.stats());
+  return registry
+    .gauge("sockit_socks5_connections", {
+      help: "Client connections open now",
+      read: () => stats().active,
+    })
+    .counter("sockit_socks5_connections_accepted_total", {
+      help: "Client connections accepted since start",
+      read: () => stats().accepted,
+    })
+    .counter("sockit_socks5_clients_denied_total", {
+      help: "Client connections closed by the client rules before any byte was read",
+      read: () => stats().clientsDenied,
+    })
+    .counter("sockit_socks5_sessions_total", {
+      help: "Sessions that ended, by protocol and command",
+      label: "command",
+      read: () => stats().sessions,
+    })
+    .counter("sockit_socks5_replies_total", {
+      help: "Sessions that ended, by reply (SOCKS code 0xNN, HTTP status, none)",
+      label: "reply",
+      read: () => stats().replies,
+    })
+    .counter("sockit_socks5_sent_bytes_total", {
+      help: "Bytes from clients to destinations (counted when a session ends)",
+      read: () => stats().bytesUp,
+    })
+    .counter("sockit_socks5_received_bytes_total", {
+      help: "Bytes from destinations to clients (counted when a session ends)",
+      read: () => stats().bytesDown,
+    })
+    .counter("sockit_socks5_user_bytes_total", {
+      help: "Bytes both ways per authenticated user (counted when a session ends)",
+      label: "user",
+      read: () => stats().userBytes,
+    });
+}
+
 /** Host and port `sockit socks5` listens on by default. */
 export const SOCKS5_LISTEN_DEFAULTS = { host: "127.0.0.1", port: 1080 } as const;
 
@@ -97,6 +145,8 @@ Options:
   --deny-private         deny loopback, private (RFC 1918, fc00::/7), CGNAT and link-local
   --allow-client CIDR    client addresses allowed (repeatable); with any, others are refused
   --deny-client CIDR     client addresses refused (repeatable), before any byte is read
+  --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; a bare
+                         PORT is 127.0.0.1)
   --rules FILE           more rules, one per line: allow CIDR, deny CIDR, deny-private,
                          allow-client CIDR, deny-client CIDR (# comments)
                          destinations (off by default)
@@ -153,6 +203,7 @@ export const socks5Command: Command = {
     "handshake-timeout": { type: "string" },
     "connect-timeout": { type: "string" },
     "idle-timeout": { type: "string" },
+    metrics: { type: "string" },
   },
   async run({ values }) {
     const { hostname, port } = listenOptions(values, SOCKS5_LISTEN_DEFAULTS);
@@ -212,6 +263,19 @@ export const socks5Command: Command = {
       rules.empty ? "" : "destination rules on",
       clientRules.empty ? "" : "client rules on",
     ].filter(Boolean).join(", ");
+    const metricsText = stringOption(values, "metrics");
+    let metrics: MetricsServer | undefined;
+    if (metricsText !== undefined) {
+      try {
+        metrics = serveMetrics(socks5Metrics(server), {
+          ...parseMetricsAddress(metricsText),
+          logger: log,
+        });
+      } catch (error) {
+        await server.stop({ timeoutMs: 0 });
+        throw error;
+      }
+    }
     const stopReloads = reloadOnHangup(server, sources, config, log);
     log.listening(formatAddress(server.addr), detail);
     const signal = await waitForShutdownSignal();
@@ -226,6 +290,7 @@ export const socks5Command: Command = {
       }
     }
     await stopping;
+    await metrics?.shutdown();
     return 0;
   },
 };

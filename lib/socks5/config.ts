@@ -21,7 +21,7 @@
  * @module
  */
 
-import { AddressRules } from "../net/address_rules.ts";
+import { AddressRules, readRuleFile } from "../net/address_rules.ts";
 import { UsageError } from "../net/errors.ts";
 import { UserTable } from "./auth.ts";
 
@@ -57,38 +57,6 @@ export interface Socks5Config {
   ruleLines: string[];
 }
 
-/** The rule lines a `--rules` file holds (parsed, checked later by {@linkcode AddressRules}). */
-function readRulesFile(path: string): string[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    throw new UsageError(`Cannot read --rules file '${path}': ${(error as Error).message}`);
-  }
-  const lines: string[] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.replace(/#.*$/, "").trim();
-    if (line === "") return;
-    const [kind, value, ...rest] = line.split(/\s+/);
-    const where = `${path} line ${i + 1}`;
-    if (kind === "deny-private") {
-      if (value !== undefined) {
-        throw new UsageError(`Cannot parse ${where}: deny-private takes no value`);
-      }
-    } else if (["allow", "deny", "allow-client", "deny-client"].includes(kind)) {
-      if (value === undefined || rest.length > 0) {
-        throw new UsageError(`Cannot parse ${where}: expected '${kind} CIDR'`);
-      }
-    } else {
-      throw new UsageError(
-        `Cannot parse ${where}: expected allow, deny, deny-private, allow-client or deny-client`,
-      );
-    }
-    lines.push(value === undefined ? kind : `${kind} ${value}`);
-  });
-  return lines;
-}
-
 /**
  * Builds the configuration from the flags and (re-)reads the files; throws a `UsageError`
  * naming what is wrong.
@@ -121,7 +89,10 @@ export function loadSocks5Config(sources: Socks5ConfigSources): Socks5Config {
     ...(sources.denyPrivate ? ["deny-private"] : []),
     ...(sources.allowClient ?? []).map((c) => `allow-client ${c}`),
     ...(sources.denyClient ?? []).map((c) => `deny-client ${c}`),
-    ...(sources.rulesFile === undefined ? [] : readRulesFile(sources.rulesFile)),
+    ...(sources.rulesFile === undefined ? [] : readRuleFile(sources.rulesFile, {
+      kinds: ["allow", "deny", "allow-client", "deny-client"],
+      bare: ["deny-private"],
+    })),
   ];
   const of = (kind: string) =>
     lines.filter((l) => l.startsWith(`${kind} `)).map((l) => l.slice(kind.length + 1));

@@ -205,7 +205,11 @@ export async function handleHttp(ctx: ClientContext): Promise<void> {
       return;
     }
     if (head === null) return;
-    if (!(await authorized(ctx, head))) return;
+    record.command = head.method;
+    if (!(await authorized(ctx, head))) {
+      record.reply = PROXY_STATUS.ProxyAuthenticationRequired;
+      return;
+    }
     if (head.method === "CONNECT") return await connectTunnel(ctx, head);
     if (!(await forward(ctx, head))) return;
   }

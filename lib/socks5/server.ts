@@ -42,6 +42,7 @@ import { handleUdpAssociate } from "./udp.ts";
 import { handleHttp } from "./http.ts";
 import { LoginGuard } from "./login_guard.ts";
 import type { UserTable } from "./auth.ts";
+import { Socks5Stats, type Socks5StatsSnapshot } from "./stats.ts";
 import type { AddressRules } from "../net/address_rules.ts";
 
 /**
@@ -66,12 +67,16 @@ export function startSocks5Server(
   let deniedSince = 0;
   const deadlines = new Deadlines();
   const logins = newLoginGuard(opts);
+  const stats = new Socks5Stats();
+  let accepted = 0;
   const accept = (conn: Deno.TcpConn) => {
+    accepted++;
     // Client rules, before a byte is read: a denied source is closed at once, logged at most
     // once a second (the next line says how many more).
     const source = conn.remoteAddr.hostname;
     if (!opts.clientRules.empty && !opts.clientRules.allows(source)) {
       conn.close();
+      stats.clientsDenied++;
       deniedSince++;
       const now = performance.now();
       if (now - lastDeniedLog > 1000) {
@@ -84,7 +89,7 @@ export function startSocks5Server(
       }
       return Promise.resolve();
     }
-    return handleClient(conn, opts, { deadlines, logins });
+    return handleClient(conn, opts, { deadlines, logins, stats });
   };
   const server = serve(listener, accept, {
     maxConnections: opts.maxConnections,
@@ -110,6 +115,7 @@ export function startSocks5Server(
       await server.stop(stopOptions);
       deadlines.clear();
     },
+    stats: () => ({ ...stats.snapshot(), accepted, active: server.active.size }),
     reconfigure(next) {
       // Sessions read these when they reach the step that uses them: established tunnels
       // are not affected, new handshakes and dials are.
@@ -122,6 +128,8 @@ export function startSocks5Server(
 
 /** A running SOCKS5 server whose users and rules can be replaced (SIGHUP). */
 export interface Socks5Server extends Server {
+  /** The counters, with connections accepted since start and open now. */
+  stats(): Socks5StatsSnapshot & { accepted: number; active: number };
   /** New users and rules for new sessions; open tunnels keep going. */
   reconfigure(next: { users: UserTable; rules: AddressRules; clientRules: AddressRules }): void;
 }
@@ -132,6 +140,8 @@ export interface SharedState {
   deadlines?: Deadlines;
   /** The server's failed-login table. @default {a new one, from `opts`} */
   logins?: LoginGuard;
+  /** Where ended sessions are counted. @default {not counted} */
+  stats?: Socks5Stats;
 }
 
 function newLoginGuard(opts: ResolvedOptions): LoginGuard {
@@ -186,6 +196,7 @@ export async function handleClient(
   } finally {
     if (!ctx.closed) await lingerClose(ctx);
     logClientLine(opts.logger, record);
+    shared.stats?.record(record);
   }
 }
 

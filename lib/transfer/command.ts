@@ -19,7 +19,13 @@ import { withTimeout } from "../net/deadline.ts";
 import { SocketError, TimeoutError, UsageError } from "../net/errors.ts";
 import { FdBudget, planDescriptors } from "../net/fd_budget.ts";
 import { descriptorWarning } from "../net/fd_limit.ts";
-import { listenTcp, serve, waitForShutdownSignal } from "../net/server.ts";
+import {
+  MetricsRegistry,
+  type MetricsServer,
+  parseMetricsAddress,
+  serveMetrics,
+} from "../net/metrics.ts";
+import { listenTcp, serve, type Server, waitForShutdownSignal } from "../net/server.ts";
 import { ControlFrame, encodeFrame, encodeHello } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
 import { parseProxyUrl, socks5Connect, type Socks5Proxy } from "../socks5/client.ts";
@@ -30,7 +36,14 @@ import {
   type SendReporter,
   StatusLine,
 } from "./progress.ts";
-import { encodeText, ReceiverError, TRANSFER_PROTOCOL, TRANSFER_VERSION } from "./protocol.ts";
+import {
+  encodeText,
+  Reason,
+  type ReasonValue,
+  ReceiverError,
+  TRANSFER_PROTOCOL,
+  TRANSFER_VERSION,
+} from "./protocol.ts";
 import { RECEIVE_DEFAULTS, receiveSession, type ReceiveSummary } from "./receiver.ts";
 import { sendEntries, SendInterruptedError } from "./sender.ts";
 import { collectEntries } from "./walk.ts";
@@ -346,6 +359,66 @@ Examples:
   },
 };
 
+/** What a listening `recv` counted so far, for `--metrics` (sessions are added as they end). */
+interface ReceiverTotals {
+  /** Connections accepted (served, or refused over the cap). */
+  connections: number;
+  /** Senders refused because --max-senders were already served ("receiver busy"). */
+  busy: number;
+  /** Entries stored and confirmed, by ended sessions. */
+  stored: number;
+  /** File bytes received, by ended sessions. */
+  bytes: number;
+  /** Entries refused (rejected or failed), by reason, by ended sessions. */
+  refusals: Partial<Record<ReasonValue, number>>;
+}
+
+/** The `reason` label of each refusal {@linkcode Reason}: its key in snake_case (`invalid_name`). */
+const REFUSAL_LABELS: ReadonlyArray<readonly [ReasonValue, string]> = Object.entries(Reason)
+  .filter(([key]) => key !== "AlreadyThere") // stored, not refused
+  .map(([key, code]) => [code, key.replace(/(?<=.)[A-Z]/g, (c) => `_${c}`).toLowerCase()]);
+
+/** The receiver's metrics for `--metrics`. */
+function receiverMetrics(
+  server: Server,
+  state: { totals: ReceiverTotals; senders: () => number },
+): MetricsRegistry {
+  const { totals } = state;
+  return new MetricsRegistry()
+    .gauge("sockit_recv_connections", {
+      help: "Connections open now (senders, and connections waiting for their hello)",
+      read: () => server.active.size,
+    })
+    .counter("sockit_recv_connections_total", {
+      help: "Connections accepted since start (served, or refused over the cap)",
+      read: () => totals.connections,
+    })
+    .gauge("sockit_recv_senders", {
+      help: "Senders being served now (counted once their hello arrived)",
+      read: state.senders,
+    })
+    .counter("sockit_recv_senders_refused_total", {
+      help: `Senders refused because --max-senders were already served (${ReceiverError.Busy})`,
+      read: () => totals.busy,
+    })
+    .counter("sockit_recv_entries_stored_total", {
+      help: "Entries (files, folders, links) stored and confirmed, counted as each session ends",
+      read: () => totals.stored,
+    })
+    .counter("sockit_recv_received_bytes_total", {
+      help: "File bytes received from senders, counted as each session ends",
+      read: () => totals.bytes,
+    })
+    .counter("sockit_recv_rejects_total", {
+      help: "Entries refused (offers rejected, files failed after their data), by reason",
+      label: "reason",
+      read: () =>
+        Object.fromEntries(
+          REFUSAL_LABELS.map(([code, name]) => [name, totals.refusals[code] ?? 0]),
+        ),
+    });
+}
+
 /**
  * The warning `recv` prints when it listens where other machines can reach it: what protects
  * the folder and what does not.
@@ -377,10 +450,10 @@ export const recvCommand: Command = {
   usage:
     `Usage: sockit recv [CODE] [--yes] [--dir DIR] [--overwrite | --rename] [--no-sync]  (a code)
        sockit recv [--host H] [--port P] [--dir DIR] [--once] [--overwrite | --rename]
-                   [--no-sync] [--max-size SIZE] [--max-senders N]
+                   [--no-sync] [--max-size SIZE] [--max-senders N] [--metrics ADDR]
 
-With a code (the default; no --host, --port, --once or --max-senders): takes the code from the
-argument, SOCKIT_CODE or a prompt, shows what is offered and asks (--yes: accept).
+With a code (the default; no --host, --port, --once, --max-senders or --metrics): takes the
+code from the argument, SOCKIT_CODE or a prompt, shows what is offered and asks (--yes: accept).
 
 Listens for senders (several at once, up to --max-senders) and stores what they send under
 DIR. Names are checked: nothing is ever written outside DIR or through a symlink, and a link is
@@ -405,6 +478,8 @@ Options:
                    hello arrived (within ${
       RECEIVE_DEFAULTS.handshakeTimeoutMs / 1000
     } s); more hear "${ReceiverError.Busy}"
+  --metrics ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; a bare PORT
+                   or :PORT is on 127.0.0.1)
 
 ${WORMHOLE_USAGE}
 
@@ -420,12 +495,21 @@ Examples:
     "no-sync": { type: "boolean" },
     "max-size": { type: "string" },
     "max-senders": { type: "string" },
+    metrics: { type: "string" },
     ...WORMHOLE_RECV_OPTIONS,
   },
   allowPositionals: true,
   async run({ values, positionals }) {
-    const withCode = isCodeRecv(values, positionals);
+    const metricsText = stringOption(values, "metrics");
+    if (metricsText !== undefined && positionals.length > 0) {
+      throw new UsageError(
+        "--metrics serves a listening receiver; a code receives from one sender: choose one",
+      );
+    }
+    // --metrics is a listening option too: it asks for the direct mode.
+    const withCode = metricsText === undefined && isCodeRecv(values, positionals);
     if (!withCode) refuseCodeOptions(values, WORMHOLE_RECV_OPTIONS);
+    const metricsAt = metricsText === undefined ? undefined : parseMetricsAddress(metricsText);
     if (flag(values, "overwrite") && flag(values, "rename")) {
       throw new UsageError("Choose one of --overwrite and --rename");
     }
@@ -494,9 +578,11 @@ Examples:
       };
     };
     const shutdown = new AbortController();
+    const totals: ReceiverTotals = { connections: 0, busy: 0, stored: 0, bytes: 0, refusals: {} };
     let cut = 0;
     let lastRefusalLog = -Infinity;
     const server = serve(listener, async (conn) => {
+      totals.connections++;
       const summary = await receiveSession(conn, {
         dir,
         overwrite: flag(values, "overwrite"),
@@ -511,12 +597,21 @@ Examples:
         signal: shutdown.signal,
         fdBudget,
       });
+      totals.stored += summary.confirmed;
+      totals.bytes += summary.bytes;
+      for (const [code, n] of Object.entries(summary.refusals)) {
+        const reason = Number(code) as ReasonValue;
+        totals.refusals[reason] = (totals.refusals[reason] ?? 0) + n;
+      }
+      if (!summary.started && summary.error === ReceiverError.Busy) totals.busy++;
       if (summary.started && summary.cut) cut++;
       if (summary.started) firstDone(summary);
     }, {
       maxConnections: maxSenders + pending,
       async onRefused(conn) {
         // More connections than senders and hellos awaited: refused without waiting for a hello.
+        totals.connections++;
+        totals.busy++;
         if (performance.now() - lastRefusalLog > 1000) {
           lastRefusalLog = performance.now();
           log.warn(
@@ -531,6 +626,16 @@ Examples:
         log.error(error instanceof Error ? error.message : String(error));
       },
     });
+    let metrics: MetricsServer | undefined;
+    if (metricsAt) {
+      try {
+        const registry = receiverMetrics(server, { totals, senders: () => senders });
+        metrics = serveMetrics(registry, { ...metricsAt, logger: log });
+      } catch (error) {
+        await server.stop();
+        throw error;
+      }
+    }
     log.listening(formatAddress(server.addr), `storing into ${dir}`);
     if (!isLoopbackHost(server.addr.hostname)) {
       log.warn(exposedWarning(server.addr.hostname, { dir, maxSenders }));
@@ -549,6 +654,7 @@ Examples:
     // Senders still in progress hear that the receiver is going away; partial files stay.
     shutdown.abort(new Error(ReceiverError.Shutdown));
     await server.stop({ timeoutMs: 5000 });
+    await metrics?.shutdown();
     if (ended.kind === "signal") {
       const cutText = cut > 0
         ? ` (cut ${cut} sender${cut === 1 ? "" : "s"} in progress; partial files kept for a resume)`

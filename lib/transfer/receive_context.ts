@@ -84,6 +84,7 @@ export class ReceiveContext {
       confirmed: 0,
       rejected: 0,
       failed: 0,
+      refusals: {},
       bytes: 0,
       ok: false,
     };
@@ -109,6 +110,8 @@ export class ReceiveContext {
   refused(offer: Offer, refusal: Refusal, options: { failed: boolean }): void {
     if (options.failed) this.summary.failed++;
     else this.summary.rejected++;
+    const { refusals } = this.summary;
+    refusals[refusal.reason] = (refusals[refusal.reason] ?? 0) + 1;
     this.#log?.error(
       `${options.failed ? "failed" : "rejected"} ${quote(offer.path)} from ${this.peer}: ${
         REASON_NAMES[refusal.reason]

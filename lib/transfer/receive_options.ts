@@ -11,6 +11,7 @@ import type { FdBudget } from "../net/fd_budget.ts";
 import type { Logger } from "../log.ts";
 import type { HashWorkerMode } from "./hasher.ts";
 import type { ReceiveProgress } from "./progress.ts";
+import type { ReasonValue } from "./protocol.ts";
 
 /** Defaults of {@linkcode ReceiveOptions}. */
 export const RECEIVE_DEFAULTS = {
@@ -110,6 +111,8 @@ export interface ReceiveSummary {
   rejected: number;
   /** Files that failed (hash or size mismatch, I/O error) or that the sender aborted. */
   failed: number;
+  /** Offers refused and files failed, by reason (the `rejected` and `failed` entries). */
+  refusals: Partial<Record<ReasonValue, number>>;
   /** File bytes received in this session. */
   bytes: number;
   /** Why the session ended early, if it did. */

@@ -12,16 +12,24 @@ import {
   listOption,
   type OptionValues,
   sizeOption,
+  stringOption,
 } from "../command.ts";
 import { Logger } from "../log.ts";
 import { formatAddress, isLoopbackHost, parseAddress, parsePort } from "../net/address.ts";
 import { SocketError, UsageError } from "../net/errors.ts";
+import {
+  MetricsRegistry,
+  type MetricsServer,
+  parseMetricsAddress,
+  serveMetrics,
+} from "../net/metrics.ts";
 import { waitForShutdownSignal } from "../net/server.ts";
 import {
   type DropReason,
   formatEchoSummary,
   startUdpEcho,
   UDP_ECHO_DEFAULTS,
+  type UdpEchoServer,
 } from "./echo_server.ts";
 import { RATE_LIMITER_DEFAULTS } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
@@ -64,6 +72,47 @@ const DROP_REASONS: Record<DropReason, string> = {
   "oversize": "it filled the whole receive buffer",
 };
 
+/** The echo server's metrics for `--metrics`, read from its live counters. */
+function echoMetrics(server: UdpEchoServer): MetricsRegistry {
+  const { stats } = server;
+  return new MetricsRegistry()
+    .counter("sockit_udp_echo_datagrams_received_total", {
+      help: "Datagrams received",
+      read: () => stats.received,
+    })
+    .counter("sockit_udp_echo_received_bytes_total", {
+      help: "Bytes received in datagrams",
+      read: () => stats.bytesReceived,
+    })
+    .counter("sockit_udp_echo_datagrams_echoed_total", {
+      help: "Datagrams echoed back to their sender",
+      read: () => stats.echoed,
+    })
+    .counter("sockit_udp_echo_echoed_bytes_total", {
+      help: "Bytes echoed back",
+      read: () => stats.bytesEchoed,
+    })
+    .counter("sockit_udp_echo_datagrams_dropped_total", {
+      help: "Datagrams dropped on purpose, by reason",
+      label: "reason",
+      read: (): Record<DropReason, number> => ({
+        "reflector-port": stats.refusedReflector,
+        "same-port": stats.refusedSamePort,
+        "rate-limited": stats.rateLimited,
+        "oversize": stats.oversize,
+      }),
+    })
+    .counter("sockit_udp_echo_errors_total", {
+      help: "Sends and receives that failed, by operation",
+      label: "operation",
+      read: () => ({ send: stats.sendErrors, receive: stats.receiveErrors }),
+    })
+    .gauge("sockit_udp_echo_rate_limited_sources", {
+      help: "Source addresses tracked by the rate limiter now",
+      read: () => server.trackedSources,
+    });
+}
+
 const ECHO_USAGE = `Usage: sockit udp-echo [--host H] [--port P] [options]
 
 RFC 862 UDP echo server: sends every datagram back to its sender unchanged (boundaries kept,
@@ -83,6 +132,8 @@ Options:
 ${wrapList([...REFLECTOR_PORTS.keys()].map(String), 23, 96)}
   --stats              log a summary line every ${STATS_INTERVAL_SECONDS} s (always logged on exit)
   --stats-interval S   seconds between --stats lines
+  --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; a bare
+                       PORT or :PORT is on 127.0.0.1)
 
 Stops on SIGINT or SIGTERM (exit 0) after logging the summary.
 
@@ -103,9 +154,12 @@ export const udpEchoCommand: Command = {
     "refuse-port": { type: "string", multiple: true },
     stats: { type: "boolean" },
     "stats-interval": { type: "string" },
+    metrics: { type: "string" },
   },
   async run({ values }) {
     const log = loggerFor("udp-echo", values);
+    const metricsText = stringOption(values, "metrics");
+    const metricsAt = metricsText === undefined ? undefined : parseMetricsAddress(metricsText);
     const { hostname, port } = listenOptions(values, {
       host: UDP_ECHO_DEFAULTS.hostname,
       port: UDP_ECHO_DEFAULTS.port,
@@ -165,6 +219,15 @@ export const udpEchoCommand: Command = {
           }`,
         ),
     });
+    let metrics: MetricsServer | undefined;
+    if (metricsAt) {
+      try {
+        metrics = serveMetrics(echoMetrics(server), { ...metricsAt, logger: log });
+      } catch (error) {
+        await server.stop();
+        throw error;
+      }
+    }
     const limit = ratePerSecond > 0
       ? `rate ${ratePerSecond}/s per source, burst ${burst}${
         limitLoopback ? "" : ", loopback sources not limited"
@@ -186,6 +249,7 @@ export const udpEchoCommand: Command = {
     const signal = await Promise.race([shutdown, server.done.then(() => null)]);
     clearInterval(timer);
     await server.stop();
+    await metrics?.shutdown();
     log.info(`${signal ? `${signal}: ` : ""}stopped; ${formatEchoSummary(server.stats)}`);
     return 0;
   },
