@@ -32,7 +32,13 @@ Deno.test("parseProxyUrl() reads host, port and percent-encoded credentials", ()
 Deno.test("parseProxyUrl() names the bad part", () => {
   assert.throws(() => parseProxyUrl("http://127.0.0.1:1080"), /scheme 'http'/);
   assert.throws(() => parseProxyUrl("127.0.0.1:1080"), UsageError);
-  assert.throws(() => parseProxyUrl("socks5://user@127.0.0.1:1080"), /user:pass/);
+  // A user without a password is allowed: the password comes from SOCKIT_PROXY_PASSWORD.
+  assert.deepEqual(parseProxyUrl("socks5://user@127.0.0.1:1080"), {
+    hostname: "127.0.0.1",
+    port: 1080,
+    username: "user",
+  });
+  assert.throws(() => parseProxyUrl("socks5://@127.0.0.1:1080"), /user name/);
   assert.throws(() => parseProxyUrl("socks5://127.0.0.1:99999"), /bad port/);
   assert.throws(() => parseProxyUrl("socks5://u:@127.0.0.1:1"), /password/);
 });

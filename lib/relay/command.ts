@@ -43,7 +43,8 @@ import { RelayCertificate } from "./certificate.ts";
 import { Relay } from "./relay.ts";
 import { formatRelayStats } from "./stats.ts";
 import { runChat } from "./chat.ts";
-import { parseProxyUrl, socks5Connect } from "../socks5/client.ts";
+import { socks5Connect } from "../socks5/client.ts";
+import { clientProxy } from "../socks5/client_proxy.ts";
 
 const D = RELAY_DEFAULTS;
 
@@ -541,7 +542,10 @@ Options:
   --name N     take this name (/nick N) once connected; exit 1 if the relay refuses it
   --room R     join this room (/join R) once connected; exit 1 if the relay refuses it
   --framed     speak the relay's framed protocol (relay started with --framed)
-  --proxy URL  connect through a SOCKS5 proxy: socks5://[user:pass@]host:port
+  --proxy URL  connect through a SOCKS5 proxy: socks5://[user@]host:port (default:
+               SOCKS_PROXY or ALL_PROXY, unless NO_PROXY names the host); the password
+               from SOCKIT_PROXY_PASSWORD or --proxy-auth-file, not argv
+  --proxy-auth-file FILE  the proxy's user:pass, one line (chmod 600)
   --tls        connect with TLS (relay started with --tls) and verify the relay:
                by default trust on first use: the certificate's fingerprint is recorded
                in $XDG_CONFIG_HOME/sockit/known_hosts on first contact (and printed);
@@ -565,6 +569,7 @@ export const chatCommand: Command = {
     room: { type: "string" },
     framed: { type: "boolean" },
     proxy: { type: "string" },
+    "proxy-auth-file": { type: "string" },
     tls: { type: "boolean" },
     fingerprint: { type: "string" },
     ca: { type: "string" },
@@ -584,7 +589,12 @@ export const chatCommand: Command = {
       }
     }
     const proxyUrl = stringOption(values, "proxy");
-    const proxy = proxyUrl === undefined ? undefined : parseProxyUrl(proxyUrl);
+    // --proxy, else SOCKS_PROXY/ALL_PROXY; not with --tls (TLS over a proxy is not supported).
+    const proxy = values.tls && proxyUrl === undefined ? undefined : clientProxy(target, {
+      url: proxyUrl,
+      authFile: stringOption(values, "proxy-auth-file"),
+      warn: (text) => console.error(`sockit chat: warning: ${text}`),
+    });
     const fingerprint = stringOption(values, "fingerprint");
     const caFile = stringOption(values, "ca");
     if (!values.tls && (fingerprint !== undefined || caFile !== undefined)) {

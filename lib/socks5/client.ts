@@ -98,12 +98,9 @@ export function parseProxyUrl(url: string): Socks5Proxy {
   if (at >= 0) {
     const userinfo = rest.slice(0, at);
     rest = rest.slice(at + 1);
+    // `user@host` names the user only: the password then comes from elsewhere
+    // (`client_proxy.ts`: the environment or a file, never argv).
     const colon = userinfo.indexOf(":");
-    if (colon < 0) {
-      throw new UsageError(
-        `Cannot parse proxy URL '${shown}': credentials must be user:pass (no ':' found)`,
-      );
-    }
     const decode = (s: string, what: string) => {
       try {
         return decodeURIComponent(s);
@@ -111,16 +108,13 @@ export function parseProxyUrl(url: string): Socks5Proxy {
         throw new UsageError(`Cannot parse proxy URL '${shown}': bad percent-encoding in ${what}`);
       }
     };
-    proxy.username = decode(userinfo.slice(0, colon), "the user name");
-    proxy.password = decode(userinfo.slice(colon + 1), "the password");
+    proxy.username = decode(colon < 0 ? userinfo : userinfo.slice(0, colon), "the user name");
+    if (colon >= 0) proxy.password = decode(userinfo.slice(colon + 1), "the password");
     const ulen = new TextEncoder().encode(proxy.username).length;
-    const plen = new TextEncoder().encode(proxy.password).length;
     if (ulen < 1 || ulen > 255) {
       throw new UsageError(`Cannot parse proxy URL '${shown}': user name must be 1 to 255 bytes`);
     }
-    if (plen < 1 || plen > 255) {
-      throw new UsageError(`Cannot parse proxy URL '${shown}': password must be 1 to 255 bytes`);
-    }
+    if (proxy.password !== undefined) checkProxyPassword(proxy.password, `proxy URL '${shown}'`);
   }
   let hp: HostPort;
   try {
@@ -132,6 +126,24 @@ export function parseProxyUrl(url: string): Socks5Proxy {
   proxy.hostname = hp.hostname;
   proxy.port = hp.port;
   return proxy;
+}
+
+/**
+ * Checks an RFC 1929 password's length (1 to 255 bytes); `where` names its source in the error.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkProxyPassword } from "./client.ts";
+ * checkProxyPassword("s3cret", "SOCKIT_PROXY_PASSWORD");
+ * assert.throws(() => checkProxyPassword("", "SOCKIT_PROXY_PASSWORD"), /1 to 255 bytes/);
+ * ```
+ */
+export function checkProxyPassword(password: string, where: string): void {
+  const n = new TextEncoder().encode(password).length;
+  if (n < 1 || n > 255) {
+    throw new UsageError(`Cannot use the password from ${where}: it must be 1 to 255 bytes`);
+  }
 }
 
 /** Reads exactly `n` bytes straight from `conn`, never more (no read-ahead). */

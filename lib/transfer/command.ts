@@ -28,7 +28,8 @@ import {
 import { listenTcp, serve, type Server, waitForShutdownSignal } from "../net/server.ts";
 import { ControlFrame, encodeFrame, encodeHello } from "../net/frame.ts";
 import { writeAll } from "../net/write_all.ts";
-import { parseProxyUrl, socks5Connect, type Socks5Proxy } from "../socks5/client.ts";
+import { socks5Connect, type Socks5Proxy } from "../socks5/client.ts";
+import { clientProxy } from "../socks5/client_proxy.ts";
 import {
   BarReporter,
   JsonReporter,
@@ -81,37 +82,6 @@ const FD_SLACK = 8;
 
 function flag(values: OptionValues, name: string): boolean {
   return values[name] === true;
-}
-
-/**
- * `url` with the password of its `user:pass@` part replaced by `***`, for messages.
- *
- * @example Usage
- * ```ts
- * import assert from "node:assert/strict";
- * import { redactProxyUrl } from "./command.ts";
- * assert.equal(redactProxyUrl("socks5://bob:s3cret@host:99x"), "socks5://bob:***@host:99x");
- * assert.equal(redactProxyUrl("socks5://host:1080"), "socks5://host:1080");
- * ```
- */
-export function redactProxyUrl(url: string): string {
-  const scheme = url.indexOf("://");
-  const at = url.lastIndexOf("@");
-  if (scheme < 0 || at < scheme) return url;
-  const colon = url.indexOf(":", scheme + 3);
-  if (colon < 0 || colon > at) return url;
-  return `${url.slice(0, colon + 1)}***${url.slice(at)}`;
-}
-
-/** Parses `--proxy`; an error never repeats the password. */
-function parseProxy(url: string): Socks5Proxy {
-  try {
-    return parseProxyUrl(url);
-  } catch (error) {
-    if (!(error instanceof Error)) throw error;
-    const message = error.message.split(url).join(redactProxyUrl(url));
-    throw error instanceof UsageError ? new UsageError(message) : new Error(message);
-  }
 }
 
 /**
@@ -271,7 +241,10 @@ partial file ends; a file the receiver already has (same size and SHA-256) count
 Options:
   --no-verify      do not compute or send SHA-256s (sizes are still checked)
   --json           one JSON object per event on stdout, then a summary object
-  --proxy URL      connect through a SOCKS5 proxy, socks5://[user:pass@]host:port
+  --proxy URL      connect through a SOCKS5 proxy, socks5://[user@]host:port (default:
+                   SOCKS_PROXY or ALL_PROXY, unless NO_PROXY names the host); the password
+                   from SOCKIT_PROXY_PASSWORD or --proxy-auth-file, not argv
+  --proxy-auth-file FILE  the proxy's user:pass, one line (chmod 600)
 
 Exit code 0 only when the receiver confirmed every entry; 1 otherwise.
 
@@ -286,6 +259,7 @@ Examples:
     "no-verify": { type: "boolean" },
     json: { type: "boolean" },
     proxy: { type: "string" },
+    "proxy-auth-file": { type: "string" },
   },
   allowPositionals: true,
   async run({ values, positionals }) {
@@ -295,10 +269,15 @@ Examples:
       ? { target: undefined, paths: positionals }
       : sendArguments(positionals);
     const proxyText = stringOption(values, "proxy");
-    const proxy = proxyText === undefined ? undefined : parseProxy(proxyText);
     const log = new Logger("send", {
       quiet: flag(values, "quiet"),
       verbose: flag(values, "verbose"),
+    });
+    // --proxy, else SOCKS_PROXY/ALL_PROXY (direct mode only; the code mode has no proxy).
+    const proxy = withCode ? undefined : clientProxy(target!, {
+      url: proxyText,
+      authFile: stringOption(values, "proxy-auth-file"),
+      warn: (text) => log.warn(text),
     });
     const stop = new AbortController();
     let signalName = "";
@@ -308,7 +287,9 @@ Examples:
     });
 
     if (withCode) {
-      if (proxy) throw new UsageError("--proxy is for the direct mode (HOST:PORT)");
+      if (proxyText !== undefined) {
+        throw new UsageError("--proxy is for the direct mode (HOST:PORT)");
+      }
       return await sendWithCode(values, paths, {
         log,
         signal: stop.signal,
