@@ -8,6 +8,12 @@
  * - resident memory per idle tunnel: RSS of the proxy (all its processes) with 500 open,
  *   established tunnels, minus the RSS before them, divided by 500.
  *
+ * - sockit's HTTP CONNECT on the same port: the same throughput and sessions/s through
+ *   `CONNECT host:port` instead of SOCKS5 (target: within 10% of SOCKS5);
+ * - the cost of `--metrics`: the throughput of a sockit started with `--metrics` while this
+ *   process scrapes `/metrics` every 100 ms (ten times the usual 1 s), against plain sockit
+ *   (target: at most 2% slower).
+ *
  * Each figure is the median of 3 runs, and the runs are interleaved: in each run every
  * proxy is started afresh and measured once, sockit first in even runs and last in odd
  * ones, so that a machine getting busier or quieter during the bench favours no one. The
@@ -65,6 +71,70 @@ const SOCKIT: Contender = {
       port,
     ),
 };
+
+/** The port sockit's `--metrics` endpoint uses in the scrape-cost runs. */
+let metricsPort = 0;
+
+/** sockit with `--metrics` (on `metricsPort`), for the scrape-cost rows. */
+const SOCKIT_METRICS: Contender = {
+  name: "sockit --metrics",
+  start: (port) => {
+    metricsPort = freePort();
+    return startSpawned(
+      Deno.execPath(),
+      [
+        "run",
+        "-A",
+        MAIN,
+        "socks5",
+        "--port",
+        String(port),
+        "--quiet",
+        "--metrics",
+        `127.0.0.1:${metricsPort}`,
+        ...SOCKIT_FLAGS,
+      ],
+      port,
+    );
+  },
+};
+
+/** Opens a tunnel to `target` with HTTP CONNECT through the proxy at `proxy`. */
+async function httpConnect(
+  proxy: { hostname: string; port: number },
+  target: { hostname: string; port: number },
+): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect(proxy);
+  conn.setNoDelay(true);
+  const authority = `${target.hostname}:${target.port}`;
+  await writeAll(
+    conn,
+    new TextEncoder().encode(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`),
+  );
+  // Read the answer byte by byte up to its blank line, so no tunnel byte is read ahead.
+  const one = new Uint8Array(1);
+  let head = "";
+  while (!head.endsWith("\r\n\r\n")) {
+    if ((await conn.read(one)) === null) {
+      throw new Error(`CONNECT: closed after ${JSON.stringify(head)}`);
+    }
+    head += String.fromCharCode(one[0]);
+    if (head.length > 4096) throw new Error("CONNECT: answer head too long");
+  }
+  if (!head.startsWith("HTTP/1.1 200")) {
+    conn.close();
+    throw new Error(`CONNECT refused: ${head.split("\r\n")[0]}`);
+  }
+  return conn;
+}
+
+/** How the load generator opens a tunnel through a proxy. */
+type Dialer = (
+  proxy: { hostname: string; port: number },
+  target: { hostname: string; port: number },
+) => Promise<Deno.TcpConn>;
+
+const SOCKS5_DIALER: Dialer = (proxy, target) => socks5Connect(proxy, target);
 
 const MICROSOCKS: Contender = {
   name: "microsocks",
@@ -125,12 +195,13 @@ const DANTE: Contender = {
 async function push(
   sink: ReturnType<typeof startSink>,
   proxy: Socks5Proxy | undefined,
+  dial: Dialer = SOCKS5_DIALER,
 ): Promise<number> {
   const received = sink.next();
   const buf = new Uint8Array(256 * 1024).fill(0x5a);
   const start = performance.now();
   const target = { hostname: "127.0.0.1", port: sink.port };
-  const conn = proxy ? await socks5Connect(proxy, target) : await Deno.connect(target);
+  const conn = proxy ? await dial(proxy, target) : await Deno.connect(target);
   for (let sent = 0; sent < TOTAL_BYTES; sent += buf.length) await writeAll(conn, buf);
   await conn.closeWrite();
   const got = await received;
@@ -151,7 +222,11 @@ async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
 }
 
 /** SESSIONS sessions (connect, handshake, 1 KiB echo, close), 16 at a time; sessions/s. */
-async function sessionsPerSecond(port: number, echoPort: number): Promise<number> {
+async function sessionsPerSecond(
+  port: number,
+  echoPort: number,
+  dial: Dialer = SOCKS5_DIALER,
+): Promise<number> {
   const proxy = { hostname: "127.0.0.1", port };
   const target = { hostname: "127.0.0.1", port: echoPort };
   const payload = new Uint8Array(SESSION_PAYLOAD).fill(0x61);
@@ -160,7 +235,7 @@ async function sessionsPerSecond(port: number, echoPort: number): Promise<number
     const buf = new Uint8Array(SESSION_PAYLOAD);
     while (next < SESSIONS) {
       next++;
-      const conn = await socks5Connect(proxy, target);
+      const conn = await dial(proxy, target);
       await writeAll(conn, payload);
       await readFull(conn, buf);
       conn.close();
@@ -238,6 +313,10 @@ interface Figures {
   mibPerSecond: number;
   sessionsPerSecond: number;
   kbPerTunnel: number;
+  /** sockit only: the same through HTTP CONNECT. */
+  httpMibPerSecond?: number;
+  /** sockit only. */
+  httpSessionsPerSecond?: number;
 }
 
 /** One run against `c`: a fresh proxy, each figure measured once. */
@@ -254,7 +333,59 @@ async function measureOnce(
   const sessions = await sessionsPerSecond(port, echoPort);
   console.error(`bench: socks5 ${c.name}: throughput...`);
   const mibPerSecond = await push(sink, { hostname: "127.0.0.1", port });
-  return { mibPerSecond, sessionsPerSecond: sessions, kbPerTunnel };
+  if (c !== SOCKIT) return { mibPerSecond, sessionsPerSecond: sessions, kbPerTunnel };
+  console.error(`bench: socks5 ${c.name}: HTTP CONNECT sessions and throughput...`);
+  const httpSessions = await sessionsPerSecond(port, echoPort, httpConnect);
+  const httpMib = await push(sink, { hostname: "127.0.0.1", port }, httpConnect);
+  return {
+    mibPerSecond,
+    sessionsPerSecond: sessions,
+    kbPerTunnel,
+    httpMibPerSecond: httpMib,
+    httpSessionsPerSecond: httpSessions,
+  };
+}
+
+/** CPU seconds of process `pid` so far (user + system). */
+function cpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Scrapes of the CPU-per-scrape figure. */
+const SCRAPES = 300;
+
+/**
+ * Throughput of sockit with `--metrics` while `/metrics` is scraped every 100 ms, then the
+ * proxy's CPU per scrape (SCRAPES scrapes back to back, after the traffic).
+ */
+async function scrapedThroughput(
+  sink: ReturnType<typeof startSink>,
+): Promise<{ mib: number; cpuMsPerScrape: number }> {
+  const port = freePort();
+  await using proxy = await SOCKIT_METRICS.start(port);
+  await waitForTcpPort(metricsPort);
+  let scraping = true;
+  let scrapes = 0;
+  const scraper = (async () => {
+    while (scraping) {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      await res.text();
+      if (!res.ok) throw new Error(`scrape: ${res.status}`);
+      scrapes++;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const mib = await push(sink, { hostname: "127.0.0.1", port });
+  scraping = false;
+  await scraper;
+  if (scrapes === 0) throw new Error("no scrape happened during the push");
+  const before = cpuSeconds(proxy.pid);
+  for (let i = 0; i < SCRAPES; i++) {
+    await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  }
+  const cpuMsPerScrape = ((cpuSeconds(proxy.pid) - before) * 1000) / SCRAPES;
+  return { mib, cpuMsPerScrape };
 }
 
 /** The median of each figure over the runs. */
@@ -263,6 +394,8 @@ function medians(runs: Figures[]): Figures {
     mibPerSecond: median(runs.map((f) => f.mibPerSecond)),
     sessionsPerSecond: median(runs.map((f) => f.sessionsPerSecond)),
     kbPerTunnel: median(runs.map((f) => f.kbPerTunnel)),
+    httpMibPerSecond: median(runs.map((f) => f.httpMibPerSecond ?? NaN)),
+    httpSessionsPerSecond: median(runs.map((f) => f.httpSessionsPerSecond ?? NaN)),
   };
 }
 
@@ -278,8 +411,14 @@ async function run(): Promise<BenchRow[]> {
     }
     const runs = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
     const direct: number[] = [];
+    const scraped: number[] = [];
+    const scrapeCpu: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       direct.push(await push(sink, undefined));
+      console.error("bench: socks5 sockit --metrics: throughput while scraped...");
+      const scrape = await scrapedThroughput(sink);
+      scraped.push(scrape.mib);
+      scrapeCpu.push(scrape.cpuMsPerScrape);
       // sockit first in even runs, last in odd ones.
       const order = i % 2 === 0 ? contenders : [...contenders].reverse();
       for (const c of order) runs.get(c.name)!.push(await measureOnce(c, sink, echo.port));
@@ -323,6 +462,54 @@ async function run(): Promise<BenchRow[]> {
         },
       );
     }
+    const runsOf = (key: keyof Figures) =>
+      runs.get(SOCKIT.name)!.map((f) => (f[key] ?? NaN).toFixed(0)).join("/");
+    rows.push(
+      {
+        scenario: "HTTP CONNECT single-stream throughput (1 GiB), same port",
+        unit: "MiB/s",
+        sockit: ours.httpMibPerSecond!,
+        flags,
+        peerName: "sockit SOCKS5",
+        peer: ours.mibPerSecond,
+        higherIsBetter: true,
+        note: `target: within 10%; runs HTTP ${runsOf("httpMibPerSecond")} vs SOCKS5 ${
+          runsOf("mibPerSecond")
+        }`,
+      },
+      {
+        scenario: `HTTP CONNECT sessions/s (+ 1 KiB echo, ${SESSION_CONCURRENCY} at a time)`,
+        unit: "sessions/s",
+        sockit: ours.httpSessionsPerSecond!,
+        flags,
+        peerName: "sockit SOCKS5",
+        peer: ours.sessionsPerSecond,
+        higherIsBetter: true,
+        note: `target: within 10%; runs HTTP ${runsOf("httpSessionsPerSecond")} vs SOCKS5 ${
+          runsOf("sessionsPerSecond")
+        }`,
+      },
+      {
+        scenario: "socks5 throughput with --metrics scraped every 100 ms",
+        unit: "MiB/s",
+        sockit: median(scraped),
+        flags: "--metrics",
+        peerName: "sockit without --metrics",
+        peer: ours.mibPerSecond,
+        higherIsBetter: true,
+        note: `target: at most 2% slower; runs ${scraped.map((m) => m.toFixed(0)).join("/")}`,
+      },
+      {
+        scenario: `--metrics: proxy CPU per scrape (${SCRAPES} scrapes)`,
+        unit: "CPU ms",
+        sockit: median(scrapeCpu),
+        flags: "--metrics",
+        higherIsBetter: false,
+        note: `at one scrape a second: ${(median(scrapeCpu) / 10).toFixed(3)}% of one core; runs ${
+          scrapeCpu.map((c) => c.toFixed(2)).join("/")
+        }`,
+      },
+    );
     return rows;
   } finally {
     sink.close();

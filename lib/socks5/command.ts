@@ -155,6 +155,7 @@ Options:
   --no-http              no HTTP proxying on this port (by default a client whose first byte
                          is not 0x05 or 0x04 is an HTTP proxy client: CONNECT, GET http://...)
   --advertise IP         address put in BIND and UDP ASSOCIATE replies (behind NAT)
+  --bind-out IP          local address of outgoing connections (CONNECT, SOCKS and HTTP)
   --max-conns N          client connections at once (default ${D.maxConnections})
   --handshake-timeout MS greeting + auth + request deadline (default ${D.handshakeTimeoutMs})
   --connect-timeout MS   name lookup and dialling, all addresses together (default ${D.connectTimeoutMs})
@@ -199,6 +200,7 @@ export const socks5Command: Command = {
     "no-udp": { type: "boolean" },
     "no-http": { type: "boolean" },
     advertise: { type: "string" },
+    "bind-out": { type: "string" },
     "max-conns": { type: "string" },
     "handshake-timeout": { type: "string" },
     "connect-timeout": { type: "string" },
@@ -229,6 +231,10 @@ export const socks5Command: Command = {
     if (advertise !== undefined && !parseIP(advertise)) {
       throw new UsageError(`Cannot parse --advertise '${advertise}': expected an IP address`);
     }
+    const bindOut = stringOption(values, "bind-out")?.replace(/^\[|\]$/g, "");
+    if (bindOut !== undefined && !parseIP(bindOut)) {
+      throw new UsageError(`Cannot parse --bind-out '${bindOut}': expected an IP address`);
+    }
     const log = new Logger("socks5", { quiet: !!values.quiet, verbose: !!values.verbose });
     const maxConnections = intOption(values, "max-conns", { fallback: D.maxConnections, min: 1 });
     const fdWarning = descriptorWarning(maxConnections, {
@@ -245,6 +251,7 @@ export const socks5Command: Command = {
       allowUdp: !values["no-udp"],
       allowHttp: !values["no-http"],
       advertise,
+      bindOut,
       maxConnections,
       handshakeTimeoutMs: intOption(values, "handshake-timeout", {
         fallback: D.handshakeTimeoutMs,

@@ -22,6 +22,7 @@ export async function handleConnect(ctx: ClientContext, dst: SocksAddress): Prom
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
     nameServer: opts.nameServer,
+    bindOut: opts.bindOut,
   });
   if ("reply" in dialled) return await fail(ctx, { reply: dialled.reply, why: dialled.why });
   const target = dialled.conn;

@@ -14,6 +14,7 @@ import { TimeoutError } from "../net/errors.ts";
 import { describeError } from "./errors.ts";
 import { formatIP, parseIP, unmapIPv4 } from "../net/ip.ts";
 import { Reply } from "./protocol.ts";
+import { connectFrom } from "../net/bound_connect.ts";
 import { literalAddress, type NameServer, resolveHost } from "./resolve.ts";
 import type { AddressRules } from "../net/address_rules.ts";
 
@@ -30,6 +31,8 @@ export interface DestinationOptions {
   deadlines?: Deadlines;
   /** DNS server to ask instead of the system's. */
   nameServer?: NameServer;
+  /** Local address of the outgoing connections (`--bind-out`); default: the system's choice. */
+  bindOut?: string;
 }
 
 /**
@@ -70,6 +73,7 @@ export async function reachDestination(
     port: destination.port,
     timeoutMs: deadline - performance.now(),
     deadlines: options.deadlines,
+    bindOut: options.bindOut,
   });
 }
 
@@ -97,6 +101,11 @@ export interface DialOptions {
   timeoutMs: number;
   /** Scheduler for the deadline (a server passes its own). @default {DEADLINES} */
   deadlines?: Deadlines;
+  /**
+   * Local address to connect from (an IP literal); only destinations of its family are
+   * dialled. @default {the system's choice}
+   */
+  bindOut?: string;
 }
 
 /**
@@ -107,14 +116,26 @@ export async function dialAny(
   addresses: string[],
   options: DialOptions,
 ): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
-  const { port, timeoutMs } = options;
+  const { port, timeoutMs, bindOut } = options;
   const deadlines = options.deadlines ?? DEADLINES;
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
-  for (const address of addresses) {
+  const family = (a: string) => (parseIP(a)?.length === 4 ? 4 : 6);
+  const candidates = bindOut === undefined
+    ? addresses
+    : addresses.filter((a) => family(canonicalIP(a)) === family(bindOut));
+  if (candidates.length === 0) {
+    return {
+      reply: Reply.NetworkUnreachable,
+      why: `no address of --bind-out ${bindOut}'s family among ${addresses.join(", ")}`,
+    };
+  }
+  for (const address of candidates) {
     const left = deadline - performance.now();
     if (left <= 0) break;
-    const attempt = Deno.connect({ hostname: address, port });
+    const attempt = bindOut === undefined
+      ? Deno.connect({ hostname: address, port })
+      : connectFrom(bindOut, { hostname: address, port });
     try {
       const conn = await deadlines.deadline(attempt, Math.ceil(left), {
         what: `connect to ${address}`,

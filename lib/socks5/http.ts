@@ -230,6 +230,7 @@ async function connectTunnel(ctx: ClientContext, head: RequestHead): Promise<voi
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
     nameServer: opts.nameServer,
+    bindOut: opts.bindOut,
   });
   if ("reply" in dialled) {
     const status = statusForReply(dialled.reply);
@@ -290,6 +291,7 @@ async function forward(ctx: ClientContext, head: RequestHead): Promise<boolean> 
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
     nameServer: opts.nameServer,
+    bindOut: opts.bindOut,
   });
   if ("reply" in dialled) {
     const status = statusForReply(dialled.reply);

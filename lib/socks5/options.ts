@@ -98,6 +98,8 @@ export interface Socks5ServerOptions {
   httpKeepAliveMs?: number;
   /** Address put in BIND and UDP ASSOCIATE replies instead of the local one (behind NAT). */
   advertise?: string;
+  /** Local address of outgoing CONNECT connections (`--bind-out`). @default {the system's} */
+  bindOut?: string;
   /** Greeting, authentication and request deadline, in ms. @default {10000} */
   handshakeTimeoutMs?: number;
   /** Deadline for dialling the destination, in ms. @default {10000} */
@@ -140,8 +142,8 @@ export interface Socks5ServerOptions {
 
 /** Options with every default filled in. */
 export type ResolvedOptions =
-  & Required<Omit<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">>
-  & Pick<Socks5ServerOptions, "users" | "advertise" | "nameServer" | "logger">;
+  & Required<Omit<Socks5ServerOptions, "users" | "advertise" | "bindOut" | "nameServer" | "logger">>
+  & Pick<Socks5ServerOptions, "users" | "advertise" | "bindOut" | "nameServer" | "logger">;
 
 /**
  * `options` laid over {@linkcode SOCKS5_DEFAULTS}; no rules allow every destination.

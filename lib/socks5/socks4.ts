@@ -75,6 +75,7 @@ export async function handleSocks4(ctx: ClientContext, head: Socks4Request): Pro
     timeoutMs: opts.connectTimeoutMs,
     deadlines: ctx.deadlines,
     nameServer: opts.nameServer,
+    bindOut: opts.bindOut,
   });
   if ("reply" in dialled) {
     record.note = dialled.why;
