@@ -293,12 +293,18 @@ clusterTest("malformed bus messages are dropped with a log line; the nodes go on
       raw.publish(lobby.presence, bytes);
       raw.publish("sockit.nodes", bytes);
     }
+    // A well-formed room message on a cluster-wide subject: dropped, and nobody disconnects.
+    raw.publish(
+      "sockit.nodes",
+      encodeControl({ t: "join", node: "stray", epoch: 1, room: "lobby", name: "ghost" }),
+    );
     await raw.flush();
   } finally {
     await raw.close();
   }
   await b.waitForStderr(/cluster: dropped a bus message/);
   await b.waitForStderr(/node z runs in framed mode/);
+  await b.waitForStderr(/dropped a "join" message from node stray on a cluster-wide subject/);
   await x.writeLine("still fine");
   assert.deepEqual(await readMessages(y, 1), [`[${x.name}] still fine`]);
 });

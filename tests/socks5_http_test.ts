@@ -7,7 +7,18 @@
 
 import assert from "node:assert/strict";
 import { createSelfSignedCert } from "../lib/net/tls_cert.ts";
-import { hasCommand, peerTest, startSockit, TestClient } from "./_helpers.ts";
+import {
+  EVENT_TIMEOUT_MS,
+  hasCommand,
+  peerTest,
+  startSockit,
+  startTcpTestServer,
+  TestClient,
+} from "./_helpers.ts";
+import { startTestProxy } from "./_socks5.ts";
+import { writeAll } from "../lib/net/write_all.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
 
 const HAVE_CURL = hasCommand("curl");
 
@@ -239,4 +250,79 @@ Deno.test({
     ]);
     assert.equal(socks.stdout, "hello /s");
   },
+});
+
+// --- Forwarding edge cases (in-process proxy, raw origins) --------------------------------
+
+/** Reads an origin's request head (up to its blank line) from `conn`. */
+async function readHead(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(4096);
+  let head = "";
+  while (!head.includes("\r\n\r\n")) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    head += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  return head;
+}
+
+/** Sends `request` to the proxy and reads everything it answers until it closes. */
+async function exchange(port: number, request: string): Promise<string> {
+  await using client = await TestClient.connect(port);
+  await client.write(request);
+  return new TextDecoder().decode(await client.readToEnd());
+}
+
+Deno.test("proxy: an origin that never answers gets 504 after the idle limit, not a hang", async () => {
+  await using silent = startTcpTestServer(async (conn) => {
+    await readHead(conn);
+    await new Promise<void>((resolve) => setTimeout(resolve, EVENT_TIMEOUT_MS)); // never answers
+  });
+  await using proxy = startTestProxy({ httpIdleMs: 300 });
+  const answer = await exchange(
+    proxy.port,
+    `GET http://127.0.0.1:${silent.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+  );
+  assert.match(answer, /^HTTP\/1\.1 504 /);
+  assert.match(answer, /no byte moved for 300 ms/);
+});
+
+Deno.test("proxy: 100 Continue is passed on before the final answer; Host is the target's", async () => {
+  const seenHosts: string[] = [];
+  await using origin = startTcpTestServer(async (conn) => {
+    const head = await readHead(conn);
+    seenHosts.push(head.match(/^Host: (.*)$/mi)?.[1] ?? "");
+    await writeAll(conn, enc("HTTP/1.1 100 Continue\r\n\r\n"));
+    await writeAll(conn, enc("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  });
+  await using proxy = startTestProxy();
+  const answer = await exchange(
+    proxy.port,
+    `GET http://127.0.0.1:${origin.port}/x HTTP/1.1\r\nHost: internal.admin\r\n` +
+      "Connection: close\r\n\r\n",
+  );
+  assert.match(answer, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  assert.ok(answer.endsWith("\r\n\r\nok"), answer);
+  assert.deepEqual(seenHosts, [`127.0.0.1:${origin.port}`]);
+});
+
+Deno.test("proxy: a chunked answer that also has a Content-Length loses the Content-Length", async () => {
+  await using origin = startTcpTestServer(async (conn) => {
+    await readHead(conn);
+    await writeAll(
+      conn,
+      enc(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n" +
+          "3\r\nabc\r\n0\r\n\r\n",
+      ),
+    );
+  });
+  await using proxy = startTestProxy();
+  const answer = await exchange(
+    proxy.port,
+    `GET http://127.0.0.1:${origin.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+  );
+  assert.doesNotMatch(answer, /Content-Length/i);
+  assert.match(answer, /Transfer-Encoding: chunked\r\n/);
+  assert.ok(answer.endsWith("3\r\nabc\r\n0\r\n\r\n"), answer);
 });

@@ -304,31 +304,75 @@ async function forward(ctx: ClientContext, head: RequestHead): Promise<boolean> 
   const origin = dialled.conn;
   record.via = formatAddress({ hostname: dialled.address, port: destination.port });
   const clientWantsClose = wantsClose(head.version, headers);
+  // No byte either way for `httpIdleMs`: the exchange is cut (504 when no answer started).
+  const idleMs = opts.httpIdleMs;
+  let last = performance.now();
+  let idle = false;
+  const touch = () => (last = performance.now());
+  const stopWatch = ctx.deadlines.schedule(last + idleMs, (now) => {
+    if (now - last < idleMs) return last + idleMs;
+    idle = true;
+    origin.close();
+    // An answer under way that the client does not take: the client goes too.
+    if (record.reply !== undefined) {
+      ctx.closed = true;
+      ctx.conn.close();
+    }
+    return undefined;
+  });
+  const fromOrigin = {
+    read: async (p: Uint8Array) => {
+      const n = await origin.read(p);
+      touch();
+      return n;
+    },
+  };
+  const toClient = { write: (p: Uint8Array) => ctx.conn.write(p).finally(touch) };
+  const toOrigin = { write: (p: Uint8Array) => origin.write(p).finally(touch) };
   try {
     origin.setNoDelay(true);
-    await writeAll(origin, encoder.encode(originRequest(head)));
-    record.up += await copyExactly(ctx.reader, origin, bodyLength);
-    const reader = new BufferedReader(origin);
-    const response = await readResponseHead(reader);
+    await writeAll(toOrigin, encoder.encode(originRequest(head)));
+    record.up += await copyExactly(ctx.reader, toOrigin, bodyLength, touch);
+    const reader = new BufferedReader(fromOrigin);
+    let response = await readResponseHead(reader);
+    // Interim answers (100 Continue, 103 Early Hints) go to the client; the final one follows.
+    while (response.status >= 100 && response.status < 200 && response.status !== 101) {
+      await writeAll(toClient, encoder.encode(interimHead(response)));
+      response = await readResponseHead(reader);
+    }
     record.reply = response.status;
     const length = bodyFraming(head.method, response);
     const keep = !clientWantsClose && length.kind !== "until-close";
-    await writeAll(ctx.conn, encoder.encode(clientResponseHead(response, keep)));
-    if (length.kind === "length") record.down += await copyExactly(reader, ctx.conn, length.bytes);
-    else if (length.kind === "chunked") record.down += await copyChunked(reader, ctx.conn);
-    else if (length.kind === "until-close") record.down += await copyToEnd(reader, ctx.conn);
+    await writeAll(toClient, encoder.encode(clientResponseHead(response, keep)));
+    if (length.kind === "length") {
+      record.down += await copyExactly(reader, toClient, length.bytes, touch);
+    } else if (length.kind === "chunked") record.down += await copyChunked(reader, toClient);
+    else if (length.kind === "until-close") record.down += await copyToEnd(reader, toClient);
     return keep;
   } catch (error) {
+    const status = idle ? PROXY_STATUS.GatewayTimeout : PROXY_STATUS.BadGateway;
+    const why = idle
+      ? `no byte moved for ${idleMs} ms`
+      : `the origin failed: ${(error as Error).message}`;
     if (record.reply === undefined) {
-      record.reply = PROXY_STATUS.BadGateway;
-      await answer(ctx, PROXY_STATUS.BadGateway, `the origin failed: ${(error as Error).message}`)
-        .catch(() => {});
+      record.reply = status;
+      await answer(ctx, status, why).catch(() => {});
     }
-    record.note ??= (error as Error).message;
+    record.note ??= why;
     return false;
   } finally {
+    stopWatch();
     origin.close();
   }
+}
+
+/** An interim (1xx) response head as the client gets it. */
+function interimHead(response: ResponseHead): string {
+  let text = `${response.statusLine}\r\n`;
+  for (const [name, value] of response.headers) {
+    if (!HOP_BY_HOP.has(name.toLowerCase())) text += `${name}: ${value}\r\n`;
+  }
+  return `${text}\r\n`;
 }
 
 function wantsClose(version: string, headers: HttpHeaders): boolean {
@@ -350,16 +394,13 @@ function originRequest(head: RequestHead): string {
   let text = `${head.method} ${target.path || "/"}${
     target.query ? `?${target.query}` : ""
   } HTTP/1.1\r\n`;
-  let host = false;
+  // Host is the target's (RFC 9112 section 3.2.2), whatever the client put there.
+  const h = target.host.includes(":") ? `[${target.host}]` : target.host;
+  text += `Host: ${target.port === 80 ? h : `${h}:${target.port}`}\r\n`;
   for (const [name, value] of head.headers) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
-    if (lower === "host") host = true;
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower === "host") continue;
     text += `${name}: ${value}\r\n`;
-  }
-  if (!host) {
-    const h = target.host.includes(":") ? `[${target.host}]` : target.host;
-    text += `Host: ${target.port === 80 ? h : `${h}:${target.port}`}\r\n`;
   }
   return `${text}Connection: close\r\n\r\n`;
 }
@@ -429,27 +470,37 @@ function clientResponseHead(response: ResponseHead, keepAlive: boolean): string 
   const named = connectionTokens(
     response.headers.find(([n]) => n.toLowerCase() === "connection")?.[1],
   );
+  const chunked = response.headers.some(([n]) => n.toLowerCase() === "transfer-encoding");
   let text = `${response.statusLine}\r\n`;
   for (const [name, value] of response.headers) {
     const lower = name.toLowerCase();
-    // Transfer-Encoding stays: the chunked body is passed through as it is.
+    // Transfer-Encoding stays: the chunked body is passed through as it is; with it, a
+    // Content-Length is dropped (RFC 9112 section 6.3).
     if (lower !== "transfer-encoding" && (HOP_BY_HOP.has(lower) || named.has(lower))) continue;
+    if (chunked && lower === "content-length") continue;
     text += `${name}: ${value}\r\n`;
   }
   return `${text}Connection: ${keepAlive ? "keep-alive" : "close"}\r\n\r\n`;
 }
 
+/** Where the copies write: a socket, or a wrapper that notes activity. */
+interface Writer {
+  write(p: Uint8Array): Promise<number>;
+}
+
 /** Copies exactly `n` bytes from `reader` to `to`; throws if the source ends first. */
 async function copyExactly(
   reader: BufferedReader,
-  to: Deno.Conn,
+  to: Writer,
   n: number,
+  touch: () => void = () => {},
 ): Promise<number> {
   const buf = new Uint8Array(Math.min(Math.max(n, 1), 256 * 1024));
   let left = n;
   while (left > 0) {
     const got = await reader.read(buf.subarray(0, Math.min(buf.length, left)));
     if (got === null) throw new Error(`the body ended ${left} bytes short`);
+    touch();
     await writeAll(to, buf.subarray(0, got));
     left -= got;
   }
@@ -457,7 +508,7 @@ async function copyExactly(
 }
 
 /** Copies a chunked body as it is, through its last chunk and trailer. */
-async function copyChunked(reader: BufferedReader, to: Deno.Conn): Promise<number> {
+async function copyChunked(reader: BufferedReader, to: Writer): Promise<number> {
   let total = 0;
   const line = async () => {
     const bytes = await reader.readLine(HTTP_PROXY_LIMITS.maxChunkLineBytes);
@@ -483,7 +534,7 @@ async function copyChunked(reader: BufferedReader, to: Deno.Conn): Promise<numbe
 }
 
 /** Copies everything up to the origin's end of file. */
-async function copyToEnd(reader: BufferedReader, to: Deno.Conn): Promise<number> {
+async function copyToEnd(reader: BufferedReader, to: Writer): Promise<number> {
   const buf = new Uint8Array(256 * 1024);
   let total = 0;
   while (true) {

@@ -27,6 +27,11 @@ export const SOCKS5_DEFAULTS = {
   allowHttp: true,
   /** A kept-alive HTTP proxy client may wait this long between requests, in ms. */
   httpKeepAliveMs: 60_000,
+  /**
+   * A forwarded HTTP request (not CONNECT) where no byte moved either way for this long is
+   * cut, with 504 when no answer started, in ms.
+   */
+  httpIdleMs: 60_000,
   /** Greeting, authentication and request must all arrive within this, in ms (`--handshake-timeout`). */
   handshakeTimeoutMs: 10_000,
   /** Dialling the destination (every resolved address together) may take this long, in ms (`--connect-timeout`). */
@@ -96,9 +101,11 @@ export interface Socks5ServerOptions {
   allowHttp?: boolean;
   /** Wait between a kept-alive HTTP client's requests, in ms. @default {60000} */
   httpKeepAliveMs?: number;
+  /** Idle limit of a forwarded HTTP exchange, in ms. @default {60000} */
+  httpIdleMs?: number;
   /** Address put in BIND and UDP ASSOCIATE replies instead of the local one (behind NAT). */
   advertise?: string;
-  /** Local address of outgoing CONNECT connections (`--bind-out`). @default {the system's} */
+  /** Local address of outgoing CONNECT connections (`--bind-out`); without, the system's choice. */
   bindOut?: string;
   /** Greeting, authentication and request deadline, in ms. @default {10000} */
   handshakeTimeoutMs?: number;

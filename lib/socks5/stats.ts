@@ -37,9 +37,11 @@ export interface Socks5StatsSnapshot {
  * import { Socks5Stats } from "./stats.ts";
  * const stats = new Socks5Stats();
  * stats.record({ client: "c", version: 5, command: "CONNECT", reply: 0, up: 10, down: 20, start: 0, user: "alice" });
+ * // Any HTTP method but the standard ones counts as "other": label values stay bounded.
+ * stats.record({ client: "c", version: 0, command: "MADEUP", reply: 407, up: 0, down: 0, start: 0 });
  * const s = stats.snapshot();
- * assert.deepEqual(s.sessions, { "socks5 CONNECT": 1 });
- * assert.deepEqual(s.replies, { "0x00": 1 });
+ * assert.deepEqual(s.sessions, { "socks5 CONNECT": 1, "http other": 1 });
+ * assert.deepEqual(s.replies, { "0x00": 1, "407": 1 });
  * assert.deepEqual(s.userBytes, { alice: 30 });
  * ```
  */
@@ -55,7 +57,12 @@ export class Socks5Stats {
   /** Counts one ended session. */
   record(r: ClientRecord): void {
     const protocol = r.version === 0 ? "http" : r.version === Version.Socks4 ? "socks4" : "socks5";
-    bump(this.#sessions, `${protocol} ${r.command ?? "none"}`, 1);
+    const command = r.command === undefined
+      ? "none"
+      : KNOWN_COMMANDS.has(r.command)
+      ? r.command
+      : "other";
+    bump(this.#sessions, `${protocol} ${command}`, 1);
     const reply = r.reply === undefined
       ? "none"
       : r.version === 0
@@ -79,6 +86,21 @@ export class Socks5Stats {
     };
   }
 }
+
+/** Commands counted by name; any other HTTP method counts as `other` (bounded label values). */
+const KNOWN_COMMANDS = new Set([
+  "CONNECT",
+  "BIND",
+  "UDP ASSOCIATE",
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "OPTIONS",
+  "PATCH",
+  "TRACE",
+]);
 
 function bump(map: Map<string, number>, key: string, n: number): void {
   map.set(key, (map.get(key) ?? 0) + n);

@@ -509,6 +509,14 @@ export class Cluster {
     if (!host) return;
     const link = room === undefined ? undefined : this.#links.get(room);
     if (room !== undefined && (!link || !("room" in m) || m.room !== room)) return;
+    // Room messages belong on a room's subjects; on a cluster-wide one they are dropped.
+    if (room === undefined && "room" in m) {
+      this.#stats.malformed++;
+      return this.#warnOnce(
+        `misplaced:${m.t}`,
+        `cluster: dropped a "${m.t}" message from node ${m.node} on a cluster-wide subject`,
+      );
+    }
     switch (m.t) {
       case "beat":
         return this.#heard(m.node, m.epoch);

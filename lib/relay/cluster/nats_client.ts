@@ -155,6 +155,7 @@ export class NatsClient {
   #loop: Promise<void> = Promise.resolve();
   #retry: ReturnType<typeof setTimeout> | undefined;
   #retryWake: (() => void) | undefined;
+  #onHandlerError: ((error: unknown) => void) | undefined;
 
   private constructor(urls: string[], options: NatsClientOptions) {
     this.#urls = urls;
@@ -196,6 +197,11 @@ export class NatsClient {
   /** The server in use (or last used), as given. */
   get url(): string {
     return this.#urls[this.#serverIndex];
+  }
+
+  /** Calls `handler` with what a subscription's handler threw (the connection goes on). */
+  onHandlerError(handler: (error: unknown) => void): void {
+    this.#onHandlerError = handler;
   }
 
   /** Calls `handler` on each disconnect (false) and reconnect (true). */
@@ -284,10 +290,15 @@ export class NatsClient {
   /** Connects to server `index`: INFO, CONNECT, PING, PONG; then subscribes everything again. */
   async #open(index: number): Promise<void> {
     const server = this.#servers[index];
-    const conn = await withDeadline(
-      Deno.connect({ hostname: server.hostname, port: server.port }),
-      this.#options.connectTimeoutMs,
-    );
+    const connecting = Deno.connect({ hostname: server.hostname, port: server.port });
+    let conn: Deno.TcpConn;
+    try {
+      conn = await withDeadline(connecting, this.#options.connectTimeoutMs);
+    } catch (error) {
+      // A connection that completes after the deadline is closed, not leaked.
+      connecting.then((late) => late.close(), () => {});
+      throw error;
+    }
     try {
       conn.setNoDelay(true);
       const reader = new LineReader(conn);
@@ -313,7 +324,11 @@ export class NatsClient {
         ...(this.#options.name ? { name: this.#options.name } : {}),
       };
       let hello = `CONNECT ${JSON.stringify(connect)}\r\n`;
-      for (const [sid, sub] of this.#subs) hello += `SUB ${sub.subject} ${sid}\r\n`;
+      const sent = new Set<number>();
+      for (const [sid, sub] of this.#subs) {
+        hello += `SUB ${sub.subject} ${sid}\r\n`;
+        sent.add(sid);
+      }
       await writeAll(conn, encoder.encode(hello + "PING\r\n"));
       while (true) {
         const line = await withDeadline(reader.line(), this.#options.connectTimeoutMs);
@@ -327,6 +342,13 @@ export class NatsClient {
       this.#reader = reader;
       this.#connected = true;
       this.#pingsOut = 0;
+      // Subscriptions made or dropped while the handshake was on its way.
+      for (const [sid, sub] of this.#subs) {
+        if (!sent.has(sid)) this.#enqueue(encoder.encode(`SUB ${sub.subject} ${sid}\r\n`));
+      }
+      for (const sid of sent) {
+        if (!this.#subs.has(sid)) this.#enqueue(encoder.encode(`UNSUB ${sid}\r\n`));
+      }
     } catch (error) {
       conn.close();
       throw error instanceof NatsError ? error : new NatsError((error as Error).message);
@@ -353,14 +375,18 @@ export class NatsClient {
           this.#retry = setTimeout(resolve, this.#options.reconnectWaitMs);
         });
         if (this.#closed) break;
-        const next = (this.#serverIndex + 1) % this.#servers.length;
-        for (const i of new Set([this.#serverIndex, next])) {
+        // Every server in turn, the one last used first.
+        for (let k = 0; k < this.#servers.length && !this.#closed; k++) {
           try {
-            await this.#open(i);
+            await this.#open((this.#serverIndex + k) % this.#servers.length);
             break;
           } catch {
             // Next one, or the next round.
           }
+        }
+        if (this.#closed) {
+          this.#drop();
+          break;
         }
         if (this.#connected) { for (const handler of this.#onState) handler(true); }
       }
@@ -455,11 +481,16 @@ export class NatsClient {
           if (payload === null) return;
           const sub = this.#subs.get(Number(parts[2]));
           if (sub) {
-            sub.handler({
-              subject: parts[1],
-              reply: parts.length === 5 ? parts[3] : undefined,
-              data: payload,
-            });
+            try {
+              sub.handler({
+                subject: parts[1],
+                reply: parts.length === 5 ? parts[3] : undefined,
+                data: payload,
+              });
+            } catch (error) {
+              // A handler's failure is the handler's: the connection goes on.
+              this.#onHandlerError?.(error);
+            }
           }
         } else if (line === "PING") {
           this.#enqueue(PONG);
