@@ -180,6 +180,16 @@ export class Logger {
     }
   }
 
+  /** Whether {@linkcode Logger.info} writes (not quiet): skip building lines nobody sees. */
+  get infoEnabled(): boolean {
+    return !this.#quiet;
+  }
+
+  /** Whether {@linkcode Logger.debug} writes (verbose). */
+  get debugEnabled(): boolean {
+    return this.#verbose;
+  }
+
   /** Logs an informational line unless quiet. */
   info(message: string): void {
     if (!this.#quiet) this.#write(message);

@@ -91,7 +91,7 @@ export interface Server {
  */
 export function serve(
   listener: Deno.TcpListener,
-  handler: (conn: Deno.TcpConn) => Promise<void>,
+  handler: (conn: Deno.TcpConn) => Promise<void | "closed">,
   options: ServeOptions = {},
 ): Server {
   const opts = { ...SERVE_DEFAULTS, ...options };
@@ -111,8 +111,9 @@ export function serve(
   const handle = async (conn: Deno.TcpConn, address: string | undefined) => {
     active.add(conn);
     if (address !== undefined) perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    let closed = false;
     try {
-      await handler(conn);
+      closed = (await handler(conn)) === "closed";
     } catch (error) {
       reportError(error, conn);
     } finally {
@@ -122,10 +123,14 @@ export function serve(
         if (left > 0) perAddress.set(address, left);
         else perAddress.delete(address);
       }
-      try {
-        conn.close();
-      } catch {
-        // The handler closed it.
+      // A handler that says it closed the connection is believed: a second close would
+      // only throw (and building that error costs more than the rest of a short session).
+      if (!closed) {
+        try {
+          conn.close();
+        } catch {
+          // The handler closed it.
+        }
       }
     }
   };

@@ -106,7 +106,7 @@ export function formatDestination(destination: HostPort): string {
  * {@linkcode printable}, so that nothing in it (an error text) can break it.
  */
 export function logClientLine(log: Logger | undefined, r: ClientRecord): void {
-  if (!log) return;
+  if (!log || !(r.quiet ? log.debugEnabled : log.infoEnabled)) return;
   const parts = [r.client];
   if (r.version === Version.Socks4) parts.push("socks4");
   if (r.version === 0) parts.push("http");

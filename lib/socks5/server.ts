@@ -87,7 +87,7 @@ export function startSocks5Server(
         lastDeniedLog = now;
         deniedSince = 0;
       }
-      return Promise.resolve();
+      return Promise.resolve("closed" as const);
     }
     return handleClient(conn, opts, { deadlines, logins, stats });
   };
@@ -162,7 +162,7 @@ export async function handleClient(
   conn: Deno.TcpConn,
   opts: ResolvedOptions,
   shared: SharedState = {},
-): Promise<void> {
+): Promise<"closed"> {
   const deadlines = shared.deadlines ?? new Deadlines();
   const record: ClientRecord = {
     client: formatAddress(conn.remoteAddr),
@@ -198,6 +198,8 @@ export async function handleClient(
     logClientLine(opts.logger, record);
     shared.stats?.record(record);
   }
+  // Either the relay or lingerClose closed it.
+  return "closed";
 }
 
 /**
