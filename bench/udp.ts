@@ -15,15 +15,29 @@
  * and sockit's and the peer's runs are interleaved, sockit first in even runs and second in
  * odd ones.
  *
+ * Then the target of issue 16: echoes/s with 64-byte datagrams, 64 in flight, measured by a C
+ * load generator (`bench/c/udp_load.c`, one socket, compiled with `cc -O2` into a temporary
+ * folder) against three servers: `sockit udp-echo` with default options and `-A` (the libc
+ * fast path, `lib/udp/fast_echo.ts`), `sockit udp-echo` without `--allow-ffi` (the fallback on
+ * Deno's sockets) and a plain C `recvfrom`/`sendto` loop (`bench/c/udp_echo_loop.c`). The
+ * three are measured in turn, 5 runs each, the order rotating every run; each figure is the
+ * median. Without `cc` these rows are skipped with a note.
+ *
  * @module
  */
 
 import { type BenchRow, freeUdpPort, median, peerAvailable, type Scenario } from "./_harness.ts";
 import { delay, withTimeout } from "../lib/net/deadline.ts";
 import { UDP_RECEIVE_BUFFER_SIZE } from "../lib/udp/datagram.ts";
-import { startSockit } from "../tests/_helpers.ts";
+import { MAIN, ROOT, startSockit } from "../tests/_helpers.ts";
 
 const PAYLOAD = 64;
+/** Datagrams the C load generator keeps in flight (issue 16). */
+const C_WINDOW = 64;
+/** The issue 16 target: sockit's fast path against the C loop. */
+const TARGET_RATIO = 0.8;
+/** Permissions of the fallback row: everything udp-echo needs except ffi. */
+const WITHOUT_FFI = ["--allow-net", "--allow-read", "--allow-env", "--allow-sys"];
 const WINDOW = 32;
 const RUN_MS = 1500;
 const WARMUP_MS = 300;
@@ -315,5 +329,149 @@ async function udpEchoRoundTrips(): Promise<BenchRow[]> {
   return rows;
 }
 
+/** An echo server process for the C load generator; its stderr is kept for the notes. */
+interface EchoProcess extends AsyncDisposable {
+  port: number;
+  /** Everything it wrote to stderr, once disposed. */
+  stderr: Promise<string>;
+}
+
+function spawnEcho(program: string, args: (port: number) => string[]): EchoProcess {
+  const port = freeUdpPort();
+  const child = new Deno.Command(program, {
+    args: args(port),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  return {
+    port,
+    stderr,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      await child.status;
+      await stderr;
+    },
+  };
+}
+
+/** Compiles bench/c/NAME.c with `cc -O2` into `dir`; resolves the program's path. */
+async function compile(name: string, dir: string): Promise<string> {
+  const source = new URL(`./c/${name}.c`, import.meta.url).pathname;
+  const out = `${dir}/${name}`;
+  const result = await new Deno.Command("cc", {
+    args: ["-O2", "-Wall", "-o", out, source],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!result.success) {
+    throw new Error(`cc -O2 ${name}.c failed: ${new TextDecoder().decode(result.stderr).trim()}`);
+  }
+  return out;
+}
+
+/** One run of the C load generator against `port`: echoes/s. */
+async function loadRun(load: string, port: number): Promise<number> {
+  const result = await new Deno.Command(load, {
+    args: [port, C_WINDOW, PAYLOAD, WARMUP_MS, RUN_MS, STALL_MS].map(String),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(result.stdout);
+  const m = text.match(/^echoes\/s (\d+)/);
+  if (!result.success || !m) {
+    throw new Error(
+      `udp_load on port ${port} failed: ${new TextDecoder().decode(result.stderr).trim()}`,
+    );
+  }
+  return Number(m[1]);
+}
+
+/** sockit udp-echo (fast path and fallback) and the C loop, by the C load generator. */
+async function udpEchoAgainstC(): Promise<BenchRow[]> {
+  const scenario = `UDP echoes/s, ${PAYLOAD} B, ${C_WINDOW} in flight, C load generator`;
+  const peerName = "C recvfrom/sendto loop (cc -O2)";
+  if (!peerAvailable("cc")) {
+    const note = "skipped: cc is not installed (it builds the C loop and load generator)";
+    return [
+      { scenario, unit: "echoes/s", sockit: 0, peerName, higherIsBetter: true, note },
+    ];
+  }
+  const dir = await Deno.makeTempDir({ prefix: "sockit-bench-udp-" });
+  try {
+    const [loop, load] = [await compile("udp_echo_loop", dir), await compile("udp_load", dir)];
+    const sockitArgs = (permissions: string[]) => (port: number) => [
+      "run",
+      ...permissions,
+      MAIN,
+      "udp-echo",
+      "--port",
+      String(port),
+      "--verbose",
+      ...SOCKIT_FLAGS,
+    ];
+    await using fast = spawnEcho(Deno.execPath(), sockitArgs(["-A"]));
+    await using fallback = spawnEcho(Deno.execPath(), sockitArgs(WITHOUT_FFI));
+    await using c = spawnEcho(loop, (port) => [String(port), "127.0.0.1"]);
+    const servers = [fast, fallback, c];
+    const runs: number[][] = servers.map(() => []);
+    for (let i = 0; i < RUNS; i++) {
+      // Rotate the order, so that no server always runs first (or right after another).
+      for (let j = 0; j < servers.length; j++) {
+        const k = (i + j) % servers.length;
+        runs[k].push(await loadRun(load, servers[k].port));
+      }
+    }
+    const [fastRate, fallbackRate, cRate] = runs.map(median);
+    // Stop the servers now for their logs: say which path each sockit really ran.
+    await fast[Symbol.asyncDispose]();
+    await fallback[Symbol.asyncDispose]();
+    const path = async (p: EchoProcess) =>
+      /fast path: recvmmsg/.test(await p.stderr)
+        ? "libc fast path"
+        : /fast path off/.test(await p.stderr)
+        ? "Deno sockets"
+        : "path unknown";
+    const met = fastRate >= TARGET_RATIO * cRate;
+    return [
+      {
+        scenario: `${scenario}, deno run -A`,
+        unit: "echoes/s",
+        sockit: fastRate,
+        flags: FLAGS,
+        peerName,
+        peer: cRate,
+        higherIsBetter: true,
+        note: `target >= ${TARGET_RATIO}x the C loop (${met ? "met" : "NOT met"}); ${await path(
+          fast,
+        )}; runs ${runs[0].join(", ")}`,
+      },
+      {
+        scenario: `${scenario}, without --allow-ffi`,
+        unit: "echoes/s",
+        sockit: fallbackRate,
+        flags: FLAGS,
+        peerName,
+        peer: cRate,
+        higherIsBetter: true,
+        note: `fallback: ${await path(fallback)}; runs ${runs[1].join(", ")}; C loop runs ${
+          runs[2].join(", ")
+        }`,
+      },
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** The udp scenarios. */
-export const scenarios: Scenario[] = [{ name: "udp", run: udpEchoRoundTrips }];
+export const scenarios: Scenario[] = [{
+  name: "udp",
+  run: async () => [...await udpEchoAgainstC(), ...await udpEchoRoundTrips()],
+}];

@@ -29,8 +29,10 @@ import {
   formatEchoSummary,
   startUdpEcho,
   UDP_ECHO_DEFAULTS,
+  type UdpEchoOptions,
   type UdpEchoServer,
 } from "./echo_server.ts";
+import { fastEchoUnavailable, startFastUdpEcho } from "./fast_echo.ts";
 import { RATE_LIMITER_DEFAULTS } from "./rate_limiter.ts";
 import { REFLECTOR_PORTS } from "./reflector_ports.ts";
 import { type PingEvent, UDP_PING_DEFAULTS, udpPing } from "./ping.ts";
@@ -137,6 +139,10 @@ ${wrapList([...REFLECTOR_PORTS.keys()].map(String), 23, 96)}
 
 Stops on SIGINT or SIGTERM (exit 0) after logging the summary.
 
+With the ffi permission (--allow-ffi or -A) on Linux x86_64/aarch64 and an IP address to bind,
+datagrams are received and sent in batches through libc (recvmmsg/sendmmsg), several times
+faster; otherwise one at a time on Deno's sockets. --verbose says which.
+
 Example:
   sockit udp-echo --port 7007 --rate 5000 --stats`;
 
@@ -189,17 +195,8 @@ export const udpEchoCommand: Command = {
     });
     const periodicStats = values.stats === true || values["stats-interval"] !== undefined;
 
-    let conn: Deno.DatagramConn;
-    try {
-      conn = Deno.listenDatagram({ transport: "udp", hostname, port });
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      throw new SocketError(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`, {
-        cause: error,
-      });
-    }
     const announced = new Set<DropReason>();
-    const server = startUdpEcho(conn, {
+    const echoOptions: UdpEchoOptions = {
       ratePerSecond,
       burst,
       limitLoopback,
@@ -218,7 +215,31 @@ export const udpEchoCommand: Command = {
             error instanceof Error ? error.message : error
           }`,
         ),
-    });
+    };
+    // The libc fast path where this process may use it (--allow-ffi), else Deno's sockets:
+    // the same rules and counters either way, only the speed differs.
+    const unavailable = fastEchoUnavailable(hostname);
+    let server: UdpEchoServer;
+    try {
+      if (unavailable === undefined) {
+        server = startFastUdpEcho({ hostname, port }, echoOptions);
+      } else {
+        server = startUdpEcho(
+          Deno.listenDatagram({ transport: "udp", hostname, port }),
+          echoOptions,
+        );
+      }
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new SocketError(`Cannot listen on ${formatAddress({ hostname, port })}: ${why}`, {
+        cause: error,
+      });
+    }
+    log.debug(
+      unavailable === undefined
+        ? "fast path: recvmmsg/sendmmsg batches through libc"
+        : `Deno sockets, one datagram per call (fast path off: ${unavailable})`,
+    );
     let metrics: MetricsServer | undefined;
     if (metricsAt) {
       try {

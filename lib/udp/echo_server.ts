@@ -12,7 +12,9 @@
  *   measures the server, not the limiter.
  *
  * One receive loop, one reused 64 KiB buffer: a datagram is sent back before the next one is
- * read, so replies leave in arrival order.
+ * read, so replies leave in arrival order. `fast_echo.ts` is the same server on a libc socket
+ * that receives and sends in batches (where the process has `--allow-ffi`); both decide
+ * through {@linkcode createEchoPolicy} and count in {@linkcode UdpEchoStats}.
  *
  * @module
  */
@@ -93,7 +95,7 @@ export interface UdpEchoStats {
   receiveErrors: number;
 }
 
-/** A running echo server from {@linkcode startUdpEcho}. */
+/** A running echo server from {@linkcode startUdpEcho} (or `startFastUdpEcho`). */
 export interface UdpEchoServer {
   /** The bound address. */
   readonly addr: Deno.NetAddr;
@@ -135,6 +137,140 @@ export function isRateLimitedSource(
   return !isLoopbackHost(sourceKey(source));
 }
 
+/** One received datagram as {@linkcode EchoPolicy.decide} sees it. */
+export interface EchoDatagram {
+  /** Source address, as `receive()` reports it (IPv4-mapped IPv6 allowed). */
+  hostname: string;
+  /** Source port. */
+  port: number;
+  /** Bytes received. */
+  bytes: number;
+  /** The kernel said the datagram was cut to fit the buffer (`MSG_TRUNC`). @default {false} */
+  truncated?: boolean;
+}
+
+/**
+ * The echo-or-drop rules of one echo server, shared by every receive loop
+ * ({@linkcode startUdpEcho} and the libc fast path in `fast_echo.ts`), so both answer and
+ * refuse exactly the same datagrams.
+ */
+export interface EchoPolicy {
+  /**
+   * Decides for one datagram at `nowMs` (a monotonic clock in ms, `performance.now()`):
+   * `undefined` to echo it, else why it is dropped. Checked in this order: reflector source
+   * port, the server's own port, oversize (truncated, or filling the whole
+   * {@linkcode UDP_ECHO_DEFAULTS.receiveBufferSize} buffer), the source's rate; a datagram
+   * dropped for an earlier reason costs no rate-limit token.
+   */
+  decide(datagram: EchoDatagram, nowMs: number): DropReason | undefined;
+  /** Sources tracked by the rate limiter (0 without one). */
+  readonly trackedSources: number;
+}
+
+/**
+ * The rules of an echo server bound to port `ownPort`, from the {@linkcode UdpEchoOptions}
+ * (only the rate, burst, loopback, source and port options are read).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createEchoPolicy } from "./echo_server.ts";
+ * const policy = createEchoPolicy(7007, { ratePerSecond: 1, burst: 1 });
+ * const from = { hostname: "203.0.113.9", port: 40000, bytes: 64 };
+ * assert.equal(policy.decide(from, 0), undefined); // echo
+ * assert.equal(policy.decide(from, 0), "rate-limited"); // burst spent
+ * assert.equal(policy.decide({ ...from, port: 19 }, 0), "reflector-port");
+ * assert.equal(policy.decide({ ...from, port: 7007 }, 0), "same-port");
+ * assert.equal(policy.decide({ ...from, truncated: true }, 5000), "oversize");
+ * assert.equal(policy.decide({ hostname: "127.0.0.1", port: 40000, bytes: 1 }, 0), undefined);
+ * ```
+ */
+export function createEchoPolicy(ownPort: number, options: UdpEchoOptions = {}): EchoPolicy {
+  const rate = options.ratePerSecond ?? UDP_ECHO_DEFAULTS.ratePerSecond;
+  const limiter = rate > 0
+    ? new SourceRateLimiter({
+      ratePerSecond: rate,
+      burst: options.burst,
+      maxSources: options.maxSources,
+    })
+    : undefined;
+  const limitLoopback = options.limitLoopback ?? UDP_ECHO_DEFAULTS.limitLoopback;
+  const refused = new Set(options.refusedSourcePorts ?? REFLECTOR_PORTS.keys());
+  return {
+    decide(datagram, nowMs) {
+      if (refused.has(datagram.port)) return "reflector-port";
+      if (datagram.port === ownPort) return "same-port";
+      if (datagram.truncated || datagram.bytes >= UDP_ECHO_DEFAULTS.receiveBufferSize) {
+        return "oversize";
+      }
+      if (
+        limiter && isRateLimitedSource(datagram.hostname, { limitLoopback }) &&
+        !limiter.allow(sourceKey(datagram.hostname), nowMs)
+      ) {
+        return "rate-limited";
+      }
+      return undefined;
+    },
+    get trackedSources() {
+      return limiter?.size ?? 0;
+    },
+  };
+}
+
+/**
+ * Fresh {@linkcode UdpEchoStats}, every counter 0.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { emptyEchoStats } from "./echo_server.ts";
+ * assert.equal(emptyEchoStats().echoed, 0);
+ * ```
+ */
+export function emptyEchoStats(): UdpEchoStats {
+  return {
+    received: 0,
+    bytesReceived: 0,
+    echoed: 0,
+    bytesEchoed: 0,
+    refusedReflector: 0,
+    refusedSamePort: 0,
+    rateLimited: 0,
+    oversize: 0,
+    sendErrors: 0,
+    receiveErrors: 0,
+  };
+}
+
+/**
+ * Counts one datagram dropped for `reason` in `stats`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { countDrop, emptyEchoStats } from "./echo_server.ts";
+ * const stats = emptyEchoStats();
+ * countDrop(stats, "rate-limited");
+ * assert.equal(stats.rateLimited, 1);
+ * ```
+ */
+export function countDrop(stats: UdpEchoStats, reason: DropReason): void {
+  switch (reason) {
+    case "reflector-port":
+      stats.refusedReflector++;
+      break;
+    case "same-port":
+      stats.refusedSamePort++;
+      break;
+    case "oversize":
+      stats.oversize++;
+      break;
+    case "rate-limited":
+      stats.rateLimited++;
+      break;
+  }
+}
+
 /**
  * Echoes every datagram received on `conn` back to its sender until stopped.
  *
@@ -153,34 +289,10 @@ export function startUdpEcho(
   options: UdpEchoOptions = {},
 ): UdpEchoServer {
   const addr = conn.addr as Deno.NetAddr;
-  const rate = options.ratePerSecond ?? UDP_ECHO_DEFAULTS.ratePerSecond;
-  const limiter = rate > 0
-    ? new SourceRateLimiter({
-      ratePerSecond: rate,
-      burst: options.burst,
-      maxSources: options.maxSources,
-    })
-    : undefined;
-  const limitLoopback = options.limitLoopback ?? UDP_ECHO_DEFAULTS.limitLoopback;
-  const refused = new Set(options.refusedSourcePorts ?? REFLECTOR_PORTS.keys());
-  const stats: UdpEchoStats = {
-    received: 0,
-    bytesReceived: 0,
-    echoed: 0,
-    bytesEchoed: 0,
-    refusedReflector: 0,
-    refusedSamePort: 0,
-    rateLimited: 0,
-    oversize: 0,
-    sendErrors: 0,
-    receiveErrors: 0,
-  };
+  const policy = createEchoPolicy(addr.port, options);
+  const stats = emptyEchoStats();
   let stopping = false;
   const stopSignal = new AbortController();
-
-  const drop = (reason: DropReason, from: Deno.NetAddr, bytes: number) => {
-    options.onDrop?.(reason, from, bytes);
-  };
 
   const loop = async () => {
     const buf = new Uint8Array(UDP_ECHO_DEFAULTS.receiveBufferSize);
@@ -203,27 +315,13 @@ export function startUdpEcho(
       }
       stats.received++;
       stats.bytesReceived += data.length;
-      if (refused.has(from.port)) {
-        stats.refusedReflector++;
-        drop("reflector-port", from, data.length);
-        continue;
-      }
-      if (from.port === addr.port) {
-        stats.refusedSamePort++;
-        drop("same-port", from, data.length);
-        continue;
-      }
-      if (data.length >= buf.length) {
-        stats.oversize++;
-        drop("oversize", from, data.length);
-        continue;
-      }
-      if (
-        limiter && isRateLimitedSource(from.hostname, { limitLoopback }) &&
-        !limiter.allow(sourceKey(from.hostname), performance.now())
-      ) {
-        stats.rateLimited++;
-        drop("rate-limited", from, data.length);
+      const reason = policy.decide(
+        { hostname: from.hostname, port: from.port, bytes: data.length },
+        performance.now(),
+      );
+      if (reason !== undefined) {
+        countDrop(stats, reason);
+        options.onDrop?.(reason, from, data.length);
         continue;
       }
       try {
@@ -243,7 +341,7 @@ export function startUdpEcho(
     addr,
     stats,
     get trackedSources() {
-      return limiter?.size ?? 0;
+      return policy.trackedSources;
     },
     done,
     async stop() {

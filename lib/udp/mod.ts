@@ -1,5 +1,6 @@
 /**
- * The udp tool: an RFC 862 echo server that is safe by default ({@linkcode startUdpEcho}) and
+ * The udp tool: an RFC 862 echo server that is safe by default ({@linkcode startUdpEcho}, or
+ * {@linkcode startFastUdpEcho} where the process may use libc's batched socket calls) and
  * a measuring client ({@linkcode udpPing}) whose probes catch loss, duplication, reordering,
  * truncation and corruption.
  *
@@ -20,6 +21,8 @@
  */
 
 export * from "./echo_server.ts";
+export * from "./fast_echo.ts";
+export { LibcError } from "./libc.ts";
 export * from "./ping.ts";
 export * from "./ping_stats.ts";
 export * from "./probe.ts";
