@@ -313,6 +313,8 @@ interface Figures {
   mibPerSecond: number;
   sessionsPerSecond: number;
   kbPerTunnel: number;
+  /** Proxy CPU seconds for the 1 GiB push. */
+  cpuPerGiB: number;
   /** sockit only: the same through HTTP CONNECT. */
   httpMibPerSecond?: number;
   /** sockit only. */
@@ -332,8 +334,10 @@ async function measureOnce(
   console.error(`bench: socks5 ${c.name}: sessions per second...`);
   const sessions = await sessionsPerSecond(port, echoPort);
   console.error(`bench: socks5 ${c.name}: throughput...`);
+  const cpuBefore = cpuSeconds(proxy.pid);
   const mibPerSecond = await push(sink, { hostname: "127.0.0.1", port });
-  if (c !== SOCKIT) return { mibPerSecond, sessionsPerSecond: sessions, kbPerTunnel };
+  const cpuPerGiB = cpuSeconds(proxy.pid) - cpuBefore;
+  if (c !== SOCKIT) return { mibPerSecond, sessionsPerSecond: sessions, kbPerTunnel, cpuPerGiB };
   console.error(`bench: socks5 ${c.name}: HTTP CONNECT sessions and throughput...`);
   const httpSessions = await sessionsPerSecond(port, echoPort, httpConnect);
   const httpMib = await push(sink, { hostname: "127.0.0.1", port }, httpConnect);
@@ -341,6 +345,7 @@ async function measureOnce(
     mibPerSecond,
     sessionsPerSecond: sessions,
     kbPerTunnel,
+    cpuPerGiB,
     httpMibPerSecond: httpMib,
     httpSessionsPerSecond: httpSessions,
   };
@@ -361,7 +366,7 @@ const SCRAPES = 300;
  */
 async function scrapedThroughput(
   sink: ReturnType<typeof startSink>,
-): Promise<{ mib: number; cpuMsPerScrape: number }> {
+): Promise<{ mib: number; cpuPerGiB: number; cpuMsPerScrape: number }> {
   const port = freePort();
   await using proxy = await SOCKIT_METRICS.start(port);
   await waitForTcpPort(metricsPort);
@@ -376,7 +381,9 @@ async function scrapedThroughput(
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  const cpu0 = cpuSeconds(proxy.pid);
   const mib = await push(sink, { hostname: "127.0.0.1", port });
+  const cpuPerGiB = cpuSeconds(proxy.pid) - cpu0;
   scraping = false;
   await scraper;
   if (scrapes === 0) throw new Error("no scrape happened during the push");
@@ -385,7 +392,7 @@ async function scrapedThroughput(
     await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   }
   const cpuMsPerScrape = ((cpuSeconds(proxy.pid) - before) * 1000) / SCRAPES;
-  return { mib, cpuMsPerScrape };
+  return { mib, cpuPerGiB, cpuMsPerScrape };
 }
 
 /** The median of each figure over the runs. */
@@ -394,6 +401,7 @@ function medians(runs: Figures[]): Figures {
     mibPerSecond: median(runs.map((f) => f.mibPerSecond)),
     sessionsPerSecond: median(runs.map((f) => f.sessionsPerSecond)),
     kbPerTunnel: median(runs.map((f) => f.kbPerTunnel)),
+    cpuPerGiB: median(runs.map((f) => f.cpuPerGiB)),
     httpMibPerSecond: median(runs.map((f) => f.httpMibPerSecond ?? NaN)),
     httpSessionsPerSecond: median(runs.map((f) => f.httpSessionsPerSecond ?? NaN)),
   };
@@ -413,12 +421,14 @@ async function run(): Promise<BenchRow[]> {
     const direct: number[] = [];
     const scraped: number[] = [];
     const scrapeCpu: number[] = [];
+    const scrapedCpuPerGiB: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       direct.push(await push(sink, undefined));
       console.error("bench: socks5 sockit --metrics: throughput while scraped...");
       const scrape = await scrapedThroughput(sink);
       scraped.push(scrape.mib);
       scrapeCpu.push(scrape.cpuMsPerScrape);
+      scrapedCpuPerGiB.push(scrape.cpuPerGiB);
       // sockit first in even runs, last in odd ones.
       const order = i % 2 === 0 ? contenders : [...contenders].reverse();
       for (const c of order) runs.get(c.name)!.push(await measureOnce(c, sink, echo.port));
@@ -498,6 +508,18 @@ async function run(): Promise<BenchRow[]> {
         peer: ours.mibPerSecond,
         higherIsBetter: true,
         note: `target: at most 2% slower; runs ${scraped.map((m) => m.toFixed(0)).join("/")}`,
+      },
+      {
+        scenario: "socks5 proxy CPU for 1 GiB with --metrics scraped every 100 ms",
+        unit: "CPU s",
+        sockit: median(scrapedCpuPerGiB),
+        flags: "--metrics",
+        peerName: "sockit without --metrics",
+        peer: ours.cpuPerGiB,
+        higherIsBetter: false,
+        note: `the cost of scraping, less noisy than MiB/s; runs ${
+          scrapedCpuPerGiB.map((c) => c.toFixed(2)).join("/")
+        } vs ${runs.get(SOCKIT.name)!.map((f) => f.cpuPerGiB.toFixed(2)).join("/")}`,
       },
       {
         scenario: `--metrics: proxy CPU per scrape (${SCRAPES} scrapes)`,
