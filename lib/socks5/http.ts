@@ -215,15 +215,16 @@ export async function handleHttp(ctx: ClientContext): Promise<void> {
   }
 }
 
-/** `CONNECT host:port`: dial (rules, timeout), `200`, then the tunnel. */
-async function connectTunnel(ctx: ClientContext, head: RequestHead): Promise<void> {
+/**
+ * Resolves and dials `destination` under the rules and the connect timeout (the SOCKS path's
+ * `reachDestination`), noting it in the record; a failure is answered with its status and
+ * resolves undefined.
+ */
+async function dial(
+  ctx: ClientContext,
+  destination: { hostname: string; port: number },
+): Promise<{ conn: Deno.TcpConn } | undefined> {
   const { opts, record } = ctx;
-  record.command = "CONNECT";
-  if (head.target.form !== "authority") {
-    record.note = `CONNECT to ${quote(head.rawTarget)}`;
-    return await answer(ctx, 400, "CONNECT needs host:port");
-  }
-  const destination = { hostname: head.target.host, port: head.target.port };
   record.destination = formatDestination(destination);
   const dialled = await reachDestination(destination, {
     rules: opts.rules,
@@ -236,9 +237,23 @@ async function connectTunnel(ctx: ClientContext, head: RequestHead): Promise<voi
     const status = statusForReply(dialled.reply);
     record.reply = status;
     record.note = dialled.why;
-    return await answer(ctx, status, dialled.why);
+    await answer(ctx, status, dialled.why);
+    return undefined;
   }
   record.via = formatAddress({ hostname: dialled.address, port: destination.port });
+  return dialled;
+}
+
+/** `CONNECT host:port`: dial (rules, timeout), `200`, then the tunnel. */
+async function connectTunnel(ctx: ClientContext, head: RequestHead): Promise<void> {
+  const { record } = ctx;
+  record.command = "CONNECT";
+  if (head.target.form !== "authority") {
+    record.note = `CONNECT to ${quote(head.rawTarget)}`;
+    return await answer(ctx, 400, "CONNECT needs host:port");
+  }
+  const dialled = await dial(ctx, { hostname: head.target.host, port: head.target.port });
+  if (!dialled) return;
   record.reply = 200;
   try {
     await writeAll(ctx.conn, encoder.encode("HTTP/1.1 200 Connection established\r\n\r\n"));
@@ -284,25 +299,10 @@ async function forward(ctx: ClientContext, head: RequestHead): Promise<boolean> 
     await answer(ctx, 400, "bad Content-Length");
     return false;
   }
-  const destination = { hostname: target.host, port: target.port };
-  record.destination = formatDestination(destination);
-  const dialled = await reachDestination(destination, {
-    rules: opts.rules,
-    timeoutMs: opts.connectTimeoutMs,
-    deadlines: ctx.deadlines,
-    nameServer: opts.nameServer,
-    bindOut: opts.bindOut,
-  });
-  if ("reply" in dialled) {
-    const status = statusForReply(dialled.reply);
-    record.reply = status;
-    record.note = dialled.why;
-    // The body was not read: the connection cannot serve another request.
-    await answer(ctx, status, dialled.why);
-    return false;
-  }
+  // A refused dial is answered; the body was not read, so the connection ends there.
+  const dialled = await dial(ctx, { hostname: target.host, port: target.port });
+  if (!dialled) return false;
   const origin = dialled.conn;
-  record.via = formatAddress({ hostname: dialled.address, port: destination.port });
   const clientWantsClose = wantsClose(head.version, headers);
   // No byte either way for `httpIdleMs`: the exchange is cut (504 when no answer started).
   const idleMs = opts.httpIdleMs;
