@@ -59,6 +59,7 @@ import {
 } from "./echo_server.ts";
 import { type Libc, LibcError, LINUX, openLibc } from "./libc.ts";
 import { delay } from "../net/deadline.ts";
+import { formatIP } from "../net/ip.ts";
 
 /** Defaults and limits of the fast path, the one place for each. */
 export const FAST_ECHO_DEFAULTS = {
@@ -148,23 +149,11 @@ function formatIpv4(a: number): string {
  */
 function formatIpv6(view: DataView, offset: number): string {
   const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(view.getUint16(offset + 2 * i, false));
+  for (let i = 0; i < 6; i++) g.push(view.getUint16(offset + 2 * i, false));
   if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
     return `::ffff:${formatIpv4(view.getUint32(offset + 12, false))}`;
   }
-  let bestAt = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) [bestAt, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = (from: number, to: number) => g.slice(from, to).map((x) => x.toString(16)).join(":");
-  return bestAt < 0 ? hex(0, 8) : `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
+  return formatIP(new Uint8Array(view.buffer, view.byteOffset + offset, 16));
 }
 
 /** A `struct sockaddr_in` or `sockaddr_in6` for `hostname`:`port`, through inet_pton. */

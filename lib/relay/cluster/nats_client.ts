@@ -31,6 +31,7 @@
  * @module
  */
 
+import { concatBytes } from "../../net/bytes.ts";
 import { writeAll } from "../../net/write_all.ts";
 
 /** Defaults of {@linkcode NatsClient}, with their reasons. */
@@ -284,7 +285,7 @@ export class NatsClient {
 
   /** Everything queued as one buffer (for the last write at close). */
   #drainQueue(): Uint8Array {
-    return gather(this.#queue, this.#queuedBytes);
+    return gather(this.#queue);
   }
 
   /** Connects to server `index`: INFO, CONNECT, PING, PONG; then subscribes everything again. */
@@ -439,7 +440,7 @@ export class NatsClient {
         let runBytes = 0;
         for (const piece of pieces) {
           if (piece.length >= GATHER_BYTES) {
-            if (runBytes > 0) await writeAll(conn, gather(run, runBytes));
+            if (runBytes > 0) await writeAll(conn, gather(run));
             run = [];
             runBytes = 0;
             await writeAll(conn, piece);
@@ -448,7 +449,7 @@ export class NatsClient {
             runBytes += piece.length;
           }
         }
-        if (runBytes > 0) await writeAll(conn, gather(run, runBytes));
+        if (runBytes > 0) await writeAll(conn, gather(run));
       }
     } catch {
       // The socket failed: the read loop ends too.
@@ -515,16 +516,9 @@ export class NatsClient {
 /** Pieces at least this large are written as they are rather than copied into a batch. */
 const GATHER_BYTES = 16 * 1024;
 
-/** `pieces` (of `total` bytes) as one buffer. */
-function gather(pieces: Uint8Array[], total: number): Uint8Array {
-  if (pieces.length === 1) return pieces[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const b of pieces) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
+/** `pieces` as one buffer (the one piece itself when there is one). */
+function gather(pieces: Uint8Array[]): Uint8Array {
+  return pieces.length === 1 ? pieces[0] : concatBytes(...pieces);
 }
 
 /** Resolves `promise`, or rejects after `ms`. */
