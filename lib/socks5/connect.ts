@@ -5,7 +5,7 @@
  */
 
 import { formatAddress } from "../net/address.ts";
-import { reachDestination } from "./dial.ts";
+import { reachForClient } from "./dial.ts";
 import { Reply, type SocksAddress } from "./protocol.ts";
 import { type ClientContext, fail, sendReply } from "./client_context.ts";
 import { relay } from "./tunnel.ts";
@@ -16,14 +16,8 @@ import { relay } from "./tunnel.ts";
  * address of the outgoing connection, then relay.
  */
 export async function handleConnect(ctx: ClientContext, dst: SocksAddress): Promise<void> {
-  const { opts, record } = ctx;
-  const dialled = await reachDestination(dst, {
-    rules: opts.rules,
-    timeoutMs: opts.connectTimeoutMs,
-    deadlines: ctx.deadlines,
-    nameServer: opts.nameServer,
-    bindOut: opts.bindOut,
-  });
+  const { record } = ctx;
+  const dialled = await reachForClient(ctx, dst);
   if ("reply" in dialled) return await fail(ctx, { reply: dialled.reply, why: dialled.why });
   const target = dialled.conn;
   record.via = formatAddress({ hostname: dialled.address, port: dst.port });

@@ -58,6 +58,30 @@ export async function resolveDestination(
 }
 
 /**
+ * {@linkcode reachDestination} with a client session's settings: its rules, connect timeout,
+ * name server, `--bind-out` and the server's deadline scheduler (what every command that
+ * dials, SOCKS5, SOCKS4 and HTTP, passes).
+ */
+export function reachForClient(
+  session: {
+    opts: Pick<DestinationOptions, "rules" | "nameServer" | "bindOut"> & {
+      connectTimeoutMs: number;
+    };
+    deadlines: Deadlines;
+  },
+  destination: HostPort,
+): Promise<{ conn: Deno.TcpConn; address: string } | { reply: number; why: string }> {
+  const { opts, deadlines } = session;
+  return reachDestination(destination, {
+    rules: opts.rules,
+    timeoutMs: opts.connectTimeoutMs,
+    deadlines,
+    nameServer: opts.nameServer,
+    bindOut: opts.bindOut,
+  });
+}
+
+/**
  * Resolves `destination`, checks the rules and dials the allowed addresses in turn; the
  * lookup and every connect attempt share one deadline of `options.timeoutMs`. Resolves the
  * connection and the literal it went to, or the reply code to send.

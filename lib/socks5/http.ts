@@ -32,7 +32,7 @@ import { HttpHeaders, readRequestHead, type RequestHead } from "../net/http_requ
 import { HttpError, refuseRequest } from "../net/http_response.ts";
 import { writeAll } from "../net/write_all.ts";
 import { quote } from "../log.ts";
-import { reachDestination } from "./dial.ts";
+import { reachForClient } from "./dial.ts";
 import { Reply } from "./protocol.ts";
 import { type ClientContext, formatDestination } from "./client_context.ts";
 import { LoginGuard } from "./login_guard.ts";
@@ -224,15 +224,9 @@ async function dial(
   ctx: ClientContext,
   destination: { hostname: string; port: number },
 ): Promise<{ conn: Deno.TcpConn } | undefined> {
-  const { opts, record } = ctx;
+  const { record } = ctx;
   record.destination = formatDestination(destination);
-  const dialled = await reachDestination(destination, {
-    rules: opts.rules,
-    timeoutMs: opts.connectTimeoutMs,
-    deadlines: ctx.deadlines,
-    nameServer: opts.nameServer,
-    bindOut: opts.bindOut,
-  });
+  const dialled = await reachForClient(ctx, destination);
   if ("reply" in dialled) {
     const status = statusForReply(dialled.reply);
     record.reply = status;

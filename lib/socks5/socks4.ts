@@ -14,7 +14,7 @@ import type { BufferedReader } from "../net/buffered_reader.ts";
 import { formatAddress, type HostPort } from "../net/address.ts";
 import { ProtocolError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
-import { reachDestination } from "./dial.ts";
+import { reachForClient } from "./dial.ts";
 import { formatIP } from "../net/ip.ts";
 import {
   Command,
@@ -70,13 +70,7 @@ export async function handleSocks4(ctx: ClientContext, head: Socks4Request): Pro
   if (head.command !== Command.Connect) {
     return await refuse("SOCKS4 supports CONNECT only");
   }
-  const dialled = await reachDestination(head, {
-    rules: opts.rules,
-    timeoutMs: opts.connectTimeoutMs,
-    deadlines: ctx.deadlines,
-    nameServer: opts.nameServer,
-    bindOut: opts.bindOut,
-  });
+  const dialled = await reachForClient(ctx, head);
   if ("reply" in dialled) {
     record.note = dialled.why;
     record.reply = dialled.reply;
