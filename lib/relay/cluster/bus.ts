@@ -41,8 +41,11 @@ export interface Bus {
   readonly state: BusState;
   /** Where the bus is, for logs (`nats://127.0.0.1:4222`). */
   readonly url: string;
-  /** Publishes without waiting; false when nothing was sent (down, or over the budget). */
-  publish(subject: string, data: Uint8Array): boolean;
+  /**
+   * Publishes `data` (or its pieces, sent as one message: no copy to join them) without
+   * waiting; false when nothing was sent (down, or over the budget).
+   */
+  publish(subject: string, data: Uint8Array | readonly Uint8Array[]): boolean;
   /** Calls `handler` for each message on `subject`; returns the unsubscribe function. */
   subscribe(subject: string, handler: (message: BusMessage) => void): () => void;
   /**

@@ -134,19 +134,41 @@ export type Envelope = MessageEnvelope | ({ kind: "control" } & { control: Contr
  * ```
  */
 export function encodeMessages(envelope: Omit<MessageEnvelope, "kind">): Uint8Array {
+  const head = encodeMessagesHead(envelope);
+  const out = new Uint8Array(head.length + envelope.payload.length);
+  out.set(head);
+  out.set(envelope.payload, head.length);
+  return out;
+}
+
+/**
+ * The header of a message envelope alone (everything before the payload): a publisher sends
+ * it and the payload as two pieces, so the payload is not copied into the envelope.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeMessages, encodeMessagesHead } from "./envelope.ts";
+ * const payload = new TextEncoder().encode("[bob] hi\n");
+ * const e = { framed: false, node: "a", epoch: 7, seq: 1, count: 1 };
+ * const head = encodeMessagesHead(e);
+ * assert.deepEqual(encodeMessages({ ...e, payload }).subarray(0, head.length), head);
+ * ```
+ */
+export function encodeMessagesHead(
+  envelope: Omit<MessageEnvelope, "kind" | "payload">,
+): Uint8Array {
   const node = encoder.encode(envelope.node);
-  const out = new Uint8Array(19 + node.length + envelope.payload.length);
+  const out = new Uint8Array(19 + node.length);
   const view = new DataView(out.buffer);
   out[0] = KIND_MESSAGES;
   out[1] = envelope.framed ? 1 : 0;
   out[2] = node.length;
   out.set(node, 3);
-  let at = 3 + node.length;
+  const at = 3 + node.length;
   view.setUint32(at, envelope.epoch >>> 0);
   view.setFloat64(at + 4, envelope.seq);
   view.setUint32(at + 12, envelope.count);
-  at += 16;
-  out.set(envelope.payload, at);
   return out;
 }
 

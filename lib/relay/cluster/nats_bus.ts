@@ -105,7 +105,7 @@ export class NatsBus implements Bus {
   }
 
   /** Publishes without waiting (see the module doc for when it does not). */
-  publish(subject: string, data: Uint8Array, reply?: string): boolean {
+  publish(subject: string, data: Uint8Array | readonly Uint8Array[], reply?: string): boolean {
     if (this.#nc.publish(subject, data, reply)) {
       this.#stats.published++;
       return true;

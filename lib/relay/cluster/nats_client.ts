@@ -211,22 +211,25 @@ export class NatsClient {
   }
 
   /**
-   * Queues a publish (`data` by reference: leave it unchanged); false (nothing queued) while
-   * disconnected, or when it would pass the
-   * outbound bound, or when it is larger than the server accepts.
+   * Queues a publish of `data`, or of its pieces one after the other (by reference: leave them
+   * unchanged); false (nothing queued) while disconnected, or when it would pass the outbound
+   * bound, or when it is larger than the server accepts.
    */
-  publish(subject: string, data: Uint8Array, reply?: string): boolean {
-    if (!this.#connected || data.length > this.#maxPayload) return false;
+  publish(subject: string, data: Uint8Array | readonly Uint8Array[], reply?: string): boolean {
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    let length = 0;
+    for (const piece of pieces) length += piece.length;
+    if (!this.#connected || length > this.#maxPayload) return false;
     const head = encoder.encode(
-      reply ? `PUB ${subject} ${reply} ${data.length}\r\n` : `PUB ${subject} ${data.length}\r\n`,
+      reply ? `PUB ${subject} ${reply} ${length}\r\n` : `PUB ${subject} ${length}\r\n`,
     );
-    const size = head.length + data.length + 2;
+    const size = head.length + length + 2;
     if (this.#queuedBytes + size > NATS_CLIENT_DEFAULTS.maxQueuedBytes) return false;
     checkSubject(subject);
     if (reply) checkSubject(reply);
-    // Queued by reference (the caller hands over `data`); the writer gathers the pieces.
+    // The writer gathers small pieces and writes large ones as they are.
     this.#enqueue(head);
-    this.#enqueue(data);
+    for (const piece of pieces) this.#enqueue(piece);
     this.#enqueue(CRLF);
     return true;
   }
