@@ -572,3 +572,32 @@ peerTest(["curl", "promtool"], {
     await assertPromtoolClean(after);
   },
 });
+
+Deno.test("metrics: a request with a body is refused and the connection closed; one answer per connection", async () => {
+  const registry = new MetricsRegistry({ processMetrics: false })
+    .gauge("demo_up", { help: "Always 1", read: () => 1 });
+  const server = serveMetrics(registry, { port: 0 });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(
+      new TextEncoder().encode(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+      ),
+    );
+    const chunks: number[] = [];
+    const buf = new Uint8Array(4096);
+    let n;
+    while (
+      (n = await withTimeout(conn.read(buf), EVENT_TIMEOUT_MS, { what: "the answer" })) !== null
+    ) {
+      chunks.push(...buf.subarray(0, n));
+    }
+    conn.close();
+    assert.match(new TextDecoder().decode(new Uint8Array(chunks)), /^HTTP\/1\.1 404 /);
+    const res = await fetch(server.url);
+    assert.equal(res.headers.get("connection"), "close");
+    assert.match(await res.text(), /demo_up 1/);
+  } finally {
+    await server.shutdown();
+  }
+});

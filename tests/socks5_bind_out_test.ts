@@ -83,3 +83,32 @@ Deno.test("socks5 --bind-out: an IPv4 source does not dial IPv6 (0x03), a bad ad
   assert.equal(bad.code, 2);
   assert.match(new TextDecoder().decode(bad.stderr), /Cannot parse --bind-out 'not-an-ip'/);
 });
+
+Deno.test("socks5 --bind-out keeps half-close: after the destination's FIN the client still sends", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using proxy = await startSockit(["socks5", "--port", "0", "--bind-out", "127.0.0.2"]);
+  const served = (async () => {
+    const conn = await listener.accept();
+    await writeAll(conn, new TextEncoder().encode("bye"));
+    await conn.closeWrite(); // FIN from the destination; it still reads
+    const got: number[] = [];
+    const buf = new Uint8Array(64);
+    let n;
+    while ((n = await conn.read(buf)) !== null) got.push(...buf.subarray(0, n));
+    conn.close();
+    return new TextDecoder().decode(new Uint8Array(got));
+  })();
+  const socks = await socks5Connect(parseProxyUrl(`socks5://127.0.0.1:${proxy.port}`), {
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const buf = new Uint8Array(64);
+  let text = "";
+  let n;
+  while ((n = await socks.read(buf)) !== null) text += new TextDecoder().decode(buf.subarray(0, n));
+  assert.equal(text, "bye");
+  await writeAll(socks, new TextEncoder().encode("still talking"));
+  await socks.closeWrite();
+  assert.equal(await served, "still talking");
+  socks.close();
+});

@@ -361,3 +361,31 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    `startFastUdpEcho: a callback that throws neither ends the loop nor outlives stop()${NO_FAST_PATH}`,
+  ignore: !FAST,
+  fn: async () => {
+    using refusedClient = udpSocket();
+    const server = startFastUdpEcho({ hostname: "127.0.0.1", port: 0 }, {
+      refusedSourcePorts: [portOf(refusedClient)],
+      onDrop: () => {
+        throw new Error("the log pipe is closed");
+      },
+    });
+    await stopSafe(server, async () => {
+      await refusedClient.send(new Uint8Array([1]), server.addr);
+      using client = udpSocket();
+      await client.send(new Uint8Array([2]), server.addr);
+      assert.deepEqual((await receive(client))[0], new Uint8Array([2]));
+      assert.equal(server.stats.refusedReflector, 1);
+    });
+  },
+});
+
+Deno.test("fastEchoUnavailable: literals inet_pton refuses go to the fallback", () => {
+  for (const host of ["999.1.1.1", "127.0.0.01", "fe80::1%eth0", "localhost"]) {
+    assert.match(fastEchoUnavailable(host) ?? "", /not an IP address literal/, host);
+  }
+});

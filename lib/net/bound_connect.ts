@@ -60,7 +60,16 @@ export function connectFrom(
   options: { signal?: AbortSignal } = {},
 ): Promise<Deno.TcpConn> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.hostname, port: target.port, localAddress });
+    if (options.signal?.aborted) {
+      return reject(options.signal.reason ?? new Error("connect aborted"));
+    }
+    // allowHalfOpen: a FIN from the peer must not end our direction too (as Deno.connect).
+    const socket = net.connect({
+      host: target.hostname,
+      port: target.port,
+      localAddress,
+      allowHalfOpen: true,
+    });
     const abort = () => {
       socket.destroy();
       reject(options.signal?.reason ?? new Error("connect aborted"));

@@ -25,6 +25,7 @@ export const HttpStatus = {
   UriTooLong: 414,
   UpgradeRequired: 426,
   RequestHeaderFieldsTooLarge: 431,
+  InternalServerError: 500,
   HttpVersionNotSupported: 505,
 } as const;
 
@@ -46,6 +47,7 @@ export const STATUS_TEXT: Readonly<Record<HttpStatusCode, string>> = {
   414: "URI Too Long",
   426: "Upgrade Required",
   431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
   505: "HTTP Version Not Supported",
 };
 

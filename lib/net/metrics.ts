@@ -36,7 +36,10 @@
 
 import process from "node:process";
 import { formatAddress, type HostPort, parseAddress, parsePort } from "./address.ts";
-import { delay } from "./deadline.ts";
+import { BufferedReader } from "./buffered_reader.ts";
+import { readRequestHead } from "./http_request.ts";
+import { HttpError, HttpStatus, refuseRequest, writeResponse } from "./http_response.ts";
+import { serve } from "./server.ts";
 import { SocketError, UsageError } from "./errors.ts";
 
 /** Defaults of `--metrics` and {@linkcode serveMetrics}. */
@@ -49,6 +52,15 @@ export const METRICS_DEFAULTS = {
   contentType: "text/plain; version=0.0.4; charset=utf-8",
   /** Longest wait for scrapes in flight at shutdown, in ms. */
   shutdownTimeoutMs: 1000,
+  /**
+   * A scraper connection must send its request head within this, in ms, or it is closed
+   * (a Prometheus scrape sends it at once; a silent connection only holds a descriptor).
+   */
+  requestTimeoutMs: 5_000,
+  /** Scrape connections at once; more are closed on accept (a scraper needs one). */
+  maxConnections: 16,
+  /** How long the open-descriptor count is reused between scrapes, in ms. */
+  openFdsCacheMs: 1_000,
 } as const;
 
 /** The kinds of metric the registry holds. */
@@ -387,8 +399,21 @@ function procStatFields(): string[] | undefined {
   return text?.slice(text.lastIndexOf(")") + 2).split(" ");
 }
 
-/** Entries of `/proc/self/fd`, or undefined when it cannot be listed. */
+let fdCache: { at: number; value: number | undefined } | undefined;
+
+/**
+ * Entries of `/proc/self/fd`, or undefined when it cannot be listed; reused for
+ * `openFdsCacheMs` (listing tens of thousands of descriptors per scrape would stall the
+ * event loop of the server being measured).
+ */
 function openFds(): number | undefined {
+  const now = performance.now();
+  if (fdCache && now - fdCache.at < METRICS_DEFAULTS.openFdsCacheMs) return fdCache.value;
+  fdCache = { at: now, value: listOpenFds() };
+  return fdCache.value;
+}
+
+function listOpenFds(): number | undefined {
   const path = "/proc/self/fd";
   if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
   try {
@@ -502,9 +527,13 @@ export interface MetricsServer {
 }
 
 /**
- * Serves `registry` at `GET /metrics` on `options.hostname`:`options.port` (plain HTTP,
- * `Deno.serve`); anything else is answered 404. Logs `metrics on http://HOST:PORT/metrics`
- * once bound. A failed bind is a {@linkcode SocketError} naming the address.
+ * Serves `registry` at `GET /metrics` on `options.hostname`:`options.port`, plain HTTP/1.1 on the
+ * project's bounded pieces (`server.ts`, `http_request.ts`): at most
+ * {@linkcode METRICS_DEFAULTS}.maxConnections scrape connections, the request head within
+ * `requestTimeoutMs`, one answer per connection (`Connection: close`), a request with a body
+ * refused; anything but `GET /metrics` is answered 404. Logs `metrics on
+ * http://HOST:PORT/metrics` once bound. A failed bind is a {@linkcode SocketError} naming the
+ * address.
  *
  * @example Scrape it
  * ```ts
@@ -528,30 +557,9 @@ export function serveMetrics(
 ): MetricsServer {
   const hostname = options.hostname ?? METRICS_DEFAULTS.hostname;
   const where = formatAddress({ hostname, port: options.port });
-  const notFound = () =>
-    new Response(`Not found: metrics are at ${METRICS_DEFAULTS.path}\n`, {
-      status: 404,
-      headers: { "content-type": "text/plain; charset=utf-8" },
-    });
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Deno.TcpListener;
   try {
-    server = Deno.serve({
-      hostname,
-      port: options.port,
-      onListen() {},
-      onError(error) {
-        options.logger?.warn(
-          `cannot render metrics: ${error instanceof Error ? error.message : String(error)}`,
-        );
-        return new Response("Cannot render metrics\n", { status: 500 });
-      },
-    }, (request) => {
-      if (request.method !== "GET") return notFound();
-      if (new URL(request.url).pathname !== METRICS_DEFAULTS.path) return notFound();
-      return new Response(registry.render(), {
-        headers: { "content-type": METRICS_DEFAULTS.contentType },
-      });
-    });
+    listener = Deno.listen({ hostname, port: options.port });
   } catch (error) {
     const why = error instanceof Deno.errors.AddrInUse
       ? "address in use"
@@ -560,6 +568,46 @@ export function serveMetrics(
       : String(error);
     throw new SocketError(`Cannot serve metrics on ${where}: ${why}`, { cause: error });
   }
+  const answer = async (conn: Deno.TcpConn) => {
+    const reader = new BufferedReader(conn);
+    let head;
+    try {
+      head = await readRequestHead(reader, { timeoutMs: METRICS_DEFAULTS.requestTimeoutMs });
+    } catch (error) {
+      if (error instanceof HttpError) await refuseRequest(conn, error);
+      return "closed" as const;
+    }
+    if (head === null) return;
+    const hasBody = head.headers.get("content-length") !== undefined &&
+        head.headers.get("content-length") !== "0" ||
+      head.headers.get("transfer-encoding") !== undefined;
+    const path = head.target.form === "origin" ? head.target.path : "";
+    if (head.method !== "GET" || path !== METRICS_DEFAULTS.path || hasBody) {
+      await refuseRequest(
+        conn,
+        new HttpError(HttpStatus.NotFound, `Not found: metrics are at ${METRICS_DEFAULTS.path}`),
+      );
+      return "closed" as const;
+    }
+    let body: string;
+    try {
+      body = registry.render();
+    } catch (error) {
+      options.logger?.warn(
+        `cannot render metrics: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      await writeResponse(conn, HttpStatus.InternalServerError, {
+        headers: { Connection: "close" },
+        body: "Cannot render metrics\n",
+      }).catch(() => {});
+      return;
+    }
+    await writeResponse(conn, HttpStatus.Ok, {
+      headers: { "Content-Type": METRICS_DEFAULTS.contentType, Connection: "close" },
+      body,
+    }).catch(() => {});
+  };
+  const server = serve(listener, answer, { maxConnections: METRICS_DEFAULTS.maxConnections });
   const addr = server.addr;
   const url = `http://${formatAddress(addr)}${METRICS_DEFAULTS.path}`;
   options.logger?.info(`metrics on ${url}`);
@@ -569,12 +617,16 @@ export function serveMetrics(
     url,
     shutdown() {
       stopped ??= (async () => {
-        const finished = new AbortController();
-        await Promise.race([
-          server.shutdown().finally(() => finished.abort()),
-          delay(METRICS_DEFAULTS.shutdownTimeoutMs, { signal: finished.signal }),
-        ]);
-        finished.abort();
+        const stopping = server.stop({ timeoutMs: METRICS_DEFAULTS.shutdownTimeoutMs });
+        // Scrapes still open past the wait are cut, so nothing keeps the process alive.
+        for (const conn of server.active) {
+          try {
+            conn.close();
+          } catch {
+            // Closed meanwhile.
+          }
+        }
+        await stopping;
       })();
       return stopped;
     },

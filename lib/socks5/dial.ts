@@ -108,6 +108,15 @@ export function replyForConnectError(error: unknown): number {
   if (error instanceof TimeoutError || error instanceof Deno.errors.TimedOut) {
     return Reply.TtlExpired;
   }
+  // node:net errors (--bind-out) carry an errno name.
+  const code = (error as { code?: unknown })?.code;
+  if (code === "ECONNREFUSED") return Reply.ConnectionRefused;
+  if (code === "ENETUNREACH") return Reply.NetworkUnreachable;
+  if (code === "ETIMEDOUT") return Reply.TtlExpired;
+  if (code === "EMFILE" || code === "ENFILE" || code === "EADDRNOTAVAIL") {
+    return Reply.GeneralFailure;
+  }
+  if (code === "EHOSTUNREACH") return Reply.HostUnreachable;
   const message = error instanceof Error ? error.message : "";
   if (/host is unreachable|no route to host/i.test(message)) return Reply.HostUnreachable;
   if (/network is unreachable/i.test(message)) return Reply.NetworkUnreachable;
@@ -157,12 +166,15 @@ export async function dialAny(
   for (const address of candidates) {
     const left = deadline - performance.now();
     if (left <= 0) break;
+    // A timed-out attempt is aborted (Deno.connect takes a signal too), not left to the kernel.
+    const abort = new AbortController();
     const attempt = bindOut === undefined
-      ? Deno.connect({ hostname: address, port })
-      : connectFrom(bindOut, { hostname: address, port });
+      ? Deno.connect({ hostname: address, port, signal: abort.signal })
+      : connectFrom(bindOut, { hostname: address, port }, { signal: abort.signal });
     try {
       const conn = await deadlines.deadline(attempt, Math.ceil(left), {
         what: `connect to ${address}`,
+        onTimeout: () => abort.abort(),
       });
       return { conn, address };
     } catch (error) {

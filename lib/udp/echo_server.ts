@@ -286,8 +286,9 @@ export function countDrop(stats: UdpEchoStats, reason: DropReason): void {
  */
 export function startUdpEcho(
   conn: Deno.DatagramConn,
-  options: UdpEchoOptions = {},
+  callerOptions: UdpEchoOptions = {},
 ): UdpEchoServer {
+  const options = guardedCallbacks(callerOptions);
   const addr = conn.addr as Deno.NetAddr;
   const policy = createEchoPolicy(addr.port, options);
   const stats = emptyEchoStats();
@@ -356,6 +357,40 @@ export function startUdpEcho(
       }
       await done;
     },
+  };
+}
+
+/**
+ * `options` with its `onDrop` and `onError` callbacks made harmless: what they throw (a log
+ * write to a closed pipe, say) is swallowed, so reporting can never end the server. Both
+ * echo paths use it.
+ *
+ * @example A callback that throws is contained
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { guardedCallbacks } from "./echo_server.ts";
+ * const options = guardedCallbacks({ onError: () => { throw new Error("EPIPE"); } });
+ * assert.doesNotThrow(() => options.onError?.(new Error("boom")));
+ * ```
+ */
+export function guardedCallbacks<T extends UdpEchoOptions>(options: T): T {
+  const { onDrop, onError } = options;
+  return {
+    ...options,
+    onDrop: onDrop && ((...args: Parameters<typeof onDrop>) => {
+      try {
+        onDrop(...args);
+      } catch {
+        // Reporting failed; the server goes on.
+      }
+    }),
+    onError: onError && ((...args: Parameters<typeof onError>) => {
+      try {
+        onError(...args);
+      } catch {
+        // Reporting failed; the server goes on.
+      }
+    }),
   };
 }
 

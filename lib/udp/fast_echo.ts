@@ -53,13 +53,14 @@ import {
   createEchoPolicy,
   type EchoDatagram,
   emptyEchoStats,
+  guardedCallbacks,
   UDP_ECHO_DEFAULTS,
   type UdpEchoOptions,
   type UdpEchoServer,
 } from "./echo_server.ts";
 import { type Libc, LibcError, LINUX, openLibc } from "./libc.ts";
 import { delay } from "../net/deadline.ts";
-import { formatIP } from "../net/ip.ts";
+import { formatIP, parseIP } from "../net/ip.ts";
 
 /** Defaults and limits of the fast path, the one place for each. */
 export const FAST_ECHO_DEFAULTS = {
@@ -106,8 +107,6 @@ export class FastPathUnavailableError extends Error {
   }
 }
 
-const IPV4_LITERAL = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
-
 /**
  * Why {@linkcode startFastUdpEcho} cannot serve `hostname` in this process, or `undefined`
  * when it can: `hostname` must be an IPv4 or IPv6 literal (a name goes to the fallback, which
@@ -121,7 +120,13 @@ const IPV4_LITERAL = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
  * ```
  */
 export function fastEchoUnavailable(hostname: string): string | undefined {
-  if (!IPV4_LITERAL.test(hostname) && !hostname.includes(":")) {
+  // What inet_pton takes: a plain IPv4 or IPv6 literal (no zone like %eth0, no octal parts).
+  const literal = hostname.replace(/^\[|\]$/g, "");
+  const canonical = parseIP(literal);
+  if (
+    !canonical || literal.includes("%") ||
+    (!literal.includes(":") && formatIP(canonical) !== literal)
+  ) {
     return `${hostname} is not an IP address literal`;
   }
   const libc = openLibc();
@@ -192,8 +197,9 @@ function socketAddress(libc: Libc, hostname: string, port: number): Uint8Array {
  */
 export function startFastUdpEcho(
   address: { hostname: string; port: number },
-  options: FastUdpEchoOptions = {},
+  callerOptions: FastUdpEchoOptions = {},
 ): UdpEchoServer {
+  const options = guardedCallbacks(callerOptions);
   const unavailable = fastEchoUnavailable(address.hostname);
   if (unavailable !== undefined) throw new FastPathUnavailableError(unavailable);
   const batch = options.batch ?? FAST_ECHO_DEFAULTS.batch;
@@ -399,6 +405,7 @@ function serve(
     if (k > 0) await sendBatch(k);
   };
 
+  let closed = false;
   const loop = async () => {
     let backoff: number = UDP_ECHO_DEFAULTS.receiveBackoffMs;
     try {
@@ -431,6 +438,7 @@ function serve(
         }
       }
     } finally {
+      closed = true;
       s.close(fd);
       // Only the addresses of the blocks are in the structs: this reference (after the last
       // call that may write to them) keeps the garbage collector from freeing them earlier.
@@ -451,7 +459,8 @@ function serve(
         stopping = true;
         stopSignal.abort();
         // Wakes the receive waiting on the pool thread (it returns 0); the loop closes fd.
-        s.shutdown(fd, LINUX.SHUT_RDWR);
+        // Once the loop has closed it, the number may belong to another socket: leave it.
+        if (!closed) s.shutdown(fd, LINUX.SHUT_RDWR);
       }
       await done;
     },
