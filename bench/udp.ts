@@ -470,8 +470,111 @@ async function udpEchoAgainstC(): Promise<BenchRow[]> {
   }
 }
 
+/** Probes of one `sockit udp-ping --flood` run of the udp-ping rows: fast path, fallback. */
+const PING_COUNTS = { fast: 200_000, fallback: 50_000 };
+
+/** One `sockit udp-ping --flood` run against `port` with `permissions`: its received pps. */
+async function pingRun(permissions: string[], port: number, count: number): Promise<number> {
+  const args = ["run", ...permissions, MAIN, "udp-ping", `127.0.0.1:${port}`, "--flood"];
+  args.push("--window", String(C_WINDOW), "--size", String(PAYLOAD), "--count", String(count));
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: [...args, "--json"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(result.stdout).trim();
+  let pps: unknown;
+  try {
+    pps = JSON.parse(text).receivedPps;
+  } catch {
+    // Reported below.
+  }
+  if (typeof pps !== "number") {
+    throw new Error(
+      `udp-ping on port ${port} failed: ${new TextDecoder().decode(result.stderr).trim()}`,
+    );
+  }
+  return pps;
+}
+
+/**
+ * udp-ping's own client: the round trips/s `sockit udp-ping --flood` reports (its
+ * `receivedPps`; C_WINDOW in flight, PAYLOAD-byte probes; with -A: the libc fast path;
+ * without --allow-ffi: Deno's sockets) against the C load generator's figure on the same
+ * server, sockit's `udp-echo -A` and the C loop; the runs interleaved, medians.
+ */
+async function udpPingAgainstC(): Promise<BenchRow[]> {
+  const scenario = `udp-ping --flood rt/s, ${PAYLOAD} B, window ${C_WINDOW}`;
+  const peerName = "C load generator (cc -O2), same server";
+  if (!peerAvailable("cc")) {
+    const note = "skipped: cc is not installed (it builds the C loop and load generator)";
+    return [{ scenario, unit: "rt/s", sockit: 0, peerName, higherIsBetter: true, note }];
+  }
+  const dir = await Deno.makeTempDir({ prefix: "sockit-bench-udp-ping-" });
+  try {
+    const [loop, load] = [await compile("udp_echo_loop", dir), await compile("udp_load", dir)];
+    await using echo = spawnEcho(
+      Deno.execPath(),
+      (port) => ["run", "-A", MAIN, "udp-echo", "--port", String(port), ...SOCKIT_FLAGS],
+    );
+    await using c = spawnEcho(loop, (port) => [String(port), "127.0.0.1"]);
+    const rows: BenchRow[] = [];
+    const servers = [
+      { name: "sockit udp-echo -A", port: echo.port, fallback: true },
+      { name: "the C recvfrom/sendto loop", port: c.port, fallback: false },
+    ];
+    for (const server of servers) {
+      const clients = [
+        () => loadRun(load, server.port),
+        () => pingRun(["-A"], server.port, PING_COUNTS.fast),
+        ...(server.fallback ? [() => pingRun(WITHOUT_FFI, server.port, PING_COUNTS.fallback)] : []),
+      ];
+      const runs: number[][] = clients.map(() => []);
+      for (let i = 0; i < RUNS; i++) {
+        // Rotate the order, so that no client always runs first.
+        for (let j = 0; j < clients.length; j++) {
+          const k = (i + j) % clients.length;
+          runs[k].push(await clients[k]());
+        }
+      }
+      const [cRate, fastRate, fallbackRate] = runs.map(median);
+      const fmt = (r: number[]) => r.map((x) => Math.round(x)).join(", ");
+      rows.push({
+        scenario: `${scenario}, deno run -A (libc fast path), server ${server.name}`,
+        unit: "rt/s",
+        sockit: fastRate,
+        peerName,
+        peer: cRate,
+        higherIsBetter: true,
+        note: `${PING_COUNTS.fast} probes a run, rate over the whole send span; runs ${
+          fmt(runs[1])
+        }; C runs ${fmt(runs[0])}`,
+      });
+      if (fallbackRate !== undefined) {
+        rows.push({
+          scenario: `${scenario}, without --allow-ffi (Deno sockets), server ${server.name}`,
+          unit: "rt/s",
+          sockit: fallbackRate,
+          peerName,
+          peer: cRate,
+          higherIsBetter: true,
+          note: `${PING_COUNTS.fallback} probes a run; runs ${fmt(runs[2])}`,
+        });
+      }
+    }
+    return rows;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** The udp scenarios. */
 export const scenarios: Scenario[] = [{
   name: "udp",
-  run: async () => [...await udpEchoAgainstC(), ...await udpEchoRoundTrips()],
+  run: async () => [
+    ...await udpEchoAgainstC(),
+    ...await udpPingAgainstC(),
+    ...await udpEchoRoundTrips(),
+  ],
 }];

@@ -298,6 +298,11 @@ With no reply at all, the summary says why when it can: "port unreachable" when 
 is a loopback address and nothing is bound to its port. Deno's UDP sockets never see the ICMP
 port unreachable itself, so on another machine a closed port looks like loss.
 
+With --flood, the ffi permission (--allow-ffi or -A) and Linux x86_64/aarch64, probes are
+sent and replies received in batches through libc (sendmmsg/recvmmsg), several times faster;
+otherwise one at a time on Deno's sockets. The counts mean the same either way; --verbose
+says which client ran.
+
 Exit status: 0 if any reply came back, 1 if none, 2 for a usage error.
 
 Example:
@@ -417,6 +422,12 @@ export const udpPingCommand: Command = {
         flood,
         window,
         signal: abort.signal,
+        onStart: (client) =>
+          log.debug(
+            client.fastPath
+              ? "fast path: sendmmsg/recvmmsg batches through libc"
+              : `Deno sockets, one datagram per call (fast path off: ${client.reason})`,
+          ),
         onEvent: (event) => {
           if (event.kind === "send-error") {
             // A few lines say what is wrong; thousands would only bury the summary.

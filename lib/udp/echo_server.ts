@@ -368,8 +368,12 @@ export function startUdpEcho(
  * @example A callback that throws is contained
  * ```ts
  * import assert from "node:assert/strict";
- * import { guardedCallbacks } from "./echo_server.ts";
- * const options = guardedCallbacks({ onError: () => { throw new Error("EPIPE"); } });
+ * import { guardedCallbacks, type UdpEchoOptions } from "./echo_server.ts";
+ * const options = guardedCallbacks<UdpEchoOptions>({
+ *   onError: () => {
+ *     throw new Error("EPIPE");
+ *   },
+ * });
  * assert.doesNotThrow(() => options.onError?.(new Error("boom")));
  * ```
  */

@@ -58,7 +58,17 @@ import {
   type UdpEchoOptions,
   type UdpEchoServer,
 } from "./echo_server.ts";
-import { type Libc, LibcError, LINUX, openLibc } from "./libc.ts";
+import {
+  addressOf,
+  formatSockaddrIpv4 as formatIpv4,
+  formatSockaddrIpv6 as formatIpv6,
+  type Libc,
+  LibcError,
+  LINUX,
+  openLibc,
+  setPointer,
+  writeSocketAddress,
+} from "./libc.ts";
 import { delay } from "../net/deadline.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
 
@@ -133,48 +143,11 @@ export function fastEchoUnavailable(hostname: string): string | undefined {
   return libc.ok ? undefined : libc.reason;
 }
 
-/** Puts a 64-bit pointer `p` (below 2^53, as every user-space address is) at `offset`. */
-function setPointer(view: DataView, offset: number, p: number): void {
-  view.setUint32(offset, p % 0x1_0000_0000, true);
-  view.setUint32(offset + 4, Math.floor(p / 0x1_0000_0000), true);
-}
-
-function addressOf(buffer: ArrayBuffer): number {
-  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
-
-/** Text of an IPv4 address held as a 32-bit number, as Deno reports it. */
-function formatIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
-/**
- * Text of the IPv6 address at `offset` as Deno (Rust) reports it: IPv4-mapped ones as
- * `::ffff:a.b.c.d`, others with the first longest run of two or more zero groups as `::`.
- */
-function formatIpv6(view: DataView, offset: number): string {
-  const g: number[] = [];
-  for (let i = 0; i < 6; i++) g.push(view.getUint16(offset + 2 * i, false));
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return `::ffff:${formatIpv4(view.getUint32(offset + 12, false))}`;
-  }
-  return formatIP(new Uint8Array(view.buffer, view.byteOffset + offset, 16));
-}
-
 /** A `struct sockaddr_in` or `sockaddr_in6` for `hostname`:`port`, through inet_pton. */
 function socketAddress(libc: Libc, hostname: string, port: number): Uint8Array {
-  const v6 = hostname.includes(":");
-  const sa = new Uint8Array(v6 ? LINUX.SOCKADDR_IN6_SIZE : LINUX.SOCKADDR_IN_SIZE);
-  const view = new DataView(sa.buffer);
-  view.setUint16(0, v6 ? LINUX.AF_INET6 : LINUX.AF_INET, true);
-  view.setUint16(2, port, false);
-  const text = new TextEncoder().encode(`${hostname.replace(/^\[|\]$/g, "")}\0`);
-  const ok = libc.symbols.inet_pton(
-    v6 ? LINUX.AF_INET6 : LINUX.AF_INET,
-    text,
-    sa.subarray(v6 ? 8 : 4),
-  );
-  if (ok !== 1) throw new RangeError(`Cannot parse ${hostname} as an IP address`);
+  const ip = hostname.replace(/^\[|\]$/g, "");
+  const sa = new Uint8Array(ip.includes(":") ? LINUX.SOCKADDR_IN6_SIZE : LINUX.SOCKADDR_IN_SIZE);
+  writeSocketAddress(libc, new DataView(sa.buffer), 0, ip, port);
   return sa;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The few libc socket calls the UDP echo fast path (`fast_echo.ts`) makes through
+ * The few libc socket calls the UDP fast paths (`fast_echo.ts`, `fast_ping.ts`) make through
  * `Deno.dlopen`, when this process may: Linux on x86_64 or aarch64 (the struct layouts and
  * constants below are theirs), the `ffi` permission granted (`--allow-ffi` or `-A`; it is
  * queried, never requested, so nothing prompts), and {@linkcode LIBC_LIBRARY_NAMES} found.
@@ -25,6 +25,8 @@
  * @module
  */
 
+import { formatIP } from "../net/ip.ts";
+
 /** Where {@linkcode openLibc} looks for libc, in order (glibc's soname first). */
 export const LIBC_LIBRARY_NAMES: readonly string[] = [
   "libc.so.6",
@@ -46,6 +48,7 @@ export const LINUX = {
   MSG_DONTWAIT: 0x40,
   MSG_WAITFORONE: 0x10000,
   SHUT_RDWR: 2,
+  POLLIN: 1,
   POLLOUT: 4,
   EINTR: 4,
   EAGAIN: 11,
@@ -230,4 +233,108 @@ function open(): LibcResult {
       ? `cannot open libc (tried ${LIBC_LIBRARY_NAMES.join(", ")})`
       : "no ffi permission (run with --allow-ffi or -A)",
   };
+}
+
+/**
+ * Puts a 64-bit pointer `p` (below 2^53, as every user-space address is) at `offset`, little
+ * endian (x86_64, aarch64).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { setPointer } from "./libc.ts";
+ * const view = new DataView(new ArrayBuffer(8));
+ * setPointer(view, 0, 0x1_0000_0002);
+ * assert.equal(view.getBigUint64(0, true), 0x1_0000_0002n);
+ * ```
+ */
+export function setPointer(view: DataView, offset: number, p: number): void {
+  view.setUint32(offset, p % 0x1_0000_0000, true);
+  view.setUint32(offset + 4, Math.floor(p / 0x1_0000_0000), true);
+}
+
+/**
+ * The address of `buffer`'s memory, for pointers inside the structs passed to libc (keep a
+ * reference to `buffer` for as long as libc may use it).
+ *
+ * @example Usage
+ * ```ts ignore
+ * import assert from "node:assert/strict";
+ * import { addressOf } from "./libc.ts";
+ * assert.ok(addressOf(new ArrayBuffer(16)) > 0); // needs the ffi permission
+ * ```
+ */
+export function addressOf(buffer: ArrayBuffer): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+/**
+ * Text of an IPv4 address held as a 32-bit number (network order read big-endian), as Deno
+ * reports it.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatSockaddrIpv4 } from "./libc.ts";
+ * assert.equal(formatSockaddrIpv4(0x7f000001), "127.0.0.1");
+ * ```
+ */
+export function formatSockaddrIpv4(a: number): string {
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+}
+
+/**
+ * Text of the IPv6 address at `offset` as Deno (Rust) reports it: IPv4-mapped ones as
+ * `::ffff:a.b.c.d`, others as `formatIP` writes them.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatSockaddrIpv6 } from "./libc.ts";
+ * const bytes = new Uint8Array(16);
+ * bytes[10] = 0xff, bytes[11] = 0xff, bytes[12] = 127, bytes[15] = 1;
+ * assert.equal(formatSockaddrIpv6(new DataView(bytes.buffer), 0), "::ffff:127.0.0.1");
+ * bytes.fill(0), bytes[15] = 1;
+ * assert.equal(formatSockaddrIpv6(new DataView(bytes.buffer), 0), "::1");
+ * ```
+ */
+export function formatSockaddrIpv6(view: DataView, offset: number): string {
+  let mapped = view.getUint16(offset + 10, false) === 0xffff;
+  for (let i = 0; mapped && i < 5; i++) mapped = view.getUint16(offset + 2 * i, false) === 0;
+  if (mapped) return `::ffff:${formatSockaddrIpv4(view.getUint32(offset + 12, false))}`;
+  return formatIP(new Uint8Array(view.buffer, view.byteOffset + offset, 16));
+}
+
+/**
+ * Writes a `struct sockaddr_in` or `sockaddr_in6` for `ip`:`port` at `offset` (the address
+ * through `inet_pton`); returns its length. Throws a `RangeError` for what inet_pton refuses.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import assert from "node:assert/strict";
+ * import { LINUX, openLibc, writeSocketAddress } from "./libc.ts";
+ * const libc = openLibc(); // needs the ffi permission
+ * if (libc.ok) {
+ *   const view = new DataView(new ArrayBuffer(LINUX.SOCKADDR_IN_SIZE));
+ *   assert.equal(writeSocketAddress(libc.libc, view, 0, "127.0.0.1", 7), LINUX.SOCKADDR_IN_SIZE);
+ * }
+ * ```
+ */
+export function writeSocketAddress(
+  libc: Libc,
+  view: DataView,
+  offset: number,
+  ip: string,
+  port: number,
+): number {
+  const v6 = ip.includes(":");
+  const family = v6 ? LINUX.AF_INET6 : LINUX.AF_INET;
+  view.setUint16(offset, family, true);
+  view.setUint16(offset + 2, port, false);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset + (v6 ? 8 : 4), v6 ? 16 : 4);
+  const text = new TextEncoder().encode(`${ip}\0`);
+  if (libc.symbols.inet_pton(family, text, bytes) !== 1) {
+    throw new RangeError(`Cannot parse ${ip} as an IP address`);
+  }
+  return v6 ? LINUX.SOCKADDR_IN6_SIZE : LINUX.SOCKADDR_IN_SIZE;
 }

@@ -19,6 +19,7 @@ import { SocketError } from "../net/errors.ts";
 import { PingStats, type PingSummary, type ReplyFlags } from "./ping_stats.ts";
 import { maxUdpPayload, UDP_RECEIVE_BUFFER_SIZE } from "./datagram.ts";
 import { PROBE_HEADER_SIZE, readProbe, writeProbe } from "./probe.ts";
+import { fastFlood, fastPingUnavailable } from "./fast_ping.ts";
 
 /** Defaults of {@linkcode UdpPingOptions}. */
 export const UDP_PING_DEFAULTS = {
@@ -58,6 +59,13 @@ export interface UdpPingOptions {
   signal?: AbortSignal;
   /** Called for each datagram received and each failed send. */
   onEvent?: (event: PingEvent) => void;
+  /**
+   * With `flood`, use the batched libc client (`fast_ping.ts`) where this process may; false
+   * keeps Deno's sockets (to compare the two). @default {true}
+   */
+  fastPath?: boolean;
+  /** Called once before the first probe: which client the run uses, and why. */
+  onStart?: (client: PingClient) => void;
   /**
    * The monotonic clock, in ms, that stamps probes, times replies and paces the run. Tests
    * pass a clock of their own, so that what counts as late or on time does not depend on
@@ -144,8 +152,219 @@ function unmapped(hostname: string): string {
   return hostname.startsWith("::ffff:") && hostname.includes(".") ? hostname.slice(7) : hostname;
 }
 
+/** What a {@linkcode PingRun} needs to know of its run. */
+export interface PingRunOptions {
+  /** The target as given, `HOST:PORT`, for the summary. @default {ip:port} */
+  target?: string;
+  /** The target's address literal (as {@linkcode resolveHost} returns it). */
+  ip: string;
+  /** The target's port. */
+  port: number;
+  /** Probe size in bytes. */
+  size: number;
+  /** Replies slower than this are late; probes older than this stop counting as in flight. */
+  timeoutMs: number;
+  /** Probes to send; 0 means until `signal` aborts. */
+  count: number;
+  /** The run's monotonic clock, in ms. */
+  now: () => number;
+  /** Stops the run early. */
+  signal?: AbortSignal;
+  /** Called for each datagram received and each failed send. */
+  onEvent?: (event: PingEvent) => void;
+}
+
+/**
+ * The state of one udp-ping run, shared by both clients (Deno's sockets here, libc batches in
+ * `fast_ping.ts`), so that they stamp probes, classify replies and count them the same way:
+ * the one place that decides what a datagram is (a reply, duplicate, late, truncated,
+ * corrupted, stray or from an unexpected source) and feeds {@linkcode PingStats}.
+ *
+ * A client calls {@linkcode PingRun.start} before its first probe, {@linkcode PingRun.nextProbe}
+ * for each probe it sends, {@linkcode PingRun.receive} for each datagram it receives and
+ * {@linkcode PingRun.expire} to retire probes that are past the timeout.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PingRun } from "./ping.ts";
+ * let clock = 0;
+ * const run = new PingRun({
+ *   ip: "127.0.0.1",
+ *   port: 7,
+ *   size: 64,
+ *   timeoutMs: 100,
+ *   count: 1,
+ *   now: () => clock,
+ * });
+ * run.start();
+ * const probe = run.nextProbe(new Uint8Array(64));
+ * clock = 2;
+ * const from: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: 7 };
+ * assert.equal(run.receive(probe, from, clock), true);
+ * const s = run.summary();
+ * assert.equal(s.received, 1);
+ * assert.equal(s.rtt?.min, 2);
+ * ```
+ */
+export class PingRun {
+  /** The counts and RTTs. */
+  readonly stats: PingStats;
+  /** This run's random session id, carried by every probe. */
+  readonly session: number = crypto.getRandomValues(new Uint32Array(1))[0];
+  /** Probes neither answered nor past the timeout: seq -> sentAt, in send order. */
+  readonly outstanding: Map<number, number> = new Map();
+  /** The target's address literal. */
+  readonly ip: string;
+  /** The target's port. */
+  readonly port: number;
+  /** Probe size in bytes. */
+  readonly size: number;
+  /** Replies slower than this are late. */
+  readonly timeoutMs: number;
+  /** Probes to send at most (Infinity for a run until aborted). */
+  readonly limit: number;
+  /** The run's clock. */
+  readonly now: () => number;
+  /** When the first probe left (or is about to), on the run's clock. */
+  firstSendAt = 0;
+  /** When the last probe left, on the run's clock. */
+  lastSendAt = 0;
+  /** Whether anything came back from the target (its port is open). */
+  heardFromTarget = false;
+  readonly #options: PingRunOptions;
+
+  /** Creates the state of a run to `options.ip`:`options.port`. */
+  constructor(options: PingRunOptions) {
+    this.#options = options;
+    this.stats = new PingStats({ timeoutMs: options.timeoutMs });
+    this.ip = options.ip;
+    this.port = options.port;
+    this.size = options.size;
+    this.timeoutMs = options.timeoutMs;
+    this.limit = options.count > 0 ? options.count : Infinity;
+    this.now = options.now;
+  }
+
+  /** True once the run's signal has aborted. */
+  get aborted(): boolean {
+    return this.#options.signal?.aborted ?? false;
+  }
+
+  /** Marks the start of sending: the run's duration and send span count from here. */
+  start(): void {
+    this.firstSendAt = this.lastSendAt = this.now();
+  }
+
+  /**
+   * Stamps the next probe with the clock and writes it into `buf` (at least `size` bytes);
+   * counts it as sent and in flight, and returns its bytes.
+   */
+  nextProbe(buf: Uint8Array): Uint8Array {
+    const seq = this.stats.sent;
+    const sentAt = this.now();
+    const data = writeProbe(buf, {
+      seq,
+      session: this.session,
+      sentAt,
+      length: this.#options.size,
+    });
+    this.stats.sent++;
+    this.outstanding.set(seq, sentAt);
+    this.lastSendAt = sentAt;
+    return data;
+  }
+
+  /** Reports that probe `seq` (counted as sent) could not be sent. */
+  sendFailed(seq: number, error: unknown): void {
+    this.#options.onEvent?.({ kind: "send-error", seq, error });
+  }
+
+  /**
+   * Classifies and counts one datagram that came `from` somewhere at `receivedAt` (the run's
+   * clock); returns true when it came from the target (whatever it held).
+   */
+  receive(data: Uint8Array, from: Deno.NetAddr, receivedAt: number): boolean {
+    const { stats } = this;
+    const onEvent = this.#options.onEvent;
+    const bytes = data.length;
+    if (unmapped(from.hostname) !== this.#options.ip || from.port !== this.#options.port) {
+      stats.unexpectedSource++;
+      onEvent?.({ kind: "unexpected-source", bytes, from });
+      return false;
+    }
+    this.heardFromTarget = true;
+    const check = readProbe(data);
+    if (check.kind === "truncated") {
+      stats.truncated++;
+      if (check.seq !== undefined) this.outstanding.delete(check.seq);
+      onEvent?.({ kind: "truncated", seq: check.seq, bytes, expected: check.expected, from });
+    } else if (check.kind === "corrupted") {
+      stats.corrupted++;
+      onEvent?.({ kind: "corrupted", bytes, reason: check.reason, from });
+    } else {
+      const { seq, session, sentAt } = check.probe;
+      if (session !== this.session || seq >= stats.sent) {
+        stats.stray++;
+        onEvent?.({ kind: "stray", seq, bytes, from });
+      } else {
+        const rttMs = receivedAt - sentAt;
+        const flags = stats.reply(seq, rttMs);
+        this.outstanding.delete(seq);
+        onEvent?.({ kind: "reply", seq, bytes, rttMs, from, flags });
+      }
+    }
+    return true;
+  }
+
+  /** Stops counting as in flight the probes sent `timeoutMs` or longer before `at`. */
+  expire(at: number): void {
+    const { timeoutMs } = this.#options;
+    for (const [seq, sentAt] of this.outstanding) {
+      if (sentAt + timeoutMs > at) break;
+      this.outstanding.delete(seq);
+    }
+  }
+
+  /** The summary of the run so far. */
+  summary(): PingSummary {
+    const { ip, port, size } = this.#options;
+    return this.stats.summary({
+      target: this.#options.target ?? formatAddress({ hostname: ip, port }),
+      size,
+      durationMs: this.now() - this.firstSendAt,
+      sendSpanMs: this.lastSendAt - this.firstSendAt,
+      // Anything back from the target proves it open; else, on loopback, look.
+      portClosed: this.heardFromTarget
+        ? false
+        : this.stats.sent > 0
+        ? loopbackPortClosed(ip, port)
+        : null,
+    });
+  }
+}
+
+/** Which client a run uses, as {@linkcode UdpPingOptions.onStart} reports it. */
+export interface PingClient {
+  /** True for the batched libc client (`fast_ping.ts`), false for Deno's sockets. */
+  fastPath: boolean;
+  /** Why the fast path is off, when it is. */
+  reason?: string;
+}
+
+/** Why a run with these options does not use the fast path by its pacing, if it does not. */
+function pacedReason(options: UdpPingOptions): string | undefined {
+  if (!options.flood) return "only --flood runs send in batches (paced runs send one at a time)";
+  if (options.fastPath === false) return "turned off by the caller";
+  return undefined;
+}
+
 /**
  * Pings the UDP echo server at `target` and resolves the run's summary.
+ *
+ * A `flood` run uses the batched libc client of `fast_ping.ts` where this process may
+ * (Linux, the ffi permission) and Deno's sockets otherwise; both count the same way
+ * ({@linkcode PingRun}), only the speed differs.
  *
  * @example Usage
  * ```ts ignore
@@ -163,10 +382,8 @@ export async function udpPing(
 ): Promise<PingSummary> {
   const count = options.count ?? UDP_PING_DEFAULTS.count;
   const size = options.size ?? UDP_PING_DEFAULTS.size;
-  const intervalMs = options.intervalMs ?? UDP_PING_DEFAULTS.intervalMs;
   const timeoutMs = options.timeoutMs ?? UDP_PING_DEFAULTS.timeoutMs;
   const window = options.window ?? UDP_PING_DEFAULTS.floodWindow;
-  const { signal, onEvent } = options;
   const now = options.now ?? (() => performance.now());
   const ip = await resolveHost(target.hostname);
   if (size < PROBE_HEADER_SIZE || size > maxProbeSize(ip)) {
@@ -176,16 +393,48 @@ export async function udpPing(
       }`,
     );
   }
-  const to: Deno.NetAddr = { transport: "udp", hostname: ip, port: target.port };
-  const targetText = formatAddress(target);
-  const v6 = ip.includes(":");
-  const bindHost = isLoopbackHost(ip) ? ip : v6 ? "::" : "0.0.0.0";
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: bindHost, port: 0 });
+  const bindHost = isLoopbackHost(ip) ? ip : ip.includes(":") ? "::" : "0.0.0.0";
+  const run = new PingRun({
+    target: formatAddress(target),
+    ip,
+    port: target.port,
+    size,
+    timeoutMs,
+    count,
+    now,
+    signal: options.signal,
+    onEvent: options.onEvent,
+  });
+  const reason = pacedReason(options) ?? fastPingUnavailable(ip);
+  options.onStart?.(reason === undefined ? { fastPath: true } : { fastPath: false, reason });
+  if (reason === undefined) {
+    await fastFlood(run, {
+      bindHost,
+      window,
+      tickMs: UDP_PING_DEFAULTS.floodTickMs,
+      signal: options.signal,
+    });
+  } else {
+    await portablePing(run, { ...options, bindHost, window, timeoutMs });
+  }
+  return run.summary();
+}
 
-  const stats = new PingStats({ timeoutMs });
-  const session = crypto.getRandomValues(new Uint32Array(1))[0];
-  const outstanding = new Map<number, number>(); // seq -> sentAt, in send order
-  let heardFromTarget = false;
+/** The client on Deno's sockets: one promise per datagram sent and per datagram received. */
+async function portablePing(
+  run: PingRun,
+  options: UdpPingOptions & { bindHost: string; window: number; timeoutMs: number },
+): Promise<void> {
+  const { signal, window, timeoutMs } = options;
+  const intervalMs = options.intervalMs ?? UDP_PING_DEFAULTS.intervalMs;
+  const { now, stats } = run;
+  const to: Deno.NetAddr = {
+    transport: "udp",
+    hostname: run.ip,
+    port: run.port,
+  };
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: options.bindHost, port: 0 });
+
   let waiter: (() => void) | undefined;
   let events = 0;
   const notify = () => {
@@ -205,7 +454,6 @@ export async function udpPing(
       waiter = done;
     });
   signal?.addEventListener("abort", notify);
-  const aborted = () => signal?.aborted ?? false;
 
   const receiveLoop = async () => {
     const buf = new Uint8Array(UDP_PING_DEFAULTS.receiveBufferSize);
@@ -219,101 +467,62 @@ export async function udpPing(
       } catch {
         return; // Closed at the end of the run.
       }
-      const receivedAt = now();
-      const bytes = data.length;
-      if (unmapped(from.hostname) !== ip || from.port !== target.port) {
-        stats.unexpectedSource++;
-        onEvent?.({ kind: "unexpected-source", bytes, from });
-        continue;
-      }
-      heardFromTarget = true;
-      const check = readProbe(data);
-      if (check.kind === "truncated") {
-        stats.truncated++;
-        if (check.seq !== undefined) outstanding.delete(check.seq);
-        onEvent?.({ kind: "truncated", seq: check.seq, bytes, expected: check.expected, from });
-      } else if (check.kind === "corrupted") {
-        stats.corrupted++;
-        onEvent?.({ kind: "corrupted", bytes, reason: check.reason, from });
-      } else {
-        const { seq, session: s, sentAt } = check.probe;
-        if (s !== session || seq >= stats.sent) {
-          stats.stray++;
-          onEvent?.({ kind: "stray", seq, bytes, from });
-        } else {
-          const rttMs = receivedAt - sentAt;
-          const flags = stats.reply(seq, rttMs);
-          outstanding.delete(seq);
-          onEvent?.({ kind: "reply", seq, bytes, rttMs, from, flags });
-        }
-      }
-      notify();
+      if (run.receive(data, from, now())) notify();
     }
   };
   const receiving = receiveLoop();
 
-  const sendBuf = new Uint8Array(size);
-  const firstSendAt = now();
-  let lastSendAt = firstSendAt;
+  const sendBuf = new Uint8Array(run.size);
   const sendOne = async () => {
-    const seq = stats.sent;
-    const sentAt = now();
-    const data = writeProbe(sendBuf, { seq, session, sentAt, length: size });
-    stats.sent++;
-    outstanding.set(seq, sentAt);
-    lastSendAt = sentAt;
+    const data = run.nextProbe(sendBuf);
     try {
       await sock.send(data, to);
     } catch (error) {
-      onEvent?.({ kind: "send-error", seq, error });
+      run.sendFailed(stats.sent - 1, error);
     }
   };
-  const expire = (at: number) => {
-    for (const [seq, sentAt] of outstanding) {
-      if (sentAt + timeoutMs > at) break;
-      outstanding.delete(seq);
-    }
-  };
-  const limit = count > 0 ? count : Infinity;
+  const { limit } = run;
 
   try {
+    run.start();
     if (options.flood) {
-      while (stats.sent < limit && !aborted()) {
-        expire(now());
-        if (outstanding.size < window) {
+      while (stats.sent < limit && !run.aborted) {
+        run.expire(now());
+        if (run.outstanding.size < window) {
           await sendOne();
         } else {
           // Like ping -f: a window stuck on lost probes still sends one probe per tick.
           const before = events;
           await waitEvent(UDP_PING_DEFAULTS.floodTickMs);
-          if (events === before && !aborted()) await sendOne();
+          if (events === before && !run.aborted) await sendOne();
         }
       }
     } else if (options.ratePps) {
       // Open loop: after a stall, catch up so that the average rate holds.
       const periodMs = 1000 / options.ratePps;
-      while (stats.sent < limit && !aborted()) {
+      const firstSendAt = run.firstSendAt;
+      while (stats.sent < limit && !run.aborted) {
         const due = Math.min(limit, Math.floor((now() - firstSendAt) / periodMs) + 1);
-        do await sendOne(); while (stats.sent < due && !aborted());
-        expire(now());
+        do await sendOne(); while (stats.sent < due && !run.aborted);
+        run.expire(now());
         if (stats.sent >= limit) break;
         const nextAt = firstSendAt + stats.sent * periodMs;
         await delay(Math.max(0, nextAt - now()), { signal });
       }
     } else {
       // Like ping: at least `intervalMs` between two probes, never a catch-up burst.
-      while (stats.sent < limit && !aborted()) {
+      while (stats.sent < limit && !run.aborted) {
         await sendOne();
-        expire(now());
+        run.expire(now());
         if (stats.sent >= limit) break;
-        await delay(Math.max(0, lastSendAt + intervalMs - now()), { signal });
+        await delay(Math.max(0, run.lastSendAt + intervalMs - now()), { signal });
       }
     }
-    const deadline = lastSendAt + timeoutMs;
-    while (!aborted()) {
+    const deadline = run.lastSendAt + timeoutMs;
+    while (!run.aborted) {
       const at = now();
-      expire(at);
-      if (outstanding.size === 0 || at >= deadline) break;
+      run.expire(at);
+      if (run.outstanding.size === 0 || at >= deadline) break;
       await waitEvent(deadline - at);
     }
   } finally {
@@ -321,16 +530,4 @@ export async function udpPing(
     sock.close();
     await receiving;
   }
-  return stats.summary({
-    target: targetText,
-    size,
-    durationMs: now() - firstSendAt,
-    sendSpanMs: lastSendAt - firstSendAt,
-    // Anything back from the target proves it open; else, on loopback, look.
-    portClosed: heardFromTarget
-      ? false
-      : stats.sent > 0
-      ? loopbackPortClosed(ip, target.port)
-      : null,
-  });
 }

@@ -257,7 +257,8 @@ export class PingStats {
       rtt: this.rtt(),
       durationMs: run.durationMs,
       sentPps,
-      receivedPps: sentPps === null ? null : sentPps * this.received / this.sent,
+      // The ratio first: with every probe answered it is exactly 1, and the rates are equal.
+      receivedPps: sentPps === null ? null : sentPps * (this.received / this.sent),
       portClosed: this.received > 0 ? false : run.portClosed ?? null,
     };
   }
