@@ -3,43 +3,10 @@ import { isRateLimitedSource, startUdpEcho, UDP_ECHO_DEFAULTS } from "../lib/udp
 import { REFLECTOR_PORTS } from "../lib/udp/reflector_ports.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { EVENT_TIMEOUT_MS, pseudoRandomBytes, runSockit, startSockit } from "./_helpers.ts";
-
-/** A UDP socket on loopback for tests, closed on dispose. */
-function udpSocket(hostname = "127.0.0.1", port = 0): Deno.DatagramConn & Disposable {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
-  return Object.assign(conn, {
-    [Symbol.dispose]() {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  });
-}
+import { hasQueued, receive, udpSocket } from "./_udp.ts";
 
 function to(hostname: string, port: number): Deno.NetAddr {
   return { transport: "udp", hostname, port };
-}
-
-async function receive(conn: Deno.DatagramConn): Promise<[Uint8Array, Deno.NetAddr]> {
-  const [data, from] = await withTimeout(conn.receive(new Uint8Array(65_536)), EVENT_TIMEOUT_MS, {
-    what: "an echoed datagram",
-  });
-  return [data.slice(), from as Deno.NetAddr];
-}
-
-/**
- * True when a datagram is already queued on `conn`. Loopback delivery is synchronous, so a
- * datagram sent before an event we already saw is queued by now; 100 ms is only a margin.
- */
-async function hasQueued(conn: Deno.DatagramConn): Promise<boolean> {
-  const got = conn.receive(new Uint8Array(65_536)).then(() => true, () => false);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const none = new Promise<boolean>((r) => timer = setTimeout(() => r(false), 100));
-  const result = await Promise.race([got, none]);
-  clearTimeout(timer);
-  return result;
 }
 
 function hasIpv6Loopback(): boolean {

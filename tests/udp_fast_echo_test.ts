@@ -6,6 +6,7 @@ import { REFLECTOR_PORTS } from "../lib/udp/reflector_ports.ts";
 import { MAX_UDP_PAYLOAD_IPV4, MAX_UDP_PAYLOAD_IPV6 } from "../lib/udp/datagram.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
 import { EVENT_TIMEOUT_MS, MAIN, pseudoRandomBytes, ROOT, startSockit } from "./_helpers.ts";
+import { hasQueued, receive, udpSocket } from "./_udp.ts";
 
 /** The fast path runs in this process (the tests run with -A on Linux x86_64/aarch64). */
 const FAST = fastEchoUnavailable("127.0.0.1") === undefined;
@@ -120,47 +121,12 @@ const PATHS = [
   },
 ];
 
-/** A UDP socket on loopback for tests, closed on dispose. */
-function udpSocket(hostname = "127.0.0.1", port = 0): Deno.DatagramConn & Disposable {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
-  return Object.assign(conn, {
-    [Symbol.dispose]() {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  });
-}
-
 function to(port: number, hostname = "127.0.0.1"): Deno.NetAddr {
   return { transport: "udp", hostname, port };
 }
 
 function portOf(conn: Deno.DatagramConn): number {
   return (conn.addr as Deno.NetAddr).port;
-}
-
-async function receive(conn: Deno.DatagramConn): Promise<[Uint8Array, Deno.NetAddr]> {
-  const [data, from] = await withTimeout(conn.receive(new Uint8Array(65_536)), EVENT_TIMEOUT_MS, {
-    what: "an echoed datagram",
-  });
-  return [data.slice(), from as Deno.NetAddr];
-}
-
-/**
- * True when a datagram is already queued on `conn`. Loopback delivery is synchronous and the
- * server answers in arrival order, so an answer sent before one we already got is queued by
- * now; 100 ms is only a margin.
- */
-async function hasQueued(conn: Deno.DatagramConn): Promise<boolean> {
-  const got = conn.receive(new Uint8Array(65_536)).then(() => true, () => false);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const none = new Promise<boolean>((r) => timer = setTimeout(() => r(false), 100));
-  const result = await Promise.race([got, none]);
-  clearTimeout(timer);
-  return result;
 }
 
 /** A socket on a reflector port (the tests run as root, or with low ports allowed). */
