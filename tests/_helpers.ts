@@ -22,6 +22,14 @@ export const EVENT_TIMEOUT_MS = 10_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Deno permissions of a sockit run without `--allow-ffi` (the portable fallbacks). */
+export const PERMISSIONS_WITHOUT_FFI: readonly string[] = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-env",
+  "--allow-sys",
+];
+
 /** True when `name` is an executable on PATH. */
 export function hasCommand(name: string): boolean {
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
@@ -146,9 +154,11 @@ export async function startSockit(
     fdLimit?: number;
     /** Extra environment variables (a code in `SOCKIT_CODE`, servers). */
     env?: Record<string, string>;
+    /** Deno permission flags instead of `--allow-all` (a run without `--allow-ffi`, say). */
+    permissions?: string[];
   } = {},
 ): Promise<SockitProcess> {
-  const argv = [Deno.execPath(), "run", "--allow-all", MAIN, ...args];
+  const argv = [Deno.execPath(), "run", ...(options.permissions ?? ["--allow-all"]), MAIN, ...args];
   const [program, ...programArgs] = options.fdLimit === undefined
     ? argv
     : ["bash", "-c", `ulimit -n ${options.fdLimit} && exec "$@"`, "bash", ...argv];
@@ -241,10 +251,16 @@ export interface RunResult {
 /** Runs `sockit ARGS...` to completion (with optional stdin) within `timeoutMs`. */
 export async function runSockit(
   args: string[],
-  options: { stdin?: string | Uint8Array; timeoutMs?: number; env?: Record<string, string> } = {},
+  options: {
+    stdin?: string | Uint8Array;
+    timeoutMs?: number;
+    env?: Record<string, string>;
+    /** Deno permission flags instead of `--allow-all`. */
+    permissions?: string[];
+  } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
+    args: ["run", ...(options.permissions ?? ["--allow-all"]), MAIN, ...args],
     cwd: ROOT,
     env: options.env,
     stdin: options.stdin === undefined ? "null" : "piped",

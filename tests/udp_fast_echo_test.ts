@@ -5,102 +5,21 @@ import type { UdpEchoServer } from "../lib/udp/echo_server.ts";
 import { REFLECTOR_PORTS } from "../lib/udp/reflector_ports.ts";
 import { MAX_UDP_PAYLOAD_IPV4, MAX_UDP_PAYLOAD_IPV6 } from "../lib/udp/datagram.ts";
 import { withTimeout } from "../lib/net/deadline.ts";
-import { EVENT_TIMEOUT_MS, MAIN, pseudoRandomBytes, ROOT, startSockit } from "./_helpers.ts";
+import {
+  EVENT_TIMEOUT_MS,
+  PERMISSIONS_WITHOUT_FFI,
+  pseudoRandomBytes,
+  type SockitProcess,
+  startSockit,
+} from "./_helpers.ts";
 import { hasQueued, receive, udpSocket } from "./_udp.ts";
 
 /** The fast path runs in this process (the tests run with -A on Linux x86_64/aarch64). */
 const FAST = fastEchoUnavailable("127.0.0.1") === undefined;
 const NO_FAST_PATH = FAST ? "" : ` (skipped: ${fastEchoUnavailable("127.0.0.1")})`;
 
-/** Permissions of the fallback runs: everything udp-echo needs except ffi. */
-const WITHOUT_FFI = ["--allow-net", "--allow-read", "--allow-env", "--allow-sys"];
-
 /** What the tests need of a running `udp-echo`. */
-interface EchoProcess extends AsyncDisposable {
-  port: number;
-  stderr: string[];
-  waitForStderr(re: RegExp): Promise<RegExpMatchArray>;
-  stop(signal: Deno.Signal): Promise<Deno.CommandStatus>;
-}
-
-/**
- * `sockit udp-echo ARGS... --verbose` without the ffi permission, so on Deno's sockets.
- * (startSockit always grants everything.)
- */
-async function startWithoutFfi(args: string[]): Promise<EchoProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...WITHOUT_FFI, MAIN, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  let waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  let ended = false;
-  const endWaiters: (() => void)[] = [];
-  const pump = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      let i;
-      while ((i = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, i);
-        pending = pending.slice(i + 1);
-        lines.push(line);
-        waiters = waiters.filter((w) => {
-          const m = line.match(w.re);
-          if (m) w.resolve(m);
-          return !m;
-        });
-      }
-    }
-    ended = true;
-    endWaiters.forEach((r) => r());
-  })();
-  const status = child.status.then(async (s) => {
-    await pump;
-    return s;
-  });
-  const waitForStderr = (re: RegExp) => {
-    const seen = lines.map((l) => l.match(re)).find((m) => m);
-    if (seen) return Promise.resolve(seen);
-    const p = new Promise<RegExpMatchArray>((resolve, reject) => {
-      waiters.push({ re, resolve });
-      const fail = () => reject(new Error(`udp-echo ended before ${re}:\n${lines.join("\n")}`));
-      if (ended) fail();
-      else endWaiters.push(fail);
-    });
-    return withTimeout(p, EVENT_TIMEOUT_MS, { what: `stderr ${re}:\n${lines.join("\n")}` });
-  };
-  const kill = (signal: Deno.Signal) => {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already exited.
-    }
-  };
-  try {
-    const m = await waitForStderr(/listening on [^\s]+:(\d+)/);
-    return {
-      port: Number(m[1]),
-      stderr: lines,
-      waitForStderr,
-      stop(signal) {
-        kill(signal);
-        return withTimeout(status, EVENT_TIMEOUT_MS, { what: "udp-echo to exit" });
-      },
-      async [Symbol.asyncDispose]() {
-        kill("SIGKILL");
-        await status;
-      },
-    };
-  } catch (error) {
-    kill("SIGKILL");
-    await status;
-    throw error;
-  }
-}
+type EchoProcess = SockitProcess;
 
 /** The two ways `udp-echo` runs, each checked for the same behaviour. */
 const PATHS = [
@@ -116,7 +35,10 @@ const PATHS = [
     name: "fallback (no --allow-ffi)",
     ignore: false,
     skip: "",
-    start: (args: string[]) => startWithoutFfi(["udp-echo", "--port", "0", "--verbose", ...args]),
+    start: (args: string[]): Promise<EchoProcess> =>
+      startSockit(["udp-echo", "--port", "0", "--verbose", ...args], {
+        permissions: [...PERMISSIONS_WITHOUT_FFI],
+      }),
     says: /Deno sockets, one datagram per call \(fast path off: no ffi permission/,
   },
 ];

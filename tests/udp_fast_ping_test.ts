@@ -4,10 +4,8 @@ import { fastPingUnavailable } from "../lib/udp/fast_ping.ts";
 import { type PingClient, udpPing } from "../lib/udp/ping.ts";
 import type { PingSummary } from "../lib/udp/ping_stats.ts";
 import { ProbeOffset, readProbe, writeProbe } from "../lib/udp/probe.ts";
-import { EVENT_TIMEOUT_MS, MAIN, ROOT, startSockit } from "./_helpers.ts";
+import { EVENT_TIMEOUT_MS, PERMISSIONS_WITHOUT_FFI, runSockit, startSockit } from "./_helpers.ts";
 
-/** What udp-ping needs, without ffi: the fallback client. */
-const WITHOUT_FFI = ["--allow-net", "--allow-read", "--allow-env", "--allow-sys"];
 /** The fast path runs here (Linux, -A); elsewhere the fast-path tests are skipped. */
 const FAST = fastPingUnavailable("127.0.0.1");
 const fastTest = (name: string, fn: () => Promise<void>) =>
@@ -19,35 +17,26 @@ const fastTest = (name: string, fn: () => Promise<void>) =>
 
 /** Runs `sockit udp-ping ARGS... --json --verbose` with `permissions`; its summary and log. */
 async function cliPing(
-  permissions: string[],
+  permissions: readonly string[],
   args: string[],
 ): Promise<{ code: number; summary: PingSummary; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, MAIN, "udp-ping", ...args, "--json", "--verbose"],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out: Deno.CommandOutput;
-  try {
-    out = await withTimeout(child.output(), 60_000, { what: "sockit udp-ping to exit" });
-  } catch (error) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw error;
-  }
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(stdout.split("\n").length, 1, `--json prints one line, got:\n${stdout}\n${stderr}`);
-  return { code: out.code, summary: JSON.parse(stdout), stderr };
+  const out = await runSockit(["udp-ping", ...args, "--json", "--verbose"], {
+    permissions: [...permissions],
+  });
+  const stdout = out.stdout.trim();
+  assert.equal(
+    stdout.split("\n").length,
+    1,
+    `--json prints one line, got:\n${stdout}\n${out.stderr}`,
+  );
+  return { code: out.code, summary: JSON.parse(stdout), stderr: out.stderr };
 }
 
 const PATHS = [
   { name: "fast path (-A)", permissions: ["-A"], log: /fast path: sendmmsg\/recvmmsg/ },
   {
     name: "fallback (no --allow-ffi)",
-    permissions: WITHOUT_FFI,
+    permissions: PERMISSIONS_WITHOUT_FFI,
     log: /Deno sockets, one datagram per call \(fast path off: no ffi permission/,
   },
 ];
