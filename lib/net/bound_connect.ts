@@ -13,6 +13,7 @@
 
 import net from "node:net";
 import { Buffer } from "node:buffer";
+import { NodeStreamReader } from "./node_stream_reader.ts";
 
 /** Bounds of a bound connection, with their reasons. */
 export const BOUND_CONNECT_LIMITS = {
@@ -90,11 +91,7 @@ export function connectFrom(
 /** A connected `node:net` socket as a {@linkcode BoundConn}. */
 class NodeSocketConn implements BoundConn {
   #socket: net.Socket;
-  #chunks: Uint8Array[] = [];
-  #buffered = 0;
-  #ended = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
+  #reader: NodeStreamReader;
   readonly localAddr: Deno.NetAddr;
   readonly remoteAddr: Deno.NetAddr;
 
@@ -106,58 +103,26 @@ class NodeSocketConn implements BoundConn {
       hostname: socket.remoteAddress!,
       port: socket.remotePort!,
     };
-    socket.on("data", (chunk: Buffer) => {
-      this.#chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      this.#buffered += chunk.byteLength;
-      if (this.#buffered >= BOUND_CONNECT_LIMITS.readHighWaterBytes) socket.pause();
-      this.#notify();
+    this.#reader = new NodeStreamReader(socket, {
+      highWaterBytes: BOUND_CONNECT_LIMITS.readHighWaterBytes,
+      gate: {
+        get held() {
+          return socket.isPaused();
+        },
+        hold: () => socket.pause(),
+        release: () => socket.resume(),
+      },
     });
-    socket.on("end", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("error", (error: Error) => {
-      this.#error = error;
-      this.#notify();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
   }
 
   /** Reads into `p`; null at end of input. */
-  async read(p: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    let n = 0;
-    while (n < p.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const take = Math.min(chunk.length, p.length - n);
-      p.set(chunk.subarray(0, take), n);
-      n += take;
-      if (take === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(take);
-    }
-    this.#buffered -= n;
-    if (this.#socket.isPaused() && this.#buffered < BOUND_CONNECT_LIMITS.readHighWaterBytes / 2) {
-      this.#socket.resume();
-    }
-    return n;
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#reader.read(p);
   }
 
   /** Writes all of `p`; resolves once the socket took it (so `p` may be reused). */
   write(p: Uint8Array): Promise<number> {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#reader.error) return Promise.reject(this.#reader.error);
     // A copy: node may hold the buffer until it is flushed, and callers reuse theirs.
     const bytes = Buffer.from(p);
     return new Promise((resolve, reject) => {

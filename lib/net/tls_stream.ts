@@ -37,6 +37,7 @@ import tls from "node:tls";
 import { isIP } from "node:net";
 import { withTimeout } from "./deadline.ts";
 import { fingerprintOfDer } from "./tls_cert.ts";
+import { NodeStreamReader } from "./node_stream_reader.ts";
 
 /** Limits of TLS connections, with their reasons. */
 export const TLS_DEFAULTS = {
@@ -282,12 +283,8 @@ export class TlsStreamConn implements Deno.TcpConn {
   #socket: tls.TLSSocket;
   #tcp: Deno.TcpConn;
   #flow: ReadFlow;
-  #chunks: Uint8Array[] = [];
-  #buffered = 0;
-  #ended = false;
+  #reader: NodeStreamReader;
   #closed = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
   #readable: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
   #writable: WritableStream<Uint8Array<ArrayBufferLike>> | undefined;
 
@@ -297,23 +294,9 @@ export class TlsStreamConn implements Deno.TcpConn {
     this.#tcp = tcp;
     this.#flow = flow;
     // Flowing for good: never pause the TLS socket (see the module doc); hold the TCP reads.
-    socket.on("data", (chunk: Buffer) => {
-      this.#chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      this.#buffered += chunk.byteLength;
-      if (this.#buffered >= TLS_DEFAULTS.readHighWaterBytes) flow.hold();
-      this.#notify();
-    });
-    socket.on("end", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("error", (error: Error) => {
-      this.#error ??= error;
-      this.#notify();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      this.#notify();
+    this.#reader = new NodeStreamReader(socket, {
+      highWaterBytes: TLS_DEFAULTS.readHighWaterBytes,
+      gate: flow,
     });
   }
 
@@ -361,27 +344,14 @@ export class TlsStreamConn implements Deno.TcpConn {
    * Reads decrypted bytes into `p`: as much of what is buffered as fits (several TLS records
    * at once, so a reader with a big buffer makes few reads); null once the peer ended its side.
    */
-  async read(p: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#closed) throw new Deno.errors.BadResource("Cannot read: the connection is closed");
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    let n = 0;
-    while (n < p.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const take = Math.min(p.length - n, chunk.length);
-      p.set(take === chunk.length ? chunk : chunk.subarray(0, take), n);
-      n += take;
-      if (take === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(take);
-    }
-    this.#buffered -= n;
-    if (this.#flow.held && this.#buffered < TLS_DEFAULTS.readHighWaterBytes / 2) {
-      this.#flow.release();
-    }
-    return n;
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#reader.read(
+      p,
+      () =>
+        this.#closed
+          ? new Deno.errors.BadResource("Cannot read: the connection is closed")
+          : undefined,
+    );
   }
 
   /** Encrypts and writes all of `p`; resolves `p.length` once the socket took it. */
@@ -389,7 +359,7 @@ export class TlsStreamConn implements Deno.TcpConn {
     if (this.#closed) {
       return Promise.reject(new Deno.errors.BadResource("Cannot write: the connection is closed"));
     }
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#reader.error) return Promise.reject(this.#reader.error);
     if (p.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       this.#socket.write(p, (error?: Error | null) => {
@@ -425,7 +395,7 @@ export class TlsStreamConn implements Deno.TcpConn {
       // The Duplex's destroy closed it.
     }
     this.#flow.release();
-    this.#notify();
+    this.#reader.wake();
   }
 
   /** Local address of the TCP socket beneath. */
@@ -483,12 +453,6 @@ export class TlsStreamConn implements Deno.TcpConn {
   /** Closes the connection. */
   [Symbol.dispose](): void {
     this.close();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
   }
 }
 
