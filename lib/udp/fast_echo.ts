@@ -66,6 +66,7 @@ import {
   LibcError,
   LINUX,
   openLibc,
+  prepareReceiveSlots,
   setPointer,
   writeSocketAddress,
 } from "./libc.ts";
@@ -261,14 +262,16 @@ function serve(
   const pollFd = new Uint8Array(ctl, POLLFD, 8);
   view.setInt32(POLLFD, fd, true);
   view.setInt16(POLLFD + 4, LINUX.POLLOUT, true);
+  prepareReceiveSlots(view, {
+    count: batch,
+    base: ctlAt,
+    headers: RECV_HDR,
+    iovecs: RECV_IOV,
+    addresses: ADDRS,
+    data: dataAt,
+    slotBytes,
+  });
   for (let i = 0; i < batch; i++) {
-    const h = RECV_HDR + i * MMSGHDR_SIZE;
-    setPointer(view, h, ctlAt + ADDRS + i * SOCKADDR_STORAGE_SIZE); // msg_name
-    view.setUint32(h + 8, SOCKADDR_STORAGE_SIZE, true); // msg_namelen
-    setPointer(view, h + 16, ctlAt + RECV_IOV + i * IOVEC_SIZE); // msg_iov
-    view.setUint32(h + 24, 1, true); // msg_iovlen
-    setPointer(view, RECV_IOV + i * IOVEC_SIZE, dataAt + i * slotBytes);
-    view.setUint32(RECV_IOV + i * IOVEC_SIZE + 8, slotBytes, true);
     const sh = SEND_HDR + i * MMSGHDR_SIZE;
     setPointer(view, sh + 16, ctlAt + SEND_IOV + i * IOVEC_SIZE);
     view.setUint32(sh + 24, 1, true);

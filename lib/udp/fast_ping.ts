@@ -59,6 +59,7 @@ import {
   LibcError,
   LINUX,
   openLibc,
+  prepareReceiveSlots,
   setPointer,
   writeSocketAddress,
 } from "./libc.ts";
@@ -205,14 +206,16 @@ export async function fastFlood(run: PingRun, options: FastFloodOptions): Promis
   const ctlAt = addressOf(ctl);
   const repliesAt = addressOf(replies);
   const probesAt = addressOf(probes);
+  prepareReceiveSlots(view, {
+    count: batch,
+    base: ctlAt,
+    headers: RECV_HDR,
+    iovecs: RECV_IOV,
+    addresses: ADDRS,
+    data: repliesAt,
+    slotBytes,
+  });
   for (let i = 0; i < batch; i++) {
-    const h = RECV_HDR + i * MMSGHDR_SIZE;
-    setPointer(view, h, ctlAt + ADDRS + i * SOCKADDR_STORAGE_SIZE); // msg_name
-    view.setUint32(h + 8, SOCKADDR_STORAGE_SIZE, true); // msg_namelen
-    setPointer(view, h + 16, ctlAt + RECV_IOV + i * IOVEC_SIZE); // msg_iov
-    view.setUint32(h + 24, 1, true); // msg_iovlen
-    setPointer(view, RECV_IOV + i * IOVEC_SIZE, repliesAt + i * slotBytes);
-    view.setUint32(RECV_IOV + i * IOVEC_SIZE + 8, slotBytes, true);
     const sh = SEND_HDR + i * MMSGHDR_SIZE;
     setPointer(view, sh, ctlAt + TARGET);
     view.setUint32(sh + 8, targetLength, true);

@@ -338,3 +338,48 @@ export function writeSocketAddress(
   }
   return v6 ? LINUX.SOCKADDR_IN6_SIZE : LINUX.SOCKADDR_IN_SIZE;
 }
+
+/**
+ * Lays out `count` receive slots for `recvmmsg` in `view` (a block at address `base`): the
+ * `mmsghdr` at `headers + i * MMSGHDR_SIZE` names the `sockaddr_storage` at
+ * `addresses + i * SOCKADDR_STORAGE_SIZE` and one `iovec` at `iovecs + i * IOVEC_SIZE`,
+ * which points at `slotBytes` bytes at address `data + i * slotBytes`. Offsets are into
+ * `view`; `base` and `data` are memory addresses ({@linkcode addressOf}).
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LINUX, prepareReceiveSlots } from "./libc.ts";
+ * const view = new DataView(new ArrayBuffer(2 * (LINUX.MMSGHDR_SIZE + LINUX.IOVEC_SIZE)));
+ * prepareReceiveSlots(view, {
+ *   count: 2, base: 0x1000, headers: 0, iovecs: 2 * LINUX.MMSGHDR_SIZE, addresses: 0x800,
+ *   data: 0x10000, slotBytes: 1500,
+ * });
+ * assert.equal(view.getUint32(8, true), LINUX.SOCKADDR_STORAGE_SIZE); // msg_namelen
+ * assert.equal(view.getUint32(2 * LINUX.MMSGHDR_SIZE + LINUX.IOVEC_SIZE + 8, true), 1500);
+ * ```
+ */
+export function prepareReceiveSlots(
+  view: DataView,
+  layout: {
+    count: number;
+    base: number;
+    headers: number;
+    iovecs: number;
+    addresses: number;
+    data: number;
+    slotBytes: number;
+  },
+): void {
+  const { IOVEC_SIZE, MMSGHDR_SIZE, SOCKADDR_STORAGE_SIZE } = LINUX;
+  const { base, headers, iovecs, addresses, data, slotBytes } = layout;
+  for (let i = 0; i < layout.count; i++) {
+    const h = headers + i * MMSGHDR_SIZE;
+    setPointer(view, h, base + addresses + i * SOCKADDR_STORAGE_SIZE); // msg_name
+    view.setUint32(h + 8, SOCKADDR_STORAGE_SIZE, true); // msg_namelen
+    setPointer(view, h + 16, base + iovecs + i * IOVEC_SIZE); // msg_iov
+    view.setUint32(h + 24, 1, true); // msg_iovlen
+    setPointer(view, iovecs + i * IOVEC_SIZE, data + i * slotBytes); // iov_base
+    view.setUint32(iovecs + i * IOVEC_SIZE + 8, slotBytes, true); // iov_len
+  }
+}
