@@ -35,8 +35,18 @@ export async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-/** `Deno.lstatSync`, or null when nothing is at `path`. */
-function lstatSyncOrNull(path: string): Deno.FileInfo | null {
+/**
+ * `Deno.lstatSync`, or null when nothing is at `path`.
+ *
+ * @example Usage
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lstatSyncOrNull } from "./partial_file.ts";
+ * assert.equal(lstatSyncOrNull("/no/such/path/here"), null);
+ * assert.equal(lstatSyncOrNull("/")?.isDirectory, true);
+ * ```
+ */
+export function lstatSyncOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.lstatSync(path);
   } catch (error) {

@@ -26,7 +26,13 @@ import { ProtocolError } from "../net/errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import { type Logger, quote } from "../log.ts";
 import { formatBytes } from "../transfer/human.ts";
-import { freeSpace, placeFile, removeQuietly, syncFolder } from "../transfer/partial_file.ts";
+import {
+  freeSpace,
+  lstatSyncOrNull,
+  placeFile,
+  removeQuietly,
+  syncFolder,
+} from "../transfer/partial_file.ts";
 import type { ReceiveProgress } from "../transfer/progress.ts";
 import { receiveSession, type ReceiveSummary, SYNC_BEHIND_BYTES } from "../transfer/receiver.ts";
 import { findFreeName, partialName, splitSafePath } from "../transfer/safe_path.ts";
@@ -98,15 +104,6 @@ export const ZIP_ENTRY_OVERHEAD_BYTES = 1024;
 
 /** Most entries a received zip may hold beyond the offer's `numfiles` (folder entries). */
 export const ZIP_EXTRA_ENTRIES = 100_000;
-
-function lstatSyncOrNull(path: string): Deno.FileInfo | null {
-  try {
-    return Deno.lstatSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-}
 
 /** The one safe path component `name` must be (a file or folder name from the sender). */
 function singleName(name: string): string {
