@@ -124,6 +124,8 @@ export interface ClusterStats {
 }
 
 interface RoomLink {
+  /** The room's subjects. */
+  subjects: { msg: string; presence: string; who: string };
   unsubscribe: () => void;
   /** Other nodes' readers that hold this room's local senders (`remote_hold.ts`). */
   hold: RemoteHold;
@@ -215,7 +217,7 @@ export class Cluster {
   /** A local client `name` entered `room` (`first`: the room had no local member before). */
   joined(room: string, name: string, first: boolean): void {
     if (first) this.#subscribeRoom(room);
-    this.#control(roomSubjects(room).presence, { t: "join", room, name });
+    this.#control(this.#subjects(room).presence, { t: "join", room, name });
   }
 
   /**
@@ -223,13 +225,13 @@ export class Cluster {
    * another room`); `last`: nobody local is left there.
    */
   left(room: string, name: string, why: string, last: boolean): void {
-    this.#control(roomSubjects(room).presence, { t: "leave", room, name, why });
+    this.#control(this.#subjects(room).presence, { t: "leave", room, name, why });
     if (last) this.#unsubscribeRoom(room);
   }
 
   /** A local client of `room` was renamed. */
   renamed(room: string, old: string, name: string): void {
-    this.#control(roomSubjects(room).presence, { t: "rename", room, old, name });
+    this.#control(this.#subjects(room).presence, { t: "rename", room, old, name });
   }
 
   /** Publishes `count` messages (encoded as the relay queued them) to `room`'s other nodes. */
@@ -244,7 +246,7 @@ export class Cluster {
       count,
     });
     // Header and payload as two pieces: the relay's buffer is sent as it is, not copied.
-    if (this.#bus.publish(roomSubjects(room).msg, [head, payload])) this.#stats.published++;
+    if (this.#bus.publish(this.#subjects(room).msg, [head, payload])) this.#stats.published++;
   }
 
   /**
@@ -254,12 +256,12 @@ export class Cluster {
   holdFor(room: string, outbox: FlowOutbox): void {
     const link = this.#links.get(room);
     if (!link || link.holding.has(outbox)) return;
-    if (link.holding.size === 0) this.#control(roomSubjects(room).presence, { t: "hold", room });
+    if (link.holding.size === 0) this.#control(this.#subjects(room).presence, { t: "hold", room });
     link.holding.add(outbox);
     void outbox.released().then(() => {
       if (!link.holding.delete(outbox) || link.holding.size > 0) return;
       if (this.#links.get(room) === link) {
-        this.#control(roomSubjects(room).presence, { t: "release", room });
+        this.#control(this.#subjects(room).presence, { t: "release", room });
       }
     });
   }
@@ -279,7 +281,7 @@ export class Cluster {
     const answered = new Map<string, string[]>();
     if (known.length > 0) {
       const replies = await this.#bus.request(
-        roomSubjects(room).who,
+        this.#subjects(room).who,
         encodeControl(this.#from({ t: "who", room })),
         { maxReplies: known.length, timeoutMs: this.#timing.requestTimeoutMs },
       );
@@ -369,6 +371,11 @@ export class Cluster {
     return this.#warm ? this.#nodes.size : ENVELOPE_LIMITS.names;
   }
 
+  /** `room`'s subjects, kept while this node is in the room (they are built per broadcast). */
+  #subjects(room: string): { msg: string; presence: string; who: string } {
+    return this.#links.get(room)?.subjects ?? roomSubjects(room);
+  }
+
   #from<T extends object>(body: T): T & { node: string; epoch: number } {
     return { node: this.nodeId, epoch: this.#epoch, ...body };
   }
@@ -409,8 +416,9 @@ export class Cluster {
 
   #subscribeRoom(room: string): void {
     if (this.#links.has(room)) return;
-    const subjects = roomSubjects(room);
+    const subjects = this.#subjects(room);
     const link: RoomLink = {
+      subjects,
       unsubscribe: () => {},
       hold: new RemoteHold(),
       holding: new Set(),
@@ -432,7 +440,7 @@ export class Cluster {
     const link = this.#links.get(room);
     link?.hold.clear();
     if (link && link.holding.size > 0) {
-      this.#control(roomSubjects(room).presence, { t: "release", room });
+      this.#control(this.#subjects(room).presence, { t: "release", room });
     }
     link?.unsubscribe();
     this.#links.delete(room);
@@ -442,7 +450,7 @@ export class Cluster {
   /** Learns who is in `room` on the other nodes, silently (a join, or the link is back). */
   async #sync(room: string, link: RoomLink): Promise<void> {
     const replies = await this.#bus.request(
-      roomSubjects(room).who,
+      this.#subjects(room).who,
       encodeControl(this.#from({ t: "who", room })),
       // Nodes without members there do not answer: the full wait, in the background.
       { maxReplies: ENVELOPE_LIMITS.names, timeoutMs: this.#timing.requestTimeoutMs },
@@ -603,7 +611,7 @@ export class Cluster {
     this.#control(CLUSTER_SUBJECTS.nodes, { t: "beat" });
     // Holds lapse unless repeated.
     for (const [room, link] of this.#links) {
-      if (link.holding.size > 0) this.#control(roomSubjects(room).presence, { t: "hold", room });
+      if (link.holding.size > 0) this.#control(this.#subjects(room).presence, { t: "hold", room });
     }
     const now = performance.now();
     for (const [node, { lastSeen }] of [...this.#nodes]) {
@@ -629,7 +637,7 @@ export class Cluster {
     this.#beat();
     for (const room of rooms) {
       host.notice(room, "cluster link restored");
-      this.#control(roomSubjects(room).presence, { t: "hello", room, names: host.members(room) });
+      this.#control(this.#subjects(room).presence, { t: "hello", room, names: host.members(room) });
       const link = this.#links.get(room);
       if (link) void this.#sync(room, link);
     }
