@@ -141,14 +141,40 @@ for (const path of PATHS) {
   });
 }
 
+/** The inode of the IPv4 UDP socket bound to 127.0.0.1:`port`, from `/proc/net/udp`. */
+function udpSocketInode(port: number): string | undefined {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of Deno.readTextFileSync("/proc/net/udp").split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === local) return fields[9];
+  }
+  return undefined;
+}
+
+/** The socket inodes this process has descriptors for (`socket:[N]` links in /proc/self/fd). */
+function socketInodesOpen(): Set<string> {
+  const inodes = new Set<string>();
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/self/fd/${entry.name}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      // Closed while listing.
+    }
+  }
+  return inodes;
+}
+
 Deno.test({
   name: `startFastUdpEcho: stop() ends the loop and closes the socket${NO_FAST_PATH}`,
   ignore: !FAST,
   fn: async () => {
-    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
-    const before = fds();
     const server = startFastUdpEcho({ hostname: "127.0.0.1", port: 0 });
     assert.equal(server.addr.hostname, "127.0.0.1");
+    // The server's socket, by inode: counting this process's descriptors would see other
+    // tests running in parallel.
+    const inode = udpSocketInode(server.addr.port);
+    assert.ok(inode !== undefined && socketInodesOpen().has(inode), "the server's socket is open");
     using client = udpSocket();
     await client.send(new Uint8Array([7]), server.addr);
     assert.deepEqual((await receive(client))[0], new Uint8Array([7]));
@@ -156,7 +182,7 @@ Deno.test({
     await withTimeout(server.stop(), EVENT_TIMEOUT_MS, { what: "stop()" });
     await server.done;
     await server.stop(); // twice is fine
-    assert.equal(fds(), before + 1, "the server's descriptor is still open"); // + the client
+    assert.equal(socketInodesOpen().has(inode!), false, "the server's descriptor is still open");
     // The port is free again.
     udpSocket("127.0.0.1", server.addr.port)[Symbol.dispose]();
     assert.equal(server.stats.echoed, 1);

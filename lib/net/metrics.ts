@@ -40,6 +40,7 @@ import { BufferedReader } from "./buffered_reader.ts";
 import { readRequestHead } from "./http_request.ts";
 import { HttpError, HttpStatus, refuseRequest, writeResponse } from "./http_response.ts";
 import { serve } from "./server.ts";
+import { openFileCount } from "./fd_budget.ts";
 import { SocketError, UsageError } from "./errors.ts";
 
 /** Defaults of `--metrics` and {@linkcode serveMetrics}. */
@@ -416,13 +417,7 @@ function openFds(): number | undefined {
 function listOpenFds(): number | undefined {
   const path = "/proc/self/fd";
   if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
-  try {
-    let n = 0;
-    for (const _ of Deno.readDirSync(path)) n++;
-    return n - 1; // Not counting the descriptor that lists the folder.
-  } catch {
-    return undefined;
-  }
+  return openFileCount() ?? undefined;
 }
 
 /** VmRSS of `/proc/self/status` in bytes, else `Deno.memoryUsage().rss`. */
